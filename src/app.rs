@@ -1,0 +1,110 @@
+//! The application: shared state, router assembly, and the server's start and stop.
+
+use crate::auth::{self, TokenIssuer};
+use crate::config::{Keys, Settings};
+use crate::db::Db;
+use crate::error::ApiError;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+use tower_http::trace::TraceLayer;
+
+/// Everything a handler may need. Cheap to clone; no globals.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub tokens: TokenIssuer,
+    pub keys: Arc<Keys>,
+}
+
+impl AppState {
+    pub fn new(db: Db, settings: Settings, keys: Keys) -> anyhow::Result<Self> {
+        Ok(AppState {
+            tokens: TokenIssuer::new(&keys.jwt, settings.token_ttl)?,
+            db,
+            settings: Arc::new(settings),
+            keys: Arc::new(keys),
+        })
+    }
+}
+
+/// Largest JSON body the API accepts.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(auth::router())
+        .merge(crate::camps::router())
+        .merge(crate::patients::router())
+        .merge(crate::vitals::router())
+        .merge(crate::doctors::router())
+        .merge(crate::consultations::router())
+        .merge(crate::queue::router())
+        .merge(crate::medicines::router())
+        .merge(crate::prescriptions::router());
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health", get(crate::health::health))
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            // Method and path only: query strings and headers may carry tokens or patient data.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves. Paths work with and without a
+/// trailing slash: the slash is trimmed before routing.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = NormalizePathLayer::trim_trailing_slash().layer(router);
+    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Opens the database, migrates it, and makes sure an admin exists. Returns the state and,
+/// when an admin was created with a generated password, that password (to print once).
+pub async fn prepare(settings: Settings) -> anyhow::Result<(AppState, Option<String>)> {
+    let keys = settings.load_keys()?;
+    let db = Db::connect(&settings.database_url(), settings.db_pool_size).await?;
+    db.migrate().await?;
+    let generated = ensure_admin(&db, settings.admin_password.clone()).await?;
+    Ok((AppState::new(db, settings, keys)?, generated))
+}
+
+/// On an empty user table, creates `admin` with `EHRS_ADMIN_PASSWORD` or a generated
+/// password, which is returned so the caller can print it once.
+async fn ensure_admin(db: &Db, password: Option<String>) -> anyhow::Result<Option<String>> {
+    if auth::repo::count(db).await? > 0 {
+        return Ok(None);
+    }
+    let (password, generated) = match password {
+        Some(password) => (password, false),
+        None => (generate_password(), true),
+    };
+    let hash = auth::hash_password(password.clone()).await?;
+    let mut tx = db.begin().await?;
+    auth::repo::insert(&mut tx, "admin", &hash, auth::Role::Admin).await?;
+    tx.commit().await?;
+    Ok(generated.then_some(password))
+}
+
+fn generate_password() -> String {
+    use base64::Engine;
+    let bytes: [u8; 18] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -1,0 +1,121 @@
+use crate::ids::UserId;
+use crate::time::Timestamp;
+use crate::validation::{FieldErrors, Validate};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Doctor,
+    Nurse,
+    Pharmacist,
+    Volunteer,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Doctor,
+        Role::Nurse,
+        Role::Pharmacist,
+        Role::Volunteer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Doctor => "doctor",
+            Role::Nurse => "nurse",
+            Role::Pharmacist => "pharmacist",
+            Role::Volunteer => "volunteer",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == raw)
+    }
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub role: Role,
+    pub is_active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+}
+
+impl Validate for NewUser {
+    fn validate(&self) -> Result<(), crate::error::ApiError> {
+        let mut errors = FieldErrors::new();
+        validate_username(&mut errors, &self.username);
+        validate_password(&mut errors, &self.password);
+        errors.finish()
+    }
+}
+
+/// `PATCH /api/v1/users/{id}`: any subset of the fields.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub password: Option<String>,
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+}
+
+impl Validate for UserUpdate {
+    fn validate(&self) -> Result<(), crate::error::ApiError> {
+        let mut errors = FieldErrors::new();
+        if let Some(password) = &self.password {
+            validate_password(&mut errors, password);
+        }
+        errors.finish()
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+}
+
+fn validate_username(errors: &mut FieldErrors, username: &str) {
+    let ok = (3..=64).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    errors.check(
+        ok,
+        "username",
+        "must be 3 to 64 characters of letters, digits, '.', '_' or '-'",
+    );
+}
+
+fn validate_password(errors: &mut FieldErrors, password: &str) {
+    errors.check(
+        (8..=256).contains(&password.chars().count()),
+        "password",
+        "must be 8 to 256 characters",
+    );
+}

@@ -1,0 +1,111 @@
+//! SQL for the `users` table.
+
+use super::model::{Role, User};
+use crate::db::{Db, Tx};
+use crate::ids::UserId;
+use crate::time::Timestamp;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+const COLUMNS: &str = "id, username, role, is_active, created_at, updated_at";
+
+fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        role: Role::parse(&role).ok_or_else(|| sqlx::Error::Decode(format!("unknown role '{role}'").into()))?,
+        is_active: row.try_get::<i64, _>("is_active")? != 0,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub async fn insert(tx: &mut Tx, username: &str, password_hash: &str, role: Role) -> Result<User, sqlx::Error> {
+    let now = Timestamp::now();
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO users (id, username, password_hash, role, is_active, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 1, $5, $5) RETURNING {COLUMNS}"
+    )))
+    .bind(UserId::generate())
+    .bind(username)
+    .bind(password_hash)
+    .bind(role.as_str())
+    .bind(now)
+    .fetch_one(tx.conn())
+    .await?;
+    user_from_row(&row)
+}
+
+pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(db.pool())
+        .await
+}
+
+/// The id, role and password hash of an active user, for login.
+pub async fn credentials(db: &Db, username: &str) -> Result<Option<(UserId, Role, String)>, sqlx::Error> {
+    let row = sqlx::query("SELECT id, role, password_hash FROM users WHERE username = $1 AND is_active = 1")
+        .bind(username)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|row| {
+        let role: String = row.try_get("role")?;
+        Ok((
+            row.try_get("id")?,
+            Role::parse(&role).unwrap_or(Role::Volunteer),
+            row.try_get("password_hash")?,
+        ))
+    })
+    .transpose()
+}
+
+/// The role of an active user; `None` when the user is gone or disabled.
+pub async fn active_role(db: &Db, id: &UserId) -> Result<Option<Role>, sqlx::Error> {
+    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1 AND is_active = 1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(role.as_deref().and_then(Role::parse))
+}
+
+pub async fn get(db: &Db, id: &UserId) -> Result<Option<User>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+pub async fn list(db: &Db, limit: i64, offset: i64) -> Result<(Vec<User>, i64), sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2"
+    )))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?;
+    let users = rows.iter().map(user_from_row).collect::<Result<_, _>>()?;
+    Ok((users, count(db).await?))
+}
+
+pub async fn update(
+    tx: &mut Tx,
+    id: &UserId,
+    password_hash: Option<&str>,
+    role: Option<Role>,
+    is_active: Option<bool>,
+) -> Result<Option<User>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE users SET password_hash = COALESCE($2, password_hash), role = COALESCE($3, role), \
+         is_active = COALESCE($4, is_active), updated_at = $5 WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(password_hash)
+    .bind(role.map(Role::as_str))
+    .bind(is_active.map(i64::from))
+    .bind(Timestamp::now())
+    .fetch_optional(tx.conn())
+    .await?;
+    row.as_ref().map(user_from_row).transpose()
+}

@@ -1,0 +1,244 @@
+//! Settings from the environment (and an optional `.env`), with defaults that run the
+//! embedded mode with nothing configured. Every variable is listed in README.md.
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Listen address.
+    #[arg(long, env = "EHRS_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: String,
+
+    /// Where the SQLite file and generated keys live.
+    #[arg(long, env = "EHRS_DATA_DIR", default_value = "./ehrs-data")]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://…` or `postgres://…` (default: `sqlite://$EHRS_DATA_DIR/ehrs.db`).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Password of the first `admin` (default: generated and printed once).
+    #[arg(long, env = "EHRS_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Token signing secret (default on SQLite: generated into the data dir).
+    #[arg(long, env = "EHRS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// 32 bytes, base64: encrypts stored webhook secrets (default on SQLite: generated).
+    #[arg(long, env = "EHRS_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Lifetime of an access token.
+    #[arg(long, env = "EHRS_TOKEN_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+
+    /// Connections in the database pool (PostgreSQL; SQLite readers).
+    #[arg(long, env = "EHRS_DB_POOL_SIZE", default_value_t = 10)]
+    pub db_pool_size: u32,
+
+    /// `embedded` or `svix`.
+    #[arg(long, env = "WEBHOOK_BACKEND", default_value = "embedded")]
+    pub webhook_backend: String,
+
+    /// Delays between delivery attempts.
+    #[arg(long, env = "EHRS_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
+    pub webhook_retry_schedule: RetrySchedule,
+
+    /// Time limit of one delivery attempt.
+    #[arg(long, env = "EHRS_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+
+    /// Consecutive failures that auto-pause a subscription.
+    #[arg(long, env = "EHRS_WEBHOOK_AUTOPAUSE_AFTER", default_value_t = 5)]
+    pub webhook_autopause_after: i64,
+
+    /// Allow `http://` and loopback targets (development only).
+    #[arg(long, env = "EHRS_WEBHOOKS_ALLOW_INSECURE", default_value = "false", value_parser = parse_flag)]
+    pub webhooks_allow_insecure: bool,
+
+    /// Deliveries in flight at once, over all subscriptions.
+    #[arg(long, env = "EHRS_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
+
+    /// Deliveries in flight at once to one subscription.
+    #[arg(long, env = "EHRS_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 8)]
+    pub webhook_endpoint_concurrency: usize,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "EHRS_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Settings {
+    /// The defaults, as `ehrs serve` would use them with an empty environment.
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        Wrapper::parse_from(["ehrs"]).settings
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("ehrs.db").display())
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url().starts_with("postgres")
+    }
+
+    /// The signing and encryption keys: from the environment, or on SQLite generated once
+    /// into the data directory (mode 0600). PostgreSQL deployments may run several
+    /// instances, which must share keys, so there they are required.
+    pub fn load_keys(&self) -> anyhow::Result<Keys> {
+        let postgres = self.is_postgres();
+        let jwt = match &self.jwt_secret {
+            Some(secret) if secret.len() >= 16 => secret.as_bytes().to_vec(),
+            Some(_) => bail!("EHRS_JWT_SECRET must be at least 16 characters"),
+            None if postgres => bail!(
+                "EHRS_JWT_SECRET is required with PostgreSQL: every instance must share it"
+            ),
+            None => key_file(&self.data_dir, "jwt_secret")?,
+        };
+        let data = match &self.secret_key {
+            Some(encoded) => decode_key(encoded)?,
+            None if postgres => bail!(
+                "EHRS_SECRET_KEY (32 bytes, base64) is required with PostgreSQL: every instance must share it"
+            ),
+            None => {
+                let bytes = key_file(&self.data_dir, "secret_key")?;
+                bytes.try_into().map_err(|_| anyhow::anyhow!("the data dir's secret_key file is not 32 bytes"))?
+            }
+        };
+        Ok(Keys { jwt, data })
+    }
+}
+
+/// Key material resolved at start-up.
+#[derive(Clone)]
+pub struct Keys {
+    pub jwt: Vec<u8>,
+    pub data: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+fn decode_key(encoded: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = BASE64
+        .decode(encoded.trim())
+        .context("EHRS_SECRET_KEY is not valid base64")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("EHRS_SECRET_KEY must decode to exactly 32 bytes"))
+}
+
+/// Reads a 32-byte random key from the data dir, creating it (0600) when absent.
+fn key_file(data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(name);
+    if let Ok(encoded) = std::fs::read_to_string(&path) {
+        return BASE64
+            .decode(encoded.trim())
+            .with_context(|| format!("{} is not valid base64", path.display()));
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let key: [u8; 32] = rand::random();
+    write_private(&path, BASE64.encode(key).as_bytes())?;
+    tracing::warn!(path = %path.display(), "generated a new key in the data directory; back it up with the database");
+    Ok(key.to_vec())
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents)?;
+    Ok(())
+}
+
+/// Delays between delivery attempts; its length is the number of retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySchedule(pub Vec<Duration>);
+
+impl RetrySchedule {
+    /// The delay before retry number `retry` (1-based), or `None` when exhausted.
+    pub fn delay(&self, retry: usize) -> Option<Duration> {
+        retry.checked_sub(1).and_then(|i| self.0.get(i)).copied()
+    }
+}
+
+pub fn parse_schedule(raw: &str) -> Result<RetrySchedule, String> {
+    if raw.trim().is_empty() {
+        return Ok(RetrySchedule(Vec::new()));
+    }
+    raw.split(',')
+        .map(|part| parse_duration(part.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .map(RetrySchedule)
+}
+
+/// `500ms`, `15s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("'{raw}' needs a unit (ms, s, m, h, d)"))?;
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{raw}' is not a duration"))?;
+    let millis = match unit {
+        "ms" => n,
+        "s" => n * 1_000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return Err(format!("'{raw}' has an unknown unit (use ms, s, m, h, d)")),
+    };
+    Ok(Duration::from_millis(millis))
+}
+
+fn parse_flag(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("'{raw}' is not a boolean (use 1/0, true/false)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_schedule_matches_the_spec() {
+        let schedule = parse_schedule("5s,5m,30m,2h,5h,10h,10h").unwrap();
+        assert_eq!(schedule.0.len(), 7);
+        assert_eq!(schedule.delay(1), Some(Duration::from_secs(5)));
+        assert_eq!(schedule.delay(4), Some(Duration::from_secs(7200)));
+        assert_eq!(schedule.delay(8), None);
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

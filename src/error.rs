@@ -1,0 +1,163 @@
+//! The one error type of the HTTP API.
+//!
+//! Every failure a client can see is an [`ApiError`] rendered as
+//! `{"error": {"code", "message", "details"}}` with a fitting status. Client errors say
+//! precisely what is wrong; server errors are logged with their cause chain and show the
+//! client nothing internal.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+    /// The cause of a server error; logged, never sent.
+    source: Option<anyhow::Error>,
+}
+
+/// The JSON body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code such as `validation_failed` or `not_found`.
+    pub code: String,
+    /// A sentence for humans naming what is wrong.
+    pub message: String,
+    /// Structured specifics (for validation: `{"fields": [{"field", "reason"}]}`).
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: json!({}),
+            source: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} with id '{id}'"),
+        )
+        .with_details(json!({ "resource": what, "id": id.to_string() }))
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// A single-field validation failure (422).
+    pub fn invalid_field(field: &str, reason: impl Into<String>) -> Self {
+        crate::validation::FieldErrors::single(field, reason).into_error()
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        ApiError {
+            source: Some(source.into()),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "an internal error occurred; it has been logged",
+            )
+        }
+    }
+
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db_err) = &err {
+            match db_err.kind() {
+                sqlx::error::ErrorKind::UniqueViolation => {
+                    return ApiError::conflict("already_exists", "a record with these unique values already exists");
+                }
+                sqlx::error::ErrorKind::ForeignKeyViolation => {
+                    return ApiError::unprocessable(
+                        "invalid_reference",
+                        "the request refers to a record that does not exist",
+                    );
+                }
+                sqlx::error::ErrorKind::CheckViolation => {
+                    return ApiError::unprocessable(
+                        "constraint_violated",
+                        "the request would break a data rule",
+                    );
+                }
+                _ => {}
+            }
+        }
+        if matches!(err, sqlx::Error::PoolTimedOut) {
+            return ApiError::service_unavailable("the database is busy; try again");
+        }
+        ApiError::internal(err)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(source) = &self.source {
+            tracing::error!(error = format!("{source:#}"), "request failed with an internal error");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                details: self.details,
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}

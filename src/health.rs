@@ -1,0 +1,36 @@
+//! `GET /health`: is the database reachable, and how deep is the delivery queue.
+
+use crate::app::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: &'static str,
+    /// `ok` or `unreachable`.
+    pub database: &'static str,
+    pub database_backend: &'static str,
+}
+
+/// Liveness and readiness: 200 when the database answers, 503 otherwise.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let database_ok = state.db.ping().await;
+    let health = Health {
+        status: if database_ok { "ok" } else { "degraded" },
+        database: if database_ok { "ok" } else { "unreachable" },
+        database_backend: match state.db.backend() {
+            crate::db::Backend::Sqlite => "sqlite",
+            crate::db::Backend::Postgres => "postgres",
+        },
+    };
+    let status = if database_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health))
+}

@@ -1,0 +1,25 @@
+//! EHRS: electronic health records for free medical camps, with first-class webhooks.
+//!
+//! The crate is a library plus the `ehrs` binary (`src/main.rs`). Modules are split by
+//! domain; each clinical module owns its routes, models and SQL, and talks to the webhook
+//! machinery through one call, [`webhooks::emit`].
+
+pub mod app;
+pub mod auth;
+pub mod camps;
+pub mod config;
+pub mod consultations;
+pub mod db;
+pub mod doctors;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod ids;
+pub mod medicines;
+pub mod patients;
+pub mod prescriptions;
+pub mod queue;
+pub mod time;
+pub mod validation;
+pub mod vitals;
+pub mod webhooks;

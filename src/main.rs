@@ -1,0 +1,130 @@
+//! The `ehrs` command line: serve, migrate, user, openapi, demo.
+
+use clap::{Parser, Subcommand};
+use ehrs::app;
+use ehrs::auth::{self, Role};
+use ehrs::config::Settings;
+use ehrs::db::Db;
+
+#[derive(Parser)]
+#[command(name = "ehrs", version, about = "Electronic health records for free medical camps, with first-class webhooks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and the webhook workers.
+    Serve(Settings),
+    /// Apply database migrations and exit.
+    Migrate(Settings),
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password comes from EHRS_NEW_USER_PASSWORD or a prompt.
+    Create {
+        username: String,
+        /// admin, doctor, nurse, pharmacist or volunteer.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+fn parse_role(raw: &str) -> Result<Role, String> {
+    Role::parse(raw).ok_or_else(|| "use admin, doctor, nurse, pharmacist or volunteer".to_string())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(settings) => serve(settings).await,
+        Command::Migrate(settings) => {
+            init_tracing(&settings);
+            let db = Db::connect(&settings.database_url(), 2).await?;
+            db.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Create { username, role, settings },
+        } => create_user(settings, username, role).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    init_tracing(&settings);
+    let bind = settings.bind.clone();
+    let (state, generated_password) = app::prepare(settings).await?;
+    if let Some(password) = generated_password {
+        // Printed to the terminal once, never logged.
+        println!("Created user 'admin' with password: {password}");
+        println!("(shown only this once; set EHRS_ADMIN_PASSWORD to choose it)");
+    }
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    tracing::info!(address = %listener.local_addr()?, "ehrs listening");
+    let db = state.db.clone();
+    app::serve(listener, app::router(state), shutdown_signal()).await?;
+    db.close().await;
+    tracing::info!("ehrs stopped");
+    Ok(())
+}
+
+async fn create_user(settings: Settings, username: String, role: Role) -> anyhow::Result<()> {
+    init_tracing(&settings);
+    let password = match std::env::var("EHRS_NEW_USER_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => rpassword::prompt_password(format!("Password for {username}: "))?,
+    };
+    let input = auth::NewUser { username, password, role };
+    ehrs::validation::Validate::validate(&input).map_err(|e| anyhow::anyhow!(e.message))?;
+    let db = Db::connect(&settings.database_url(), 2).await?;
+    db.migrate().await?;
+    let hash = auth::hash_password(input.password).await?;
+    let mut tx = db.begin().await?;
+    let user = auth::repo::insert(&mut tx, &input.username, &hash, role).await?;
+    tx.commit().await?;
+    println!("created user {} ({}) with role {}", user.username, user.id, role.as_str());
+    Ok(())
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if settings.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,15 @@
+//! The integration-test binary. Every test written with [`db_test!`] runs twice: once on a
+//! fresh SQLite file and once on a fresh PostgreSQL database, through the real HTTP server.
+
+#[macro_use]
+mod support;
+
+mod auth;
+mod camps;
+mod consultations;
+mod doctors;
+mod medicines;
+mod patients;
+mod prescriptions;
+mod queue;
+mod vitals;
