@@ -20,12 +20,15 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub tokens: TokenIssuer,
     pub keys: Arc<Keys>,
+    /// Seals secrets stored in the database (webhook and inbound-source secrets).
+    pub secrets: crate::crypto::SecretBox,
 }
 
 impl AppState {
     pub fn new(db: Db, settings: Settings, keys: Keys) -> anyhow::Result<Self> {
         Ok(AppState {
             tokens: TokenIssuer::new(&keys.jwt, settings.token_ttl)?,
+            secrets: crate::crypto::SecretBox::new(&keys.data),
             db,
             settings: Arc::new(settings),
             keys: Arc::new(keys),
@@ -47,7 +50,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::consultations::router())
         .merge(crate::queue::router())
         .merge(crate::medicines::router())
-        .merge(crate::prescriptions::router());
+        .merge(crate::prescriptions::router())
+        .merge(crate::webhooks::inbound::router());
     Router::new()
         .nest("/api/v1", api)
         .route("/health", get(crate::health::health))

@@ -3,6 +3,7 @@
 //! backend choice stay private to this module.
 
 pub mod events;
+pub mod inbound;
 mod outbox;
 
 pub use events::{Event, EventType};

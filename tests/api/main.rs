@@ -8,6 +8,7 @@ mod auth;
 mod camps;
 mod consultations;
 mod doctors;
+mod inbound;
 mod medicines;
 mod patients;
 mod prescriptions;

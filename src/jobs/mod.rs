@@ -1,0 +1,1 @@
+//! (to be built) Durable background jobs in the `jobs` table.
