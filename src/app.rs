@@ -22,6 +22,9 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// Seals secrets stored in the database (webhook and inbound-source secrets).
     pub secrets: crate::crypto::SecretBox,
+    /// Name resolution for webhook targets (replaceable in tests).
+    pub lookup: Arc<dyn crate::webhooks::ssrf::Lookup>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl AppState {
@@ -29,10 +32,21 @@ impl AppState {
         Ok(AppState {
             tokens: TokenIssuer::new(&keys.jwt, settings.token_ttl)?,
             secrets: crate::crypto::SecretBox::new(&keys.data),
+            lookup: Arc::new(crate::webhooks::ssrf::SystemLookup),
+            metrics: crate::metrics::handle(),
             db,
             settings: Arc::new(settings),
             keys: Arc::new(keys),
         })
+    }
+}
+
+impl AppState {
+    /// What the webhook SSRF guard allows under the current settings.
+    pub fn webhook_policy(&self) -> crate::webhooks::ssrf::Policy {
+        crate::webhooks::ssrf::Policy {
+            allow_insecure: self.settings.webhooks_allow_insecure,
+        }
     }
 }
 
@@ -51,19 +65,33 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::queue::router())
         .merge(crate::medicines::router())
         .merge(crate::prescriptions::router())
-        .merge(crate::webhooks::inbound::router());
+        .merge(crate::webhooks::router());
     Router::new()
         .nest("/api/v1", api)
         .route("/health", get(crate::health::health))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .route("/metrics", get(crate::metrics::render))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            )
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            // Method and path only: query strings and headers may carry tokens or patient data.
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-        }))
+        .layer(axum::middleware::from_fn(count_requests))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                // Method and path only: query strings and headers may carry tokens or patient data.
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
         .with_state(state)
 }
 
@@ -75,9 +103,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = NormalizePathLayer::trim_trailing_slash().layer(router);
-    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Opens the database, migrates it, and makes sure an admin exists. Returns the state and,
@@ -111,4 +142,16 @@ fn generate_password() -> String {
     use base64::Engine;
     let bytes: [u8; 18] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Counts requests by method and status (paths are left out: they carry ids).
+async fn count_requests(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    metrics::counter!("ehrs_http_requests_total", "method" => method, "status" => response.status().as_u16().to_string())
+        .increment(1);
+    response
 }

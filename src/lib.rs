@@ -18,6 +18,7 @@ pub mod http;
 pub mod ids;
 pub mod jobs;
 pub mod medicines;
+pub mod metrics;
 pub mod patients;
 pub mod prescriptions;
 pub mod queue;

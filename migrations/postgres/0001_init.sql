@@ -166,6 +166,7 @@ CREATE TABLE webhook_deliveries (
     attempts        BIGINT NOT NULL DEFAULT 0,
     next_attempt_at BIGINT NOT NULL,
     locked_until    BIGINT,
+    locked_by       TEXT,
     last_status     BIGINT,
     last_error      TEXT,
     created_at      BIGINT NOT NULL,

@@ -166,6 +166,7 @@ CREATE TABLE webhook_deliveries (
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     locked_until    INTEGER,
+    locked_by       TEXT,
     last_status     INTEGER,
     last_error      TEXT,
     created_at      INTEGER NOT NULL,

@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod camps;
 mod consultations;
+mod delivery;
 mod doctors;
 mod inbound;
 mod medicines;

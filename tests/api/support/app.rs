@@ -35,6 +35,7 @@ pub struct TestApp {
 /// database. Kept apart from [`TestApp`] so it survives a panicking test body.
 pub struct Cleanup {
     shutdown: Option<oneshot::Sender<()>>,
+    engine: Option<ehrs::webhooks::DeliveryEngine>,
     _dir: tempfile::TempDir,
     pg_database: Option<String>,
 }
@@ -43,6 +44,9 @@ impl Cleanup {
     pub async fn run(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
+        }
+        if let Some(engine) = self.engine.take() {
+            engine.stop().await;
         }
         if let Some(name) = self.pg_database.take() {
             drop_postgres_database(&name).await;
@@ -63,7 +67,11 @@ impl TestResponse {
     /// Asserts the status, showing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
         self.body
     }
 
@@ -79,6 +87,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     settings.data_dir = dir.to_path_buf();
     settings.bind = "127.0.0.1:0".into();
     settings.webhooks_allow_insecure = true;
+    settings.webhook_timeout = std::time::Duration::from_secs(5);
     settings.db_pool_size = 5;
     settings
 }
@@ -92,7 +101,10 @@ pub fn test_keys() -> Keys {
 
 impl TestApp {
     /// Spawns with settings adjusted by `configure` (retry schedule, timeouts, …).
-    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> (TestApp, Cleanup) {
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> (TestApp, Cleanup) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = test_settings(dir.path());
         let mut pg_database = None;
@@ -114,9 +126,14 @@ impl TestApp {
         let mut tokens = Vec::new();
         for role in Role::ALL {
             let mut tx = state.db.begin().await.unwrap();
-            let user = auth::repo::insert(&mut tx, &format!("{}_user", role.as_str()), password_hash().await, role)
-                .await
-                .unwrap();
+            let user = auth::repo::insert(
+                &mut tx,
+                &format!("{}_user", role.as_str()),
+                password_hash().await,
+                role,
+            )
+            .await
+            .unwrap();
             tx.commit().await.unwrap();
             tokens.push((role, state.tokens.issue(&user.id, role).unwrap()));
         }
@@ -136,8 +153,14 @@ impl TestApp {
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
             tokens,
         };
+        let engine = app
+            .state
+            .settings
+            .webhook_workers
+            .then(|| ehrs::webhooks::DeliveryEngine::start(&app.state));
         let cleanup = Cleanup {
             shutdown: Some(shutdown),
+            engine,
             _dir: dir,
             pg_database,
         };
@@ -149,8 +172,16 @@ impl TestApp {
     }
 
     /// Sends a request as `role` (or anonymously with `None`), with an optional JSON body.
-    pub async fn request(&self, method: Method, role: Option<Role>, path: &str, body: Option<&Value>) -> TestResponse {
-        let mut request = self.client.request(method, format!("{}{}", self.base_url, path));
+    pub async fn request(
+        &self,
+        method: Method,
+        role: Option<Role>,
+        path: &str,
+        body: Option<&Value>,
+    ) -> TestResponse {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.base_url, path));
         if let Some(role) = role {
             request = request.bearer_auth(self.token(role));
         }
@@ -162,7 +193,12 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse { status, headers, body, text }
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, role: Role, path: &str) -> TestResponse {
@@ -170,15 +206,18 @@ impl TestApp {
     }
 
     pub async fn post(&self, role: Role, path: &str, body: &Value) -> TestResponse {
-        self.request(Method::POST, Some(role), path, Some(body)).await
+        self.request(Method::POST, Some(role), path, Some(body))
+            .await
     }
 
     pub async fn put(&self, role: Role, path: &str, body: &Value) -> TestResponse {
-        self.request(Method::PUT, Some(role), path, Some(body)).await
+        self.request(Method::PUT, Some(role), path, Some(body))
+            .await
     }
 
     pub async fn patch(&self, role: Role, path: &str, body: &Value) -> TestResponse {
-        self.request(Method::PATCH, Some(role), path, Some(body)).await
+        self.request(Method::PATCH, Some(role), path, Some(body))
+            .await
     }
 
     pub async fn delete(&self, role: Role, path: &str) -> TestResponse {
@@ -186,7 +225,14 @@ impl TestApp {
     }
 
     /// Sends raw bytes with a content type (for malformed-input tests).
-    pub async fn send_raw(&self, method: Method, role: Role, path: &str, content_type: &str, body: Vec<u8>) -> TestResponse {
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        role: Role,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> TestResponse {
         let response = self
             .client
             .request(method, format!("{}{}", self.base_url, path))
@@ -200,7 +246,33 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse { status, headers, body, text }
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// Creates a subscription as admin; returns its id and `whsec_` secret.
+    pub async fn subscribe(
+        &self,
+        url: &str,
+        event_types: &[&str],
+        payload: &str,
+    ) -> (String, String) {
+        let created = self
+            .post(
+                Role::Admin,
+                "/api/v1/webhooks/subscriptions",
+                &serde_json::json!({"url": url, "event_types": event_types, "payload": payload, "description": "test"}),
+            )
+            .await
+            .expect(201);
+        (
+            created["id"].as_str().unwrap().to_string(),
+            created["secret"].as_str().unwrap().to_string(),
+        )
     }
 
     /// Rows in a table, for "nothing was written" assertions.
@@ -228,7 +300,9 @@ impl TestApp {
         .fetch_all(self.state.db.pool())
         .await
         .unwrap();
-        rows.iter().map(|r| serde_json::from_str(r).unwrap()).collect()
+        rows.iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
     }
 }
 
@@ -238,7 +312,9 @@ async fn password_hash() -> &'static str {
     if let Some(hash) = HASH.get() {
         return hash;
     }
-    let hash = auth::hash_password(TEST_PASSWORD.to_string()).await.unwrap();
+    let hash = auth::hash_password(TEST_PASSWORD.to_string())
+        .await
+        .unwrap();
     HASH.get_or_init(|| hash)
 }
 
@@ -249,7 +325,10 @@ async fn create_postgres_database() -> (String, String) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let admin_url = postgres_admin_url();
-    let name = format!("ehrs_test_{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let name = format!(
+        "ehrs_test_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
     let mut conn = sqlx::AnyConnection::connect(&admin_url)
         .await
         .expect("PostgreSQL must run at 127.0.0.1:5432 (see .ci/run)");
@@ -258,16 +337,21 @@ async fn create_postgres_database() -> (String, String) {
         .await
         .unwrap();
     let _ = conn.close().await;
-    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url);
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin_url);
     (format!("{base}/{name}"), name)
 }
 
 async fn drop_postgres_database(name: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
         let _ = conn.close().await;
     }
 }

@@ -3,8 +3,10 @@
 //! with a token per role) and the [`db_test!`] macro that runs a test on both databases.
 
 pub mod app;
+pub mod receiver;
 
 pub use app::{Backend, Cleanup, TestApp, TestResponse, run_test};
+pub use receiver::{Received, Reply, TestReceiver};
 
 /// Declares a test that runs on SQLite and on PostgreSQL:
 ///

@@ -1,0 +1,50 @@
+//! Prometheus metrics at `GET /metrics`: requests, events emitted, delivery attempts by
+//! outcome, delivery latency, queue depth.
+//!
+//! The `metrics` facade keeps one recorder per process (its design, not ours); it is
+//! installed once and its handle kept in `AppState`.
+
+use crate::app::AppState;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency_buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
+                .expect("static buckets are valid")
+                .install_recorder()
+                .expect("the metrics recorder is installed once")
+        })
+        .clone()
+}
+
+/// Deliveries waiting to be attempted (first attempts and scheduled retries).
+pub async fn queue_depth(state: &AppState) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE status IN ('pending', 'failed')",
+    )
+    .fetch_one(state.db.pool())
+    .await
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    if let Ok(depth) = queue_depth(&state).await {
+        metrics::gauge!("ehrs_delivery_queue_depth").set(depth as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,277 @@
+//! Records attempt outcomes in batches: one transaction writes many attempts, delivery
+//! states and subscription failure counters, so the single SQLite writer is not taken
+//! once per delivery. Auto-pause happens here, with a conditional UPDATE that only one
+//! writer can win, so a subscription is paused exactly once however many failures race.
+
+use super::EngineConfig;
+use super::claim::Claimed;
+use crate::db::{Db, Tx};
+use crate::ids::{AttemptId, SubscriptionId};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What one HTTP attempt produced.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub status_code: Option<u16>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub attempted_at: i64,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub delivery: Claimed,
+    pub attempt: Attempt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Delivered,
+    /// 410 Gone: the receiver asks us to stop; the subscription is disabled.
+    Gone,
+    Failed,
+}
+
+impl Attempt {
+    fn verdict(&self) -> Verdict {
+        match self.status_code {
+            Some(code) if (200..300).contains(&code) => Verdict::Delivered,
+            Some(410) => Verdict::Gone,
+            _ => Verdict::Failed,
+        }
+    }
+}
+
+const BATCH: usize = 256;
+
+/// Runs until every sender has dropped its end of the channel.
+pub async fn run(db: Db, config: EngineConfig, mut outcomes: mpsc::Receiver<Outcome>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while outcomes.recv_many(&mut batch, BATCH).await > 0 {
+        let mut tries = 0;
+        loop {
+            match write(&db, &config, &batch).await {
+                Ok(()) => break,
+                Err(err) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(error = %err, "recording delivery outcomes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(err) => {
+                    // The deliveries stay claimed until their lease ends and are then sent
+                    // again (same webhook-id): at least once, never lost.
+                    tracing::error!(error = %err, count = batch.len(), "could not record delivery outcomes");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn write(db: &Db, config: &EngineConfig, batch: &[Outcome]) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // Per subscription, in order: failures since the last success, and whether one succeeded.
+    let mut counters: HashMap<&SubscriptionId, (i64, bool)> = HashMap::new();
+    let mut gone = Vec::new();
+    for outcome in batch {
+        let verdict = outcome.attempt.verdict();
+        insert_attempt(&mut tx, outcome).await?;
+        update_delivery(&mut tx, config, outcome, verdict).await?;
+        let counter = counters
+            .entry(&outcome.delivery.subscription_id)
+            .or_default();
+        match verdict {
+            Verdict::Delivered => *counter = (0, true),
+            Verdict::Failed | Verdict::Gone => counter.0 += 1,
+        }
+        if verdict == Verdict::Gone {
+            gone.push(&outcome.delivery.subscription_id);
+        }
+    }
+    let now = crate::db::now_ms();
+    let mut paused = Vec::new();
+    for (subscription, (failures, succeeded)) in counters {
+        update_counters(&mut tx, subscription, failures, succeeded, now).await?;
+        if failures > 0 {
+            let reason = format!("{} consecutive failed deliveries", config.autopause_after);
+            if pause(
+                &mut tx,
+                subscription,
+                &reason,
+                Some(config.autopause_after),
+                now,
+            )
+            .await?
+            {
+                paused.push(subscription);
+            }
+        }
+    }
+    for subscription in gone {
+        if pause(
+            &mut tx,
+            subscription,
+            "the endpoint answered 410 Gone",
+            None,
+            now,
+        )
+        .await?
+        {
+            paused.push(subscription);
+        }
+    }
+    tx.commit().await?;
+    for subscription in paused {
+        tracing::warn!(subscription = %subscription, "webhook subscription disabled automatically");
+        metrics::counter!("ehrs_subscriptions_paused_total").increment(1);
+    }
+    for outcome in batch {
+        observe(outcome);
+    }
+    Ok(())
+}
+
+async fn insert_attempt(tx: &mut Tx, outcome: &Outcome) -> Result<(), sqlx::Error> {
+    let attempt = &outcome.attempt;
+    sqlx::query(
+        "INSERT INTO webhook_attempts (id, delivery_id, message_id, subscription_id, attempted_at, status_code, \
+         response_body, duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(AttemptId::generate())
+    .bind(&outcome.delivery.delivery_id)
+    .bind(&outcome.delivery.message_id)
+    .bind(&outcome.delivery.subscription_id)
+    .bind(attempt.attempted_at)
+    .bind(attempt.status_code.map(i64::from))
+    .bind(attempt.response_body.as_deref())
+    .bind(attempt.duration_ms)
+    .bind(attempt.error.as_deref())
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+async fn update_delivery(
+    tx: &mut Tx,
+    config: &EngineConfig,
+    outcome: &Outcome,
+    verdict: Verdict,
+) -> Result<(), sqlx::Error> {
+    let attempt = &outcome.attempt;
+    let attempt_number = outcome.delivery.attempts + 1;
+    let (status, next_attempt_at) = match verdict {
+        Verdict::Delivered => ("delivered", attempt.attempted_at),
+        Verdict::Gone => ("exhausted", attempt.attempted_at),
+        Verdict::Failed => match retry_delay(config, attempt_number, attempt.retry_after) {
+            Some(delay) => ("failed", attempt.attempted_at + delay.as_millis() as i64),
+            None => ("exhausted", attempt.attempted_at),
+        },
+    };
+    let error = match (&attempt.error, attempt.status_code) {
+        (Some(error), _) => Some(error.clone()),
+        (None, Some(code)) if verdict != Verdict::Delivered => Some(format!("HTTP {code}")),
+        _ => None,
+    };
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, \
+         locked_until = NULL, locked_by = NULL, last_status = $4, last_error = $5, updated_at = $6 WHERE id = $1",
+    )
+    .bind(&outcome.delivery.delivery_id)
+    .bind(status)
+    .bind(next_attempt_at)
+    .bind(attempt.status_code.map(i64::from))
+    .bind(error)
+    .bind(crate::db::now_ms())
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// The wait before the next attempt after attempt number `attempt_number` failed, or
+/// `None` when the schedule is exhausted. A receiver's `Retry-After` (429/503) wins over
+/// the schedule; the schedule gets ±10 % jitter so retries of many messages spread out.
+fn retry_delay(
+    config: &EngineConfig,
+    attempt_number: i64,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    let scheduled = config.schedule.delay(attempt_number as usize)?;
+    if let Some(asked) = retry_after {
+        return Some(asked);
+    }
+    let jitter = rand::random_range(0.9..1.1);
+    Some(scheduled.mul_f64(jitter))
+}
+
+async fn update_counters(
+    tx: &mut Tx,
+    subscription: &SubscriptionId,
+    failures: i64,
+    succeeded: bool,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let query = if succeeded {
+        // Failures after the batch's last success are the new streak.
+        sqlx::query(
+            "UPDATE webhook_subscriptions SET consecutive_failures = $2, last_success_at = $3, \
+             last_failure_at = CASE WHEN $2 > 0 THEN $3 ELSE last_failure_at END WHERE id = $1",
+        )
+    } else {
+        sqlx::query(
+            "UPDATE webhook_subscriptions SET consecutive_failures = consecutive_failures + $2, \
+             last_failure_at = $3 WHERE id = $1",
+        )
+    };
+    query
+        .bind(subscription)
+        .bind(failures)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Disables an enabled subscription when its failure streak reached `threshold` (or
+/// unconditionally with `None`). True only for the one writer that made the change.
+async fn pause(
+    tx: &mut Tx,
+    subscription: &SubscriptionId,
+    reason: &str,
+    threshold: Option<i64>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query(
+        "UPDATE webhook_subscriptions SET enabled = 0, paused_reason = $2, paused_at = $3, updated_at = $3 \
+         WHERE id = $1 AND enabled = 1 AND consecutive_failures >= $4",
+    )
+    .bind(subscription)
+    .bind(reason)
+    .bind(now)
+    .bind(threshold.unwrap_or(0))
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+fn observe(outcome: &Outcome) {
+    let verdict = match outcome.attempt.verdict() {
+        Verdict::Delivered => "delivered",
+        Verdict::Gone => "gone",
+        Verdict::Failed => "failed",
+    };
+    metrics::counter!("ehrs_delivery_attempts_total", "outcome" => verdict).increment(1);
+    metrics::histogram!("ehrs_delivery_attempt_seconds")
+        .record(outcome.attempt.duration_ms as f64 / 1000.0);
+    if verdict == "delivered" {
+        let end_to_end = (outcome.attempt.attempted_at + outcome.attempt.duration_ms
+            - outcome.delivery.created_at.millis())
+        .max(0);
+        metrics::histogram!("ehrs_delivery_latency_seconds").record(end_to_end as f64 / 1000.0);
+    }
+}

@@ -1,0 +1,255 @@
+//! One delivery attempt: render the envelope, sign it, POST it through the SSRF-guarded
+//! client, and report what happened. No database access here.
+
+use super::claim::Claimed;
+use super::record::{Attempt, Outcome};
+use crate::app::AppState;
+use crate::crypto::SecretBox;
+use crate::db::now_ms;
+use crate::webhooks::events::API_VERSION;
+use crate::webhooks::signing;
+use crate::webhooks::ssrf::{self, GuardedResolver, Policy};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes of a receiver's response body kept in the attempt log.
+const KEPT_RESPONSE_BYTES: usize = 1024;
+
+/// The body of every delivery.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a> {
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    pub event_id: &'a str,
+    pub webhook_id: &'a str,
+    pub timestamp: String,
+    pub api_version: &'static str,
+    /// Per-subscription sequence number (also the `ehrs-sequence` header): a gap means a
+    /// delivery is still to come (or was given up).
+    pub sequence: i64,
+    pub data: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_fields: Option<Vec<String>>,
+}
+
+/// The outbox row's payload column.
+#[derive(Deserialize)]
+struct StoredPayload {
+    data: Box<RawValue>,
+    changed_fields: Option<Vec<String>>,
+}
+
+impl Claimed {
+    /// The JSON body for this delivery's subscription (full or id-only data).
+    pub fn render_body(&self) -> Result<String, serde_json::Error> {
+        let stored: StoredPayload = serde_json::from_str(&self.payload)?;
+        let ids: Box<RawValue>;
+        let data = if self.payload_mode == "id_only" {
+            ids = RawValue::from_string(self.ids.clone())?;
+            &*ids
+        } else {
+            &*stored.data
+        };
+        serde_json::to_string(&Envelope {
+            event_type: &self.event_type,
+            event_id: &self.event_id,
+            webhook_id: self.message_id.as_str(),
+            timestamp: self.created_at.to_rfc3339(),
+            api_version: API_VERSION,
+            sequence: self.sequence,
+            data,
+            changed_fields: stored.changed_fields,
+        })
+    }
+}
+
+/// Sends deliveries. Cheap to clone (one shared connection pool).
+#[derive(Clone)]
+pub struct HttpSender {
+    client: reqwest::Client,
+    secrets: SecretBox,
+    policy: Policy,
+}
+
+impl HttpSender {
+    pub fn new(state: &AppState, timeout: Duration) -> HttpSender {
+        HttpSender {
+            client: guarded_client(state.webhook_policy(), state.lookup.clone(), timeout),
+            secrets: state.secrets.clone(),
+            policy: state.webhook_policy(),
+        }
+    }
+
+    pub async fn deliver(&self, delivery: Claimed) -> Outcome {
+        let started = Instant::now();
+        let attempted_at = now_ms();
+        let attempt = match self.post(&delivery).await {
+            Ok((status, retry_after, body)) => Attempt {
+                status_code: Some(status),
+                response_body: Some(body),
+                error: None,
+                retry_after,
+                attempted_at,
+                duration_ms: started.elapsed().as_millis() as i64,
+            },
+            Err(error) => Attempt {
+                status_code: None,
+                response_body: None,
+                error: Some(error),
+                retry_after: None,
+                attempted_at,
+                duration_ms: started.elapsed().as_millis() as i64,
+            },
+        };
+        Outcome { delivery, attempt }
+    }
+
+    /// The keys that sign now: the current secret, and the previous one during rotation.
+    fn signing_keys(&self, delivery: &Claimed) -> Result<Vec<Vec<u8>>, String> {
+        let context = delivery.subscription_id.as_str();
+        let current = self
+            .secrets
+            .open(&delivery.secret_enc, context)
+            .map_err(|e| format!("cannot open the signing secret: {e}"))?;
+        let mut keys =
+            vec![signing::secret_key(&current).ok_or("the signing secret is malformed")?];
+        if let (Some(previous), Some(until)) = (
+            &delivery.previous_secret_enc,
+            delivery.previous_secret_until,
+        ) && until > now_ms()
+            && let Some(key) = self
+                .secrets
+                .open(previous, context)
+                .ok()
+                .and_then(|s| signing::secret_key(&s))
+        {
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    async fn post(&self, delivery: &Claimed) -> Result<(u16, Option<Duration>, String), String> {
+        let url = reqwest::Url::parse(&delivery.url).map_err(|e| format!("invalid URL: {e}"))?;
+        ssrf::check_literal_host(&url, self.policy).map_err(|e| e.to_string())?;
+        let body = delivery
+            .render_body()
+            .map_err(|e| format!("cannot render the payload: {e}"))?;
+        let keys = self.signing_keys(delivery)?;
+        let msg_id = delivery.message_id.as_str();
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = signing::signature_header(&keys, msg_id, timestamp, body.as_bytes());
+        let timestamp = timestamp.to_string();
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", msg_id)
+            .header("webhook-timestamp", &timestamp)
+            .header("webhook-signature", &signature)
+            .header("svix-id", msg_id)
+            .header("svix-timestamp", &timestamp)
+            .header("svix-signature", &signature)
+            .header("ehrs-sequence", delivery.sequence.to_string())
+            .header("ehrs-event-type", &delivery.event_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(describe_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        Ok((status, retry_after, read_truncated(response).await))
+    }
+}
+
+/// The HTTP client for deliveries: guarded DNS, no proxy (a proxy would resolve names
+/// itself, bypassing the guard), no redirects, bounded time.
+pub fn guarded_client(
+    policy: Policy,
+    lookup: Arc<dyn ssrf::Lookup>,
+    timeout: Duration,
+) -> reqwest::Client {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver { policy, lookup }))
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .user_agent(concat!("ehrs-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the webhook HTTP client builds with static settings")
+}
+
+/// Reads at most [`KEPT_RESPONSE_BYTES`] of the body (a receiver may answer with a lot).
+async fn read_truncated(mut response: reqwest::Response) -> String {
+    let mut kept = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = KEPT_RESPONSE_BYTES - kept.len();
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if kept.len() >= KEPT_RESPONSE_BYTES {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// `Retry-After` as seconds or an HTTP date, capped at one day.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let seconds = match value.trim().parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let date = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
+            (date.timestamp() - chrono::Utc::now().timestamp()).max(0) as u64
+        }
+    };
+    Some(Duration::from_secs(seconds.min(86_400)))
+}
+
+/// A transport error in a few words (no URL query strings or headers).
+fn describe_error(err: reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_redirect() {
+        "redirect refused"
+    } else {
+        "request failed"
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        detail = cause.to_string();
+        source = cause.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("999999999"),
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

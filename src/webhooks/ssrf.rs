@@ -1,0 +1,255 @@
+//! The guard that keeps webhook deliveries away from internal networks.
+//!
+//! Subscription URLs must be `https://` and may not point at loopback, private (RFC 1918,
+//! CGNAT, unique-local), link-local, metadata or otherwise special addresses. The check
+//! runs on the *resolved* addresses, inside the HTTP client's DNS resolver, so a name that
+//! resolves to an internal address (DNS rebinding included) is refused at connect time
+//! too; literal IPs, which skip the resolver, are checked before sending.
+//! `EHRS_WEBHOOKS_ALLOW_INSECURE` (development only) allows `http://` and loopback.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// What the guard allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub allow_insecure: bool,
+}
+
+/// Name resolution, injectable so tests can make a name resolve to any address.
+pub trait Lookup: Send + Sync + 'static {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
+}
+
+/// The system resolver.
+pub struct SystemLookup;
+
+impl Lookup for SystemLookup {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            Ok(addrs.map(|a| a.ip()).collect())
+        })
+    }
+}
+
+/// Why an address or URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the URL is not valid: {0}")]
+    InvalidUrl(String),
+    #[error("the URL must use https://")]
+    NotHttps,
+    #[error("the URL may not carry credentials")]
+    Credentials,
+    #[error("the address {0} is loopback, private, link-local or otherwise internal")]
+    ForbiddenAddress(IpAddr),
+    #[error("the host '{0}' did not resolve to any allowed address")]
+    Unresolvable(String),
+}
+
+/// True for addresses a webhook may be sent to under `policy`.
+pub fn is_allowed(ip: IpAddr, policy: Policy) -> bool {
+    if policy.allow_insecure && is_loopback(ip) {
+        return true;
+    }
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    let special = ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0                                   // "this network"
+        || (a == 100 && (64..128).contains(&b))     // CGNAT 100.64/10
+        || (a == 192 && b == 0 && c == 0)           // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19))       // benchmarking
+        || a >= 240; // reserved
+    !special
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    let segments = ip.segments();
+    // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) embed an IPv4 address: judge that one.
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        let [a, b] = segments[6].to_be_bytes();
+        let [c, d] = segments[7].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    if segments[0] == 0x2002 {
+        let [a, b] = segments[1].to_be_bytes();
+        let [c, d] = segments[2].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    let special = ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (segments[0] & 0xfe00) == 0xfc00   // unique local fc00::/7
+        || (segments[0] & 0xffc0) == 0xfe80   // link-local fe80::/10
+        || (segments[0] & 0xffc0) == 0xfec0   // site-local (deprecated) fec0::/10
+        || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
+        || segments[..6] == [0, 0, 0, 0, 0, 0]; // IPv4-compatible (deprecated) and ::/96
+    !special
+}
+
+/// Checks a subscription URL: scheme, credentials, and every address its host resolves
+/// to. Returns the parsed URL.
+pub async fn check_url(
+    raw: &str,
+    policy: Policy,
+    lookup: &dyn Lookup,
+) -> Result<reqwest::Url, Refusal> {
+    let url = reqwest::Url::parse(raw).map_err(|e| Refusal::InvalidUrl(e.to_string()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if policy.allow_insecure => {}
+        _ => return Err(Refusal::NotHttps),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Refusal::Credentials);
+    }
+    let host = url
+        .host()
+        .ok_or_else(|| Refusal::InvalidUrl("the URL has no host".into()))?;
+    let addresses = match host {
+        url::Host::Ipv4(v4) => vec![IpAddr::V4(v4)],
+        url::Host::Ipv6(v6) => vec![IpAddr::V6(v6)],
+        url::Host::Domain(name) => lookup
+            .lookup(name.to_string())
+            .await
+            .map_err(|_| Refusal::Unresolvable(name.to_string()))?,
+    };
+    if addresses.is_empty() {
+        return Err(Refusal::Unresolvable(host.to_string()));
+    }
+    match addresses.iter().find(|ip| !is_allowed(**ip, policy)) {
+        Some(ip) => Err(Refusal::ForbiddenAddress(*ip)),
+        None => Ok(url),
+    }
+}
+
+/// Checks the host of a URL about to be sent to when it is an IP literal (the client's
+/// resolver is not consulted for those).
+pub fn check_literal_host(url: &reqwest::Url, policy: Policy) -> Result<(), Refusal> {
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        _ => return Ok(()),
+    };
+    if is_allowed(ip, policy) {
+        Ok(())
+    } else {
+        Err(Refusal::ForbiddenAddress(ip))
+    }
+}
+
+/// The reqwest DNS resolver that drops forbidden addresses and fails when none is left.
+pub struct GuardedResolver {
+    pub policy: Policy,
+    pub lookup: Arc<dyn Lookup>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy;
+        let lookup = self.lookup.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved = lookup.lookup(host.clone()).await?;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|ip| is_allowed(*ip, policy))
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
+            if allowed.is_empty() {
+                return Err(Box::new(Refusal::Unresolvable(host))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STRICT: Policy = Policy {
+        allow_insecure: false,
+    };
+
+    #[test]
+    fn internal_addresses_are_refused() {
+        for raw in [
+            "127.0.0.1",
+            "::1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+            "::",
+            "fe80::1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "64:ff9b::a00:1",
+            "2002:a00:1::",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = raw.parse().unwrap();
+            assert!(!is_allowed(ip, STRICT), "{raw} must be refused");
+        }
+        for raw in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "8.8.8.8",
+        ] {
+            assert!(
+                is_allowed(raw.parse().unwrap(), STRICT),
+                "{raw} must be allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_development_switch_allows_loopback_only() {
+        let dev = Policy {
+            allow_insecure: true,
+        };
+        assert!(is_allowed("127.0.0.1".parse().unwrap(), dev));
+        assert!(is_allowed("::1".parse().unwrap(), dev));
+        assert!(!is_allowed("10.0.0.1".parse().unwrap(), dev));
+        assert!(!is_allowed("169.254.169.254".parse().unwrap(), dev));
+    }
+}

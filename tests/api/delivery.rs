@@ -1,0 +1,256 @@
+//! The embedded delivery engine, end to end: real deliveries to a real receiver on
+//! 127.0.0.1, verified with the official Svix library.
+
+use crate::camps::{camp_body, create_camp};
+use crate::support::{Reply, TestApp, TestReceiver};
+use ehrs::auth::Role;
+use ehrs::config::parse_schedule;
+use serde_json::json;
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn deliveries_of(app: &TestApp, subscription: &str) -> Vec<(String, i64, Option<i64>)> {
+    sqlx::query_as("SELECT status, attempts, last_status FROM webhook_deliveries WHERE subscription_id = $1 ORDER BY sequence")
+        .bind(subscription)
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn attempts_of(app: &TestApp, subscription: &str) -> Vec<(Option<i64>, Option<String>)> {
+    sqlx::query_as("SELECT status_code, error FROM webhook_attempts WHERE subscription_id = $1 ORDER BY attempted_at, id")
+        .bind(subscription)
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+/// Polls the database until `check` holds (the recorder writes outcomes in batches).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+db_test!(async fn a_delivery_is_signed_and_verifies_with_svix(app) {
+    let receiver = TestReceiver::start().await;
+    let (subscription, secret) = app.subscribe(&receiver.url, &[], "full").await;
+    let camp = create_camp(&app).await;
+
+    let got = receiver.wait_for(1, PATIENCE).await;
+    let delivery = &got[0];
+    assert!(delivery.verify(&secret), "the Svix verifier must accept the delivery");
+    assert!(!delivery.verify("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "another secret must not verify");
+    let envelope = &delivery.json;
+    assert_eq!(envelope["type"], "camp.created");
+    assert_eq!(envelope["api_version"], "2026-11-01");
+    assert_eq!(envelope["data"], camp);
+    assert_eq!(envelope["sequence"], 1);
+    assert!(envelope["event_id"].as_str().unwrap().starts_with("evt_"));
+    assert_eq!(envelope["webhook_id"], delivery.webhook_id());
+    assert!(delivery.webhook_id().starts_with("msg_"));
+    assert_eq!(delivery.header("svix-id"), delivery.webhook_id());
+    assert_eq!(delivery.header("svix-signature"), delivery.header("webhook-signature"));
+    assert_eq!(delivery.header("ehrs-sequence"), "1");
+    assert!(envelope.get("changed_fields").is_none());
+
+    eventually("the attempt is logged", || async { deliveries_of(&app, &subscription).await == [("delivered".into(), 1, Some(200))] }).await;
+    assert_eq!(attempts_of(&app, &subscription).await, [(Some(200), None)]);
+});
+
+db_test!(async fn updates_carry_changed_fields_and_sequences_count_up(app) {
+    let receiver = TestReceiver::start().await;
+    app.subscribe(&receiver.url, &[], "full").await;
+    let camp = create_camp(&app).await;
+    let mut body = camp_body();
+    body["name"] = json!("Renamed camp");
+    app.put(Role::Admin, &format!("/api/v1/medical-camps/{}", camp["id"].as_str().unwrap()), &body).await.expect(200);
+
+    let mut got = receiver.wait_for(2, PATIENCE).await;
+    got.sort_by_key(|r| r.json["sequence"].as_i64());
+    assert_eq!(got[1].json["type"], "camp.updated");
+    assert_eq!(got[1].json["sequence"], 2);
+    assert_eq!(got[1].json["changed_fields"], json!(["name"]));
+    assert_eq!(got[1].json["data"]["name"], "Renamed camp");
+});
+
+db_test!(async fn id_only_subscriptions_receive_no_clinical_fields(app) {
+    let receiver = TestReceiver::start().await;
+    let (_, secret) = app.subscribe(&receiver.url, &[], "id_only").await;
+    let camp = create_camp(&app).await;
+    let got = receiver.wait_for(1, PATIENCE).await;
+    assert!(got[0].verify(&secret));
+    assert_eq!(got[0].json["data"], json!({"id": camp["id"]}));
+    assert!(!got[0].body.contains("Pune"), "no clinical text may leave in id_only mode");
+});
+
+db_test!(async fn the_event_type_filter_is_honoured(app) {
+    let all = TestReceiver::start().await;
+    let deletions = TestReceiver::start().await;
+    app.subscribe(&all.url, &[], "full").await;
+    let (deletions_id, _) = app.subscribe(&deletions.url, &["camp.deleted"], "full").await;
+    let camp = create_camp(&app).await;
+    app.delete(Role::Admin, &format!("/api/v1/medical-camps/{}", camp["id"].as_str().unwrap())).await.expect(204);
+
+    all.wait_for(2, PATIENCE).await;
+    let got = deletions.wait_for(1, PATIENCE).await;
+    assert_eq!(got[0].json["type"], "camp.deleted");
+    assert_eq!(got[0].json["sequence"], 1);
+    assert_eq!(deliveries_of(&app, &deletions_id).await.len(), 1);
+});
+
+db_test!(
+    settings = |s| s.webhook_retry_schedule = parse_schedule("100ms,100ms,100ms").unwrap(),
+    async fn failures_are_retried_with_the_same_webhook_id(app) {
+        let receiver = TestReceiver::start().await;
+        receiver.script([Reply::Status(500), Reply::Status(503)]);
+        let (subscription, secret) = app.subscribe(&receiver.url, &[], "full").await;
+        create_camp(&app).await;
+
+        let got = receiver.wait_for(3, PATIENCE).await;
+        assert!(got.iter().all(|r| r.webhook_id() == got[0].webhook_id()));
+        assert!(got.iter().all(|r| r.verify(&secret)));
+        eventually("delivered after two failures", || async {
+            deliveries_of(&app, &subscription).await == [("delivered".into(), 3, Some(200))]
+        })
+        .await;
+        let attempts: Vec<Option<i64>> = attempts_of(&app, &subscription).await.into_iter().map(|a| a.0).collect();
+        assert_eq!(attempts, [Some(500), Some(503), Some(200)]);
+        let stats: (i64,) = sqlx::query_as("SELECT consecutive_failures FROM webhook_subscriptions WHERE id = $1")
+            .bind(&subscription)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(stats.0, 0, "a success resets the failure streak");
+    }
+);
+
+db_test!(
+    settings = |s| s.webhook_retry_schedule = parse_schedule("50ms,50ms").unwrap(),
+    async fn a_message_is_exhausted_after_the_schedule(app) {
+        let receiver = TestReceiver::start().await;
+        receiver.always(Reply::Status(500));
+        let (subscription, _) = app.subscribe(&receiver.url, &[], "full").await;
+        create_camp(&app).await;
+        eventually("exhausted after 3 attempts", || async {
+            deliveries_of(&app, &subscription).await == [("exhausted".into(), 3, Some(500))]
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.received().len(), 3, "no attempt after exhaustion");
+    }
+);
+
+db_test!(async fn retry_after_is_honoured(app) {
+    let receiver = TestReceiver::start().await;
+    receiver.script([Reply::RetryAfter(429, 3600)]);
+    let (subscription, _) = app.subscribe(&receiver.url, &[], "full").await;
+    create_camp(&app).await;
+    receiver.wait_for(1, PATIENCE).await;
+    eventually("the retry is scheduled an hour out", || async {
+        let row: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT status, next_attempt_at, updated_at FROM webhook_deliveries WHERE subscription_id = $1",
+        )
+        .bind(&subscription)
+        .fetch_optional(app.state.db.pool())
+        .await
+        .unwrap();
+        matches!(row, Some((status, next, updated)) if status == "failed" && next - updated > 3_500_000)
+    })
+    .await;
+});
+
+db_test!(async fn gone_disables_the_subscription(app) {
+    let receiver = TestReceiver::start().await;
+    receiver.always(Reply::Status(410));
+    let (subscription, _) = app.subscribe(&receiver.url, &[], "full").await;
+    create_camp(&app).await;
+    receiver.wait_for(1, PATIENCE).await;
+    eventually("the subscription is disabled", || async {
+        let sub = app.get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{subscription}")).await.body;
+        sub["enabled"] == false && sub["paused_reason"].as_str().unwrap_or("").contains("410")
+    })
+    .await;
+    create_camp(&app).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 1, "a disabled subscription receives nothing");
+});
+
+db_test!(
+    settings = |s| {
+        s.webhook_concurrency = 4;
+        s.webhook_endpoint_concurrency = 2;
+        s.webhook_timeout = Duration::from_secs(10);
+    },
+    async fn a_stalled_endpoint_does_not_hold_back_the_others(app) {
+        let stalled = TestReceiver::start().await;
+        stalled.always(Reply::Stall(Duration::from_secs(8)));
+        let healthy = TestReceiver::start().await;
+        app.subscribe(&stalled.url, &[], "full").await;
+        app.subscribe(&healthy.url, &[], "full").await;
+        for _ in 0..20 {
+            create_camp(&app).await;
+        }
+        healthy.wait_for(20, PATIENCE).await;
+        assert_eq!(stalled.completed(), 0, "all 20 healthy deliveries arrived while the stalled endpoint still held its requests");
+        assert!(stalled.received().len() <= 2, "the stalled endpoint holds at most its own two slots");
+    }
+);
+
+db_test!(async fn two_engines_never_deliver_the_same_message_at_once(app) {
+    let receiver = TestReceiver::start().await;
+    let (subscription, _) = app.subscribe(&receiver.url, &[], "full").await;
+    let second = ehrs::webhooks::DeliveryEngine::start(&app.state);
+    let creations = (0..60).map(|_| create_camp(&app));
+    futures_util::future::join_all(creations).await;
+    let got = receiver.wait_for(60, PATIENCE).await;
+    eventually("all recorded", || async {
+        deliveries_of(&app, &subscription).await.iter().all(|d| d.0 == "delivered")
+    })
+    .await;
+    second.stop().await;
+    let mut ids: Vec<&str> = got.iter().map(|r| r.webhook_id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 60);
+    assert_eq!(receiver.received().len(), 60, "no message was sent twice");
+    let sequences: Vec<i64> = {
+        let mut s: Vec<i64> = got.iter().map(|r| r.json["sequence"].as_i64().unwrap()).collect();
+        s.sort();
+        s
+    };
+    assert_eq!(sequences, (1..=60).collect::<Vec<_>>());
+});
+
+db_test!(async fn a_failed_write_emits_nothing(app) {
+    let receiver = TestReceiver::start().await;
+    app.subscribe(&receiver.url, &[], "full").await;
+    let mut bad = camp_body();
+    bad["start_date"] = json!("not a date");
+    assert_eq!(app.post(Role::Admin, "/api/v1/medical-camps", &bad).await.status, 422);
+    assert_eq!(app.post(Role::Nurse, "/api/v1/medical-camps", &camp_body()).await.status, 403);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty());
+    assert_eq!(app.count_rows("webhook_messages").await, 0);
+    assert_eq!(app.count_rows("webhook_deliveries").await, 0);
+});
+
+db_test!(async fn a_rolled_back_transaction_leaves_no_event(app) {
+    let mut tx = app.state.db.begin().await.unwrap();
+    ehrs::webhooks::emit(&mut tx, ehrs::webhooks::Event::new(ehrs::webhooks::EventType::CampCreated, &json!({"id": "camp_x"})))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(app.count_rows("webhook_messages").await, 0);
+    assert_eq!(app.count_rows("webhook_deliveries").await, 0);
+});
