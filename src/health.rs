@@ -1,4 +1,5 @@
-//! `GET /health`: is the database reachable, and how deep is the delivery queue.
+//! `GET /health`: is the database reachable, which delivery backend runs, and how deep
+//! its queue is.
 
 use crate::app::AppState;
 use axum::Json;
@@ -13,12 +14,17 @@ pub struct Health {
     /// `ok` or `unreachable`.
     pub database: &'static str,
     pub database_backend: &'static str,
+    /// `embedded` or `svix`.
+    pub webhook_backend: String,
+    /// Deliveries waiting for an attempt (first attempts and scheduled retries).
+    pub queue_depth: Option<i64>,
 }
 
 /// Liveness and readiness: 200 when the database answers, 503 otherwise.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database_ok = state.db.ping().await;
+    let queue_depth = crate::metrics::queue_depth(&state).await.ok();
     let health = Health {
         status: if database_ok { "ok" } else { "degraded" },
         database: if database_ok { "ok" } else { "unreachable" },
@@ -26,6 +32,8 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             crate::db::Backend::Sqlite => "sqlite",
             crate::db::Backend::Postgres => "postgres",
         },
+        webhook_backend: state.settings.webhook_backend.clone(),
+        queue_depth,
     };
     let status = if database_ok {
         StatusCode::OK

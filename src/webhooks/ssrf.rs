@@ -185,13 +185,16 @@ impl reqwest::dns::Resolve for GuardedResolver {
         Box::pin(async move {
             let resolved = lookup.lookup(host.clone()).await?;
             let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|ip| is_allowed(*ip, policy))
-                .map(|ip| SocketAddr::new(ip, 0))
+                .iter()
+                .filter(|ip| is_allowed(**ip, policy))
+                .map(|ip| SocketAddr::new(*ip, 0))
                 .collect();
             if allowed.is_empty() {
-                return Err(Box::new(Refusal::Unresolvable(host))
-                    as Box<dyn std::error::Error + Send + Sync>);
+                let refusal = match resolved.first() {
+                    Some(ip) => Refusal::ForbiddenAddress(*ip),
+                    None => Refusal::Unresolvable(host),
+                };
+                return Err(Box::new(refusal) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })

@@ -16,7 +16,7 @@ mod claim;
 mod record;
 mod send;
 
-pub use send::{Envelope, HttpSender};
+pub use send::{Envelope, HttpSender, guarded_client};
 
 use crate::app::AppState;
 use crate::config::RetrySchedule;
