@@ -173,7 +173,10 @@ CREATE TABLE webhook_deliveries (
     updated_at      BIGINT NOT NULL,
     UNIQUE (subscription_id, sequence)
 );
+-- status is 'pending' (waiting for a first attempt or a scheduled retry), 'delivered' or
+-- 'exhausted'. Claims read one subscription's due rows in order through this index.
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+CREATE INDEX webhook_deliveries_claim ON webhook_deliveries (subscription_id, status, next_attempt_at, sequence);
 CREATE INDEX webhook_deliveries_message ON webhook_deliveries (message_id);
 
 CREATE TABLE webhook_attempts (

@@ -32,6 +32,8 @@ async fn start_server(app: &TestApp, data_dir: &std::path::Path) -> (Child, Stri
             "200ms,200ms,200ms,200ms,200ms",
         )
         .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("the ehrs binary starts");

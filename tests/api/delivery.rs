@@ -165,7 +165,7 @@ db_test!(async fn retry_after_is_honoured(app) {
         .fetch_optional(app.state.db.pool())
         .await
         .unwrap();
-        matches!(row, Some((status, next, updated)) if status == "failed" && next - updated > 3_500_000)
+        matches!(row, Some((status, next, updated)) if status == "pending" && next - updated > 3_500_000)
     })
     .await;
 });

@@ -107,23 +107,27 @@ async fn dispatch(
     let (outcomes, outcomes_rx) = mpsc::channel::<Outcome>(4096);
     let recorder = tokio::spawn(record::run(db.clone(), config.clone(), outcomes_rx));
     let mut tasks = JoinSet::new();
+    let mut rotation = 0usize;
 
     loop {
         if *stop.borrow() {
             break;
         }
-        let (free, saturated) = capacity(&in_flight, &config);
-        let mut claimed_full_batch = false;
-        if free > 0 {
-            match claim::claim(&db, &config, free, &saturated).await {
+        let wants = match plan(&db, &in_flight, &config, &mut rotation).await {
+            Ok(wants) => wants,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading subscriptions failed; will retry");
+                Vec::new()
+            }
+        };
+        let requested: usize = wants.iter().map(|(_, n)| n).sum();
+        let mut more_waiting = false;
+        if requested > 0 {
+            match claim::claim(&db, &config, &wants).await {
                 Ok(batch) => {
-                    claimed_full_batch = batch.len() == free;
+                    more_waiting = batch.len() == requested;
                     for delivery in batch {
-                        let slot = endpoint_slot(
-                            &endpoint_slots,
-                            &delivery.subscription_id,
-                            config.endpoint_concurrency,
-                        );
+                        let slot = endpoint_slot(&endpoint_slots, &delivery.subscription_id, config.endpoint_concurrency);
                         take_slot(&in_flight, &delivery.subscription_id);
                         let sender = sender.clone();
                         let outcomes = outcomes.clone();
@@ -145,7 +149,7 @@ async fn dispatch(
             }
         }
         while tasks.try_join_next().is_some() {}
-        if claimed_full_batch {
+        if more_waiting {
             continue;
         }
         let wait = next_wake(&db, &config).await;
@@ -171,17 +175,36 @@ async fn dispatch(
     }
 }
 
-/// Free global slots, and the subscriptions with no free slot.
-fn capacity(in_flight: &Mutex<InFlight>, config: &EngineConfig) -> (usize, Vec<SubscriptionId>) {
+/// What to claim now: for each enabled subscription with free slots, how many (within
+/// the global slots left). The starting subscription rotates so none is always last.
+async fn plan(
+    db: &Db,
+    in_flight: &Mutex<InFlight>,
+    config: &EngineConfig,
+    rotation: &mut usize,
+) -> Result<Vec<(SubscriptionId, usize)>, sqlx::Error> {
+    let mut subscriptions = claim::enabled_subscriptions(db).await?;
+    if subscriptions.is_empty() {
+        return Ok(Vec::new());
+    }
+    *rotation = rotation.wrapping_add(1);
+    let start = *rotation % subscriptions.len();
+    subscriptions.rotate_left(start);
     let in_flight = in_flight.lock().unwrap();
-    let free = config.global_concurrency.saturating_sub(in_flight.total);
-    let saturated = in_flight
-        .per_subscription
-        .iter()
-        .filter(|(_, n)| **n >= config.endpoint_concurrency)
-        .map(|(id, _)| id.clone())
-        .collect();
-    (free, saturated)
+    let mut free = config.global_concurrency.saturating_sub(in_flight.total);
+    let mut wants = Vec::new();
+    for subscription in subscriptions {
+        if free == 0 {
+            break;
+        }
+        let busy = in_flight.per_subscription.get(&subscription).copied().unwrap_or(0);
+        let take = config.endpoint_concurrency.saturating_sub(busy).min(free);
+        if take > 0 {
+            free -= take;
+            wants.push((subscription, take));
+        }
+    }
+    Ok(wants)
 }
 
 fn take_slot(in_flight: &Mutex<InFlight>, subscription: &SubscriptionId) {
@@ -217,11 +240,12 @@ fn endpoint_slot(
         .clone()
 }
 
-/// How long to sleep: until the next retry is due, at most the poll interval.
+/// How long to sleep: until the next retry is due, at most the poll interval. (New
+/// events and freed slots wake the dispatcher earlier.)
 async fn next_wake(db: &Db, config: &EngineConfig) -> Duration {
     match claim::next_due(db).await {
         Ok(Some(due)) => {
-            let wait = due.saturating_sub(now_ms()).max(5) as u64;
+            let wait = due.saturating_sub(now_ms()).max(1) as u64;
             Duration::from_millis(wait).min(config.poll_interval)
         }
         _ => config.poll_interval,

@@ -6,7 +6,7 @@
 use super::EngineConfig;
 use super::claim::Claimed;
 use crate::db::{Db, Tx};
-use crate::ids::{AttemptId, SubscriptionId};
+use crate::ids::{AttemptId, DeliveryId, SubscriptionId};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -75,53 +75,45 @@ pub async fn run(db: Db, config: EngineConfig, mut outcomes: mpsc::Receiver<Outc
 
 async fn write(db: &Db, config: &EngineConfig, batch: &[Outcome]) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
+    insert_attempts(&mut tx, batch).await?;
     // Per subscription, in order: failures since the last success, and whether one succeeded.
     let mut counters: HashMap<&SubscriptionId, (i64, bool)> = HashMap::new();
     let mut gone = Vec::new();
+    let mut delivered: HashMap<u16, Vec<&DeliveryId>> = HashMap::new();
     for outcome in batch {
         let verdict = outcome.attempt.verdict();
-        insert_attempt(&mut tx, outcome).await?;
-        update_delivery(&mut tx, config, outcome, verdict).await?;
-        let counter = counters
-            .entry(&outcome.delivery.subscription_id)
-            .or_default();
+        let counter = counters.entry(&outcome.delivery.subscription_id).or_default();
         match verdict {
-            Verdict::Delivered => *counter = (0, true),
-            Verdict::Failed | Verdict::Gone => counter.0 += 1,
+            Verdict::Delivered => {
+                *counter = (0, true);
+                let code = outcome.attempt.status_code.unwrap_or(200);
+                delivered.entry(code).or_default().push(&outcome.delivery.delivery_id);
+            }
+            Verdict::Failed | Verdict::Gone => {
+                counter.0 += 1;
+                update_failed_delivery(&mut tx, config, outcome, verdict).await?;
+            }
         }
         if verdict == Verdict::Gone {
             gone.push(&outcome.delivery.subscription_id);
         }
     }
     let now = crate::db::now_ms();
+    for (code, ids) in delivered {
+        mark_delivered(&mut tx, &ids, code, now).await?;
+    }
     let mut paused = Vec::new();
     for (subscription, (failures, succeeded)) in counters {
         update_counters(&mut tx, subscription, failures, succeeded, now).await?;
         if failures > 0 {
             let reason = format!("{} consecutive failed deliveries", config.autopause_after);
-            if pause(
-                &mut tx,
-                subscription,
-                &reason,
-                Some(config.autopause_after),
-                now,
-            )
-            .await?
-            {
+            if pause(&mut tx, subscription, &reason, Some(config.autopause_after), now).await? {
                 paused.push(subscription);
             }
         }
     }
     for subscription in gone {
-        if pause(
-            &mut tx,
-            subscription,
-            "the endpoint answered 410 Gone",
-            None,
-            now,
-        )
-        .await?
-        {
+        if pause(&mut tx, subscription, "the endpoint answered 410 Gone", None, now).await? {
             paused.push(subscription);
         }
     }
@@ -136,46 +128,73 @@ async fn write(db: &Db, config: &EngineConfig, batch: &[Outcome]) -> Result<(), 
     Ok(())
 }
 
-async fn insert_attempt(tx: &mut Tx, outcome: &Outcome) -> Result<(), sqlx::Error> {
-    let attempt = &outcome.attempt;
-    sqlx::query(
-        "INSERT INTO webhook_attempts (id, delivery_id, message_id, subscription_id, attempted_at, status_code, \
-         response_body, duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(AttemptId::generate())
-    .bind(&outcome.delivery.delivery_id)
-    .bind(&outcome.delivery.message_id)
-    .bind(&outcome.delivery.subscription_id)
-    .bind(attempt.attempted_at)
-    .bind(attempt.status_code.map(i64::from))
-    .bind(attempt.response_body.as_deref())
-    .bind(attempt.duration_ms)
-    .bind(attempt.error.as_deref())
-    .execute(tx.conn())
-    .await?;
+/// Rows per multi-row INSERT: few statements per batch, and few distinct SQL texts for
+/// the prepared-statement cache.
+const INSERT_CHUNK: usize = 64;
+
+async fn insert_attempts(tx: &mut Tx, batch: &[Outcome]) -> Result<(), sqlx::Error> {
+    for chunk in batch.chunks(INSERT_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i * 9;
+                format!("(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8, p + 9)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO webhook_attempts (id, delivery_id, message_id, subscription_id, attempted_at, status_code, \
+             response_body, duration_ms, error) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for outcome in chunk {
+            let attempt = &outcome.attempt;
+            query = query
+                .bind(AttemptId::generate())
+                .bind(&outcome.delivery.delivery_id)
+                .bind(&outcome.delivery.message_id)
+                .bind(&outcome.delivery.subscription_id)
+                .bind(attempt.attempted_at)
+                .bind(attempt.status_code.map(i64::from))
+                .bind(attempt.response_body.as_deref())
+                .bind(attempt.duration_ms)
+                .bind(attempt.error.as_deref());
+        }
+        query.execute(tx.conn()).await?;
+    }
     Ok(())
 }
 
-async fn update_delivery(
-    tx: &mut Tx,
-    config: &EngineConfig,
-    outcome: &Outcome,
-    verdict: Verdict,
-) -> Result<(), sqlx::Error> {
+/// One UPDATE for all deliveries of a batch that succeeded with the same status code.
+async fn mark_delivered(tx: &mut Tx, ids: &[&DeliveryId], code: u16, now: i64) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, locked_until = NULL, \
+         locked_by = NULL, last_status = $2, last_error = NULL, updated_at = $3 WHERE id IN ({})",
+        super::claim::json_rows(tx.backend(), "$1")
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+        .bind(i64::from(code))
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+async fn update_failed_delivery(tx: &mut Tx, config: &EngineConfig, outcome: &Outcome, verdict: Verdict) -> Result<(), sqlx::Error> {
     let attempt = &outcome.attempt;
     let attempt_number = outcome.delivery.attempts + 1;
+    // A failed delivery with a retry ahead stays 'pending' (claimable when due).
     let (status, next_attempt_at) = match verdict {
-        Verdict::Delivered => ("delivered", attempt.attempted_at),
-        Verdict::Gone => ("exhausted", attempt.attempted_at),
         Verdict::Failed => match retry_delay(config, attempt_number, attempt.retry_after) {
-            Some(delay) => ("failed", attempt.attempted_at + delay.as_millis() as i64),
+            Some(delay) => ("pending", attempt.attempted_at + delay.as_millis() as i64),
             None => ("exhausted", attempt.attempted_at),
         },
+        Verdict::Gone | Verdict::Delivered => ("exhausted", attempt.attempted_at),
     };
     let error = match (&attempt.error, attempt.status_code) {
         (Some(error), _) => Some(error.clone()),
-        (None, Some(code)) if verdict != Verdict::Delivered => Some(format!("HTTP {code}")),
-        _ => None,
+        (None, Some(code)) => Some(format!("HTTP {code}")),
+        (None, None) => None,
     };
     sqlx::query(
         "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, \
