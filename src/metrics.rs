@@ -30,11 +30,9 @@ pub fn handle() -> PrometheusHandle {
 
 /// Deliveries waiting to be attempted (first attempts and scheduled retries).
 pub async fn queue_depth(state: &AppState) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
-    )
-    .fetch_one(state.db.pool())
-    .await
+    sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
+        .fetch_one(state.db.pool())
+        .await
 }
 
 /// Prometheus text exposition.

@@ -57,7 +57,9 @@ async fn start_receiver() -> (String, Stats) {
     let stats: Stats = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let app = Router::new().route("/hook", post(receive)).with_state(stats.clone());
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(stats.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, stats)
 }
@@ -72,7 +74,12 @@ async fn receive(State(stats): State<Stats>, body: Bytes) -> &'static str {
     let latency = stamp
         .and_then(|s| s.timestamp)
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| (now - t.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        .map(|t| {
+            (now - t.with_timezone(&chrono::Utc))
+                .num_microseconds()
+                .unwrap_or(0) as f64
+                / 1000.0
+        });
     let mut stats = stats.lock().unwrap();
     stats.count += 1;
     if let Some(latency) = latency {
@@ -137,8 +144,13 @@ where
 /// Signed POSTs with no storage: the most any webhook sender could do here.
 async fn ceiling(events: usize, concurrency: usize) {
     let (url, stats) = start_receiver().await;
-    let client = reqwest::Client::builder().no_proxy().tcp_nodelay(true).build().unwrap();
-    let key = ehrs::webhooks::signing::secret_key(&ehrs::webhooks::signing::generate_secret()).unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
+    let key =
+        ehrs::webhooks::signing::secret_key(&ehrs::webhooks::signing::generate_secret()).unwrap();
     let (latencies, wall) = drive(events, concurrency, move |i| {
         let client = client.clone();
         let url = url.clone();
@@ -162,7 +174,11 @@ async fn ceiling(events: usize, concurrency: usize) {
     .await;
     let received = stats.lock().unwrap().count;
     println!("ceiling (signed POSTs, no storage, {concurrency} in flight):");
-    println!("  {:.0} POSTs/s ({received} in {:.2} s)", events as f64 / wall.as_secs_f64(), wall.as_secs_f64());
+    println!(
+        "  {:.0} POSTs/s ({received} in {:.2} s)",
+        events as f64 / wall.as_secs_f64(),
+        wall.as_secs_f64()
+    );
     println!("  one loopback POST: {}", summary(latencies));
 }
 
@@ -177,9 +193,17 @@ async fn end_to_end(events: usize, receivers: usize, concurrency: usize) {
     let engine = ehrs::webhooks::DeliveryEngine::start(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(app::serve(listener, app::router(state.clone()), std::future::pending()));
+    tokio::spawn(app::serve(
+        listener,
+        app::router(state.clone()),
+        std::future::pending(),
+    ));
 
-    let client = reqwest::Client::builder().no_proxy().tcp_nodelay(true).build().unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
     let token: Value = client
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"username": "admin", "password": "bench-password-1"}))
@@ -231,20 +255,34 @@ async fn end_to_end(events: usize, receivers: usize, concurrency: usize) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let last = all_stats.iter().filter_map(|s| s.lock().unwrap().last_arrival).max().unwrap_or_else(Instant::now);
+    let last = all_stats
+        .iter()
+        .filter_map(|s| s.lock().unwrap().last_arrival)
+        .max()
+        .unwrap_or_else(Instant::now);
     let delivered: usize = all_stats.iter().map(|s| s.lock().unwrap().count).sum();
     let delivery_wall = last.duration_since(started);
-    let commit_to_receiver: Vec<f64> = all_stats.iter().flat_map(|s| s.lock().unwrap().latencies_ms.clone()).collect();
+    let commit_to_receiver: Vec<f64> = all_stats
+        .iter()
+        .flat_map(|s| s.lock().unwrap().latencies_ms.clone())
+        .collect();
 
     println!("end to end (SQLite, {receivers} receiver(s), {concurrency} API requests in flight):");
-    println!("  events accepted: {:.0}/s ({events} in {:.2} s)", events as f64 / wall.as_secs_f64(), wall.as_secs_f64());
+    println!(
+        "  events accepted: {:.0}/s ({events} in {:.2} s)",
+        events as f64 / wall.as_secs_f64(),
+        wall.as_secs_f64()
+    );
     println!("  API latency: {}", summary(latencies));
     println!(
         "  deliveries: {:.0}/s ({delivered} of {expected} in {:.2} s, first request to last delivery)",
         delivered as f64 / delivery_wall.as_secs_f64(),
         delivery_wall.as_secs_f64()
     );
-    println!("  commit-to-receiver latency: {}", summary(commit_to_receiver));
+    println!(
+        "  commit-to-receiver latency: {}",
+        summary(commit_to_receiver)
+    );
     engine.stop().await;
     state.db.close().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -254,7 +292,11 @@ async fn end_to_end(events: usize, receivers: usize, concurrency: usize) {
 async fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Delivery { events, receivers, concurrency } => {
+        Command::Delivery {
+            events,
+            receivers,
+            concurrency,
+        } => {
             ceiling(events, concurrency).await;
             end_to_end(events, receivers, concurrency).await;
         }

@@ -27,37 +27,79 @@ pub async fn emit(tx: &mut Tx, event: Event) -> Result<MessageId, sqlx::Error> {
     .execute(tx.conn())
     .await?;
 
-    for subscription in matching_subscriptions(tx, event.event_type.as_str()).await? {
-        queue_delivery(tx, &message_id, &subscription, now).await?;
-    }
+    let sequences = next_sequences(tx, event.event_type.as_str()).await?;
+    insert_deliveries(tx, &message_id, &sequences, now).await?;
     metrics::counter!("ehrs_events_emitted_total", "event_type" => event.event_type.as_str())
         .increment(1);
     tx.mark_emitted();
     Ok(message_id)
 }
 
-/// Enabled subscriptions whose event-type filter is empty or names `event_type`.
-async fn matching_subscriptions(
+/// Takes the next sequence number of every enabled subscription whose filter is empty or
+/// names `event_type`, in one statement. On PostgreSQL the UPDATE row-locks those
+/// subscriptions until commit, so per-subscription sequence order is commit order.
+async fn next_sequences(
     tx: &mut Tx,
     event_type: &str,
-) -> Result<Vec<SubscriptionId>, sqlx::Error> {
-    let rows = sqlx::query("SELECT id, event_types FROM webhook_subscriptions WHERE enabled = 1")
-        .fetch_all(tx.conn())
-        .await?;
-    let mut matching = Vec::new();
-    for row in rows {
-        let filter: String = row.try_get("event_types")?;
-        let types: Vec<String> = serde_json::from_str(&filter).unwrap_or_default();
-        if types.is_empty() || types.iter().any(|t| t == event_type) {
-            matching.push(row.try_get("id")?);
-        }
-    }
-    Ok(matching)
+) -> Result<Vec<(SubscriptionId, i64)>, sqlx::Error> {
+    // The filter is a JSON array of type names; a name is matched with its quotes, and
+    // LIKE's `_` wildcard is escaped so only the exact name matches.
+    let pattern = format!("%\"{}\"%", event_type.replace('_', "\\_"));
+    let rows = sqlx::query(
+        "UPDATE webhook_subscriptions SET last_sequence = last_sequence + 1 \
+         WHERE enabled = 1 AND (event_types = '[]' OR event_types LIKE $1 ESCAPE '\\') \
+         RETURNING id, last_sequence",
+    )
+    .bind(pattern)
+    .fetch_all(tx.conn())
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("last_sequence")?)))
+        .collect()
 }
 
-/// Queues `message_id` for one subscription with that subscription's next sequence number.
-/// On PostgreSQL the sequence update locks the subscription row until commit, so sequence
-/// order is commit order.
+/// Queues `message_id` for each `(subscription, sequence)` in one multi-row INSERT.
+async fn insert_deliveries(
+    tx: &mut Tx,
+    message_id: &MessageId,
+    sequences: &[(SubscriptionId, i64)],
+    due: Timestamp,
+) -> Result<(), sqlx::Error> {
+    if sequences.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..sequences.len())
+        .map(|i| {
+            let p = 3 + i * 3;
+            format!(
+                "(${}, $1, ${}, ${}, 'pending', 0, $2, $2, $2)",
+                p,
+                p + 1,
+                p + 2
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO webhook_deliveries (id, message_id, subscription_id, sequence, status, attempts, \
+         next_attempt_at, created_at, updated_at) VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(message_id)
+        .bind(due);
+    for (subscription, sequence) in sequences {
+        query = query
+            .bind(DeliveryId::generate())
+            .bind(subscription)
+            .bind(*sequence);
+    }
+    query.execute(tx.conn()).await?;
+    Ok(())
+}
+
+#[allow(dead_code)] // used by the admin test route (next slice)
+/// Queues `message_id` for one subscription with that subscription's next sequence number
+/// (used to send a message to one subscription, e.g. a test event).
 pub async fn queue_delivery(
     tx: &mut Tx,
     message_id: &MessageId,

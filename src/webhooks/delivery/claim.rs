@@ -49,7 +49,11 @@ pub async fn enabled_subscriptions(db: &Db) -> Result<Vec<SubscriptionId>, sqlx:
 
 /// Claims the due deliveries of `wants` (subscription, how many), oldest first within a
 /// subscription so its deliveries go out in sequence order.
-pub async fn claim(db: &Db, config: &EngineConfig, wants: &[(SubscriptionId, usize)]) -> Result<Vec<Claimed>, sqlx::Error> {
+pub async fn claim(
+    db: &Db,
+    config: &EngineConfig,
+    wants: &[(SubscriptionId, usize)],
+) -> Result<Vec<Claimed>, sqlx::Error> {
     let now = now_ms();
     let mut candidates: Vec<Claimed> = Vec::new();
     for (subscription, count) in wants {
@@ -82,10 +86,20 @@ pub async fn claim(db: &Db, config: &EngineConfig, wants: &[(SubscriptionId, usi
 }
 
 /// Takes the lease on those candidates still free; returns the ids this engine now holds.
-async fn lock(db: &Db, config: &EngineConfig, candidates: &[Claimed], now: i64) -> Result<Vec<DeliveryId>, sqlx::Error> {
+async fn lock(
+    db: &Db,
+    config: &EngineConfig,
+    candidates: &[Claimed],
+    now: i64,
+) -> Result<Vec<DeliveryId>, sqlx::Error> {
     let backend = db.backend();
-    let wanted = serde_json::to_string(&candidates.iter().map(|c| &c.delivery_id).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".into());
+    let wanted = serde_json::to_string(
+        &candidates
+            .iter()
+            .map(|c| &c.delivery_id)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|_| "[]".into());
     let still_free = "status = 'pending' AND (locked_until IS NULL OR locked_until < $4)";
     let ids = json_rows(backend, "$1");
     let sql = match backend {

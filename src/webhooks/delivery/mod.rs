@@ -127,7 +127,11 @@ async fn dispatch(
                 Ok(batch) => {
                     more_waiting = batch.len() == requested;
                     for delivery in batch {
-                        let slot = endpoint_slot(&endpoint_slots, &delivery.subscription_id, config.endpoint_concurrency);
+                        let slot = endpoint_slot(
+                            &endpoint_slots,
+                            &delivery.subscription_id,
+                            config.endpoint_concurrency,
+                        );
                         take_slot(&in_flight, &delivery.subscription_id);
                         let sender = sender.clone();
                         let outcomes = outcomes.clone();
@@ -197,7 +201,11 @@ async fn plan(
         if free == 0 {
             break;
         }
-        let busy = in_flight.per_subscription.get(&subscription).copied().unwrap_or(0);
+        let busy = in_flight
+            .per_subscription
+            .get(&subscription)
+            .copied()
+            .unwrap_or(0);
         let take = config.endpoint_concurrency.saturating_sub(busy).min(free);
         if take > 0 {
             free -= take;

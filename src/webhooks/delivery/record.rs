@@ -82,12 +82,17 @@ async fn write(db: &Db, config: &EngineConfig, batch: &[Outcome]) -> Result<(), 
     let mut delivered: HashMap<u16, Vec<&DeliveryId>> = HashMap::new();
     for outcome in batch {
         let verdict = outcome.attempt.verdict();
-        let counter = counters.entry(&outcome.delivery.subscription_id).or_default();
+        let counter = counters
+            .entry(&outcome.delivery.subscription_id)
+            .or_default();
         match verdict {
             Verdict::Delivered => {
                 *counter = (0, true);
                 let code = outcome.attempt.status_code.unwrap_or(200);
-                delivered.entry(code).or_default().push(&outcome.delivery.delivery_id);
+                delivered
+                    .entry(code)
+                    .or_default()
+                    .push(&outcome.delivery.delivery_id);
             }
             Verdict::Failed | Verdict::Gone => {
                 counter.0 += 1;
@@ -107,13 +112,29 @@ async fn write(db: &Db, config: &EngineConfig, batch: &[Outcome]) -> Result<(), 
         update_counters(&mut tx, subscription, failures, succeeded, now).await?;
         if failures > 0 {
             let reason = format!("{} consecutive failed deliveries", config.autopause_after);
-            if pause(&mut tx, subscription, &reason, Some(config.autopause_after), now).await? {
+            if pause(
+                &mut tx,
+                subscription,
+                &reason,
+                Some(config.autopause_after),
+                now,
+            )
+            .await?
+            {
                 paused.push(subscription);
             }
         }
     }
     for subscription in gone {
-        if pause(&mut tx, subscription, "the endpoint answered 410 Gone", None, now).await? {
+        if pause(
+            &mut tx,
+            subscription,
+            "the endpoint answered 410 Gone",
+            None,
+            now,
+        )
+        .await?
+        {
             paused.push(subscription);
         }
     }
@@ -137,7 +158,18 @@ async fn insert_attempts(tx: &mut Tx, batch: &[Outcome]) -> Result<(), sqlx::Err
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p = i * 9;
-                format!("(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8, p + 9)
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9
+                )
             })
             .collect();
         let sql = format!(
@@ -165,7 +197,12 @@ async fn insert_attempts(tx: &mut Tx, batch: &[Outcome]) -> Result<(), sqlx::Err
 }
 
 /// One UPDATE for all deliveries of a batch that succeeded with the same status code.
-async fn mark_delivered(tx: &mut Tx, ids: &[&DeliveryId], code: u16, now: i64) -> Result<(), sqlx::Error> {
+async fn mark_delivered(
+    tx: &mut Tx,
+    ids: &[&DeliveryId],
+    code: u16,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let sql = format!(
         "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, locked_until = NULL, \
          locked_by = NULL, last_status = $2, last_error = NULL, updated_at = $3 WHERE id IN ({})",
@@ -180,7 +217,12 @@ async fn mark_delivered(tx: &mut Tx, ids: &[&DeliveryId], code: u16, now: i64) -
     Ok(())
 }
 
-async fn update_failed_delivery(tx: &mut Tx, config: &EngineConfig, outcome: &Outcome, verdict: Verdict) -> Result<(), sqlx::Error> {
+async fn update_failed_delivery(
+    tx: &mut Tx,
+    config: &EngineConfig,
+    outcome: &Outcome,
+    verdict: Verdict,
+) -> Result<(), sqlx::Error> {
     let attempt = &outcome.attempt;
     let attempt_number = outcome.delivery.attempts + 1;
     // A failed delivery with a retry ahead stays 'pending' (claimable when due).
