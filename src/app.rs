@@ -25,15 +25,22 @@ pub struct AppState {
     /// Name resolution for webhook targets (replaceable in tests).
     pub lookup: Arc<dyn crate::webhooks::ssrf::Lookup>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The delivery backend behind the webhook administration API.
+    pub webhooks: Arc<dyn crate::webhooks::backend::WebhookBackend>,
 }
 
 impl AppState {
     pub fn new(db: Db, settings: Settings, keys: Keys) -> anyhow::Result<Self> {
+        let secrets = crate::crypto::SecretBox::new(&keys.data);
+        let lookup: Arc<dyn crate::webhooks::ssrf::Lookup> =
+            Arc::new(crate::webhooks::ssrf::SystemLookup);
+        let webhooks = crate::webhooks::backend_for(&settings, &db, &secrets, &lookup)?;
         Ok(AppState {
             tokens: TokenIssuer::new(&keys.jwt, settings.token_ttl)?,
-            secrets: crate::crypto::SecretBox::new(&keys.data),
-            lookup: Arc::new(crate::webhooks::ssrf::SystemLookup),
+            secrets,
+            lookup,
             metrics: crate::metrics::handle(),
+            webhooks,
             db,
             settings: Arc::new(settings),
             keys: Arc::new(keys),

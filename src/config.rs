@@ -61,6 +61,14 @@ pub struct Settings {
     #[arg(long, env = "EHRS_WEBHOOKS_ALLOW_INSECURE", default_value = "false", value_parser = parse_flag)]
     pub webhooks_allow_insecure: bool,
 
+    /// How long a rotated-out signing secret keeps signing alongside the new one.
+    #[arg(long, env = "EHRS_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
+    pub webhook_secret_overlap: Duration,
+
+    /// Days after which message payloads and response bodies are cleared (metadata stays).
+    #[arg(long, env = "EHRS_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    pub webhook_retention_days: i64,
+
     /// Deliveries in flight at once, over all subscriptions.
     #[arg(long, env = "EHRS_WEBHOOK_CONCURRENCY", default_value_t = 64)]
     pub webhook_concurrency: usize,

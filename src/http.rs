@@ -123,3 +123,46 @@ pub fn parse_id<T>(
 ) -> Result<T, ApiError> {
     parse(raw).ok_or_else(|| ApiError::not_found(what, raw))
 }
+
+/// A JSON body that may be left out entirely (an empty body is `None`); a body that is
+/// present gets the same errors as [`ApiJson`].
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "the request body is larger than the server accepts",
+                    )
+                } else {
+                    ApiError::bad_request("invalid_body", rejection.body_text())
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(&mut deserializer) {
+            Ok(value) => Ok(OptionalJson(Some(value))),
+            Err(err) if err.inner().is_data() => Err(ApiError::unprocessable(
+                "invalid_body",
+                format!("{}: {}", err.path(), err.inner()),
+            )),
+            Err(err) => Err(ApiError::bad_request(
+                "malformed_json",
+                err.inner().to_string(),
+            )),
+        }
+    }
+}

@@ -4,6 +4,19 @@
 
 use serde::{Deserialize, Serialize};
 
+/// ULIDs from one monotonic generator: ids made in the same millisecond still sort in
+/// the order they were made, so "order by id" is creation order within a process.
+fn next_ulid() -> ulid::Ulid {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut generator = GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    generator
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::generate())
+}
+
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -16,9 +29,9 @@ macro_rules! typed_id {
         impl $name {
             pub const PREFIX: &'static str = $prefix;
 
-            /// A fresh id.
+            /// A fresh id, greater than every id this process generated before.
             pub fn generate() -> Self {
-                Self(format!("{}_{}", $prefix, ulid::Ulid::generate().to_string().to_lowercase()))
+                Self(format!("{}_{}", $prefix, next_ulid().to_string().to_lowercase()))
             }
 
             /// Accepts only well-formed ids of this kind (prefix, then 26 base-32 chars).
@@ -56,6 +69,7 @@ typed_id!(MessageId, "msg");
 typed_id!(EventId, "evt");
 typed_id!(DeliveryId, "dlv");
 typed_id!(AttemptId, "atm");
+typed_id!(AuditId, "aud");
 typed_id!(JobId, "job");
 
 #[cfg(test)]

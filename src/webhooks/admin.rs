@@ -1,17 +1,28 @@
-//! Admin routes for subscriptions (admin role only).
+//! The administration API of SPEC §5 (admin role only). Handlers talk to the configured
+//! [`WebhookBackend`], never to tables, so the embedded engine and Svix serve the same
+//! routes; what every backend shares (validation, the SSRF check, the audit trail) is
+//! done here.
 
-use super::signing;
+use super::audit::{self, AuditEntry};
+use super::backend::{
+    AttemptLog, CursorPage, FailureStats, MessageFilter, MessageLog, Requeued, TestDelivery,
+};
 use super::ssrf;
-use super::subscriptions::{self, NewSubscription, Subscription, SubscriptionWithSecret};
+use super::subscriptions::{
+    NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
+};
 use crate::app::AppState;
 use crate::auth::{CurrentUser, Permission};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
-use crate::ids::SubscriptionId;
+use crate::http::{ApiJson, ApiQuery, OptionalJson, Page, PageParams, parse_id};
+use crate::ids::{MessageId, SubscriptionId};
+use crate::time::Timestamp;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,9 +31,29 @@ pub fn router() -> Router<AppState> {
             get(list_subscriptions).post(create_subscription),
         )
         .route(
-            "/webhooks/subscriptions/{subscription_id}",
-            get(get_subscription),
+            "/webhooks/subscriptions/{id}",
+            get(get_subscription)
+                .put(update_subscription)
+                .delete(delete_subscription),
         )
+        .route(
+            "/webhooks/subscriptions/{id}/toggle",
+            put(toggle_subscription),
+        )
+        .route("/webhooks/subscriptions/{id}/test", post(test_subscription))
+        .route(
+            "/webhooks/subscriptions/{id}/rotate-secret",
+            post(rotate_secret),
+        )
+        .route(
+            "/webhooks/subscriptions/{id}/failure-stats",
+            get(failure_stats),
+        )
+        .route("/webhooks/subscriptions/{id}/recover", post(recover))
+        .route("/webhooks/logs", get(list_logs))
+        .route("/webhooks/logs/{id}", get(list_attempts))
+        .route("/webhooks/logs/{id}/retry", post(retry_message))
+        .route("/webhooks/audit", get(list_audit))
 }
 
 /// Refuses URLs that are not https (unless the development switch is on) or that resolve
@@ -34,29 +65,34 @@ pub async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
         .map_err(|refusal| ApiError::invalid_field("url", refusal.to_string()))
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/subscriptions", tag = "webhooks", security(("bearer" = [])),
-    request_body = NewSubscription,
-    responses((status = 201, body = SubscriptionWithSecret), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn create_subscription(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ApiJson(body): ApiJson<NewSubscription>,
-) -> ApiResult<(StatusCode, Json<SubscriptionWithSecret>)> {
-    user.require(Permission::ManageWebhooks)?;
-    body.validate()?;
-    check_target(&state, &body.url).await?;
-    let secret = signing::generate_secret();
+fn subscription_id(raw: &str) -> ApiResult<SubscriptionId> {
+    parse_id(raw, "subscription", SubscriptionId::parse)
+}
+
+/// Writes one audit entry for `user`'s `action` (details must hold no secret).
+async fn audit(
+    state: &AppState,
+    user: &CurrentUser,
+    action: &str,
+    subscription: Option<&SubscriptionId>,
+    details: Value,
+) -> ApiResult<()> {
+    let username = crate::auth::repo::get(&state.db, &user.id)
+        .await?
+        .map(|u| u.username)
+        .unwrap_or_default();
     let mut tx = state.db.begin().await?;
-    let subscription = subscriptions::insert(&mut tx, &body, &secret, &state.secrets).await?;
+    audit::record(
+        &mut tx,
+        Some(&user.id),
+        &username,
+        action,
+        subscription,
+        &details,
+    )
+    .await?;
     tx.commit().await?;
-    tracing::info!(subscription = %subscription.id, "webhook subscription created");
-    Ok((
-        StatusCode::CREATED,
-        Json(SubscriptionWithSecret {
-            subscription,
-            secret,
-        }),
-    ))
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/subscriptions", tag = "webhooks", security(("bearer" = [])), params(PageParams),
@@ -68,16 +104,39 @@ async fn list_subscriptions(
 ) -> ApiResult<Json<Page<Subscription>>> {
     user.require(Permission::ManageWebhooks)?;
     let (limit, offset) = page.resolve()?;
-    let (items, total) = subscriptions::list(&state.db, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(
+        state.webhooks.list_subscriptions(limit, offset).await?,
+    ))
 }
 
-#[utoipa::path(get, path = "/api/v1/webhooks/subscriptions/{subscription_id}", tag = "webhooks", security(("bearer" = [])),
+/// Create a subscription. The answer carries its signing secret, shown this once.
+#[utoipa::path(post, path = "/api/v1/webhooks/subscriptions", tag = "webhooks", security(("bearer" = [])),
+    request_body = NewSubscription,
+    responses((status = 201, body = SubscriptionWithSecret), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_subscription(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<NewSubscription>,
+) -> ApiResult<(StatusCode, Json<SubscriptionWithSecret>)> {
+    user.require(Permission::ManageWebhooks)?;
+    body.validate()?;
+    check_target(&state, &body.url).await?;
+    let created = state.webhooks.create_subscription(&body).await?;
+    let details =
+        json!({"url": body.url, "event_types": body.event_types, "payload": body.payload});
+    audit(
+        &state,
+        &user,
+        "subscription.created",
+        Some(&created.subscription.id),
+        details,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[utoipa::path(get, path = "/api/v1/webhooks/subscriptions/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "subscription id")),
     responses((status = 200, body = Subscription), (status = 404, body = ErrorBody)))]
 async fn get_subscription(
     State(state): State<AppState>,
@@ -85,9 +144,307 @@ async fn get_subscription(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Subscription>> {
     user.require(Permission::ManageWebhooks)?;
-    let id = parse_id(&raw, "subscription", SubscriptionId::parse)?;
-    let found = subscriptions::get(&state.db, &id).await?;
-    found
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("subscription", &id))
+    Ok(Json(
+        state
+            .webhooks
+            .get_subscription(&subscription_id(&raw)?)
+            .await?,
+    ))
+}
+
+/// Change url, description, event-type filter or payload mode (absent fields stay).
+#[utoipa::path(put, path = "/api/v1/webhooks/subscriptions/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "subscription id")), request_body = SubscriptionUpdate,
+    responses((status = 200, body = Subscription), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_subscription(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<SubscriptionUpdate>,
+) -> ApiResult<Json<Subscription>> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = subscription_id(&raw)?;
+    body.validate()?;
+    if let Some(url) = &body.url {
+        check_target(&state, url).await?;
+    }
+    let updated = state.webhooks.update_subscription(&id, &body).await?;
+    let details = json!({"url": body.url, "description": body.description, "event_types": body.event_types, "payload": body.payload});
+    audit(&state, &user, "subscription.updated", Some(&id), details).await?;
+    Ok(Json(updated))
+}
+
+#[utoipa::path(delete, path = "/api/v1/webhooks/subscriptions/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "subscription id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_subscription(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+) -> ApiResult<StatusCode> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = subscription_id(&raw)?;
+    state.webhooks.delete_subscription(&id).await?;
+    audit(&state, &user, "subscription.deleted", Some(&id), json!({})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of the toggle route; without `enabled` the current state is flipped.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Toggle {
+    pub enabled: Option<bool>,
+}
+
+/// Enable or disable. Enabling resets the failure streak and sends the deliveries held
+/// while disabled, in sequence order.
+#[utoipa::path(put, path = "/api/v1/webhooks/subscriptions/{id}/toggle", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "subscription id")), request_body(content = Toggle, description = "optional"),
+    responses((status = 200, body = Subscription), (status = 404, body = ErrorBody)))]
+async fn toggle_subscription(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    OptionalJson(body): OptionalJson<Toggle>,
+) -> ApiResult<Json<Subscription>> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = subscription_id(&raw)?;
+    let enabled = match body.and_then(|t| t.enabled) {
+        Some(enabled) => enabled,
+        None => !state.webhooks.get_subscription(&id).await?.enabled,
+    };
+    let updated = state.webhooks.set_enabled(&id, enabled).await?;
+    let action = if enabled {
+        "subscription.enabled"
+    } else {
+        "subscription.disabled"
+    };
+    audit(&state, &user, action, Some(&id), json!({})).await?;
+    Ok(Json(updated))
+}
+
+/// Send a `webhook.test` event now; the answer is the attempt (status, body, duration).
+#[utoipa::path(post, path = "/api/v1/webhooks/subscriptions/{id}/test", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "subscription id")),
+    responses((status = 200, body = TestDelivery), (status = 404, body = ErrorBody)))]
+async fn test_subscription(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<TestDelivery>> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = subscription_id(&raw)?;
+    let sent = state.webhooks.send_test(&id).await?;
+    audit(
+        &state,
+        &user,
+        "subscription.tested",
+        Some(&id),
+        json!({"status_code": sent.attempt.status_code}),
+    )
+    .await?;
+    Ok(Json(sent))
+}
+
+/// A new signing secret (shown this once); the old one keeps signing alongside for
+/// `EHRS_WEBHOOK_SECRET_OVERLAP` (24 h by default).
+#[utoipa::path(post, path = "/api/v1/webhooks/subscriptions/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "subscription id")),
+    responses((status = 200, body = SubscriptionWithSecret), (status = 404, body = ErrorBody)))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<SubscriptionWithSecret>> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = subscription_id(&raw)?;
+    let overlap_until = Timestamp(
+        Timestamp::now().millis() + state.settings.webhook_secret_overlap.as_millis() as i64,
+    );
+    let rotated = state.webhooks.rotate_secret(&id, overlap_until).await?;
+    audit(
+        &state,
+        &user,
+        "subscription.secret_rotated",
+        Some(&id),
+        json!({"previous_secret_valid_until": overlap_until}),
+    )
+    .await?;
+    Ok(Json(rotated))
+}
+
+#[utoipa::path(get, path = "/api/v1/webhooks/subscriptions/{id}/failure-stats", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "subscription id")),
+    responses((status = 200, body = FailureStats), (status = 404, body = ErrorBody)))]
+async fn failure_stats(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<FailureStats>> {
+    user.require(Permission::ManageWebhooks)?;
+    Ok(Json(
+        state
+            .webhooks
+            .failure_stats(&subscription_id(&raw)?)
+            .await?,
+    ))
+}
+
+/// Body of the recover route: the window of messages to send again.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverWindow {
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Queue again every failed or exhausted delivery of this subscription whose message was
+/// created in the window (with its original `webhook-id`).
+#[utoipa::path(post, path = "/api/v1/webhooks/subscriptions/{id}/recover", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "subscription id")), request_body = RecoverWindow,
+    responses((status = 202, body = Requeued), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn recover(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<RecoverWindow>,
+) -> ApiResult<(StatusCode, Json<Requeued>)> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = subscription_id(&raw)?;
+    if body.until.is_some_and(|until| until <= body.since) {
+        return Err(ApiError::invalid_field("until", "must be after since"));
+    }
+    let requeued = state
+        .webhooks
+        .recover(&id, body.since.into(), body.until.map(Into::into))
+        .await?;
+    audit(
+        &state,
+        &user,
+        "subscription.recovered",
+        Some(&id),
+        json!({"since": body.since, "until": body.until, "requeued": requeued.requeued}),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(requeued)))
+}
+
+/// Messages, newest first, with their state per subscription.
+#[utoipa::path(get, path = "/api/v1/webhooks/logs", tag = "webhooks", security(("bearer" = [])), params(MessageFilter),
+    responses((status = 200, body = CursorPage<MessageLog>), (status = 400, body = ErrorBody)))]
+async fn list_logs(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(filter): ApiQuery<MessageFilter>,
+) -> ApiResult<Json<CursorPage<MessageLog>>> {
+    user.require(Permission::ManageWebhooks)?;
+    Ok(Json(state.webhooks.list_messages(&filter).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CursorParams {
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+}
+
+/// One subscription's attempts, newest first.
+#[utoipa::path(get, path = "/api/v1/webhooks/logs/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "subscription id"), CursorParams),
+    responses((status = 200, body = CursorPage<AttemptLog>), (status = 404, body = ErrorBody)))]
+async fn list_attempts(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    ApiQuery(page): ApiQuery<CursorParams>,
+) -> ApiResult<Json<CursorPage<AttemptLog>>> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = subscription_id(&raw)?;
+    let (limit, _) = PageParams {
+        limit: page.limit,
+        offset: None,
+    }
+    .resolve()?;
+    Ok(Json(
+        state
+            .webhooks
+            .list_attempts(&id, page.cursor.as_deref(), limit)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Only to this subscription (even if it received the message); otherwise to every
+    /// subscription that has not received it.
+    pub subscription_id: Option<String>,
+}
+
+/// Deliver a message again, with its original `webhook-id`.
+#[utoipa::path(post, path = "/api/v1/webhooks/logs/{id}/retry", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "message id (msg_…)")), request_body(content = RetryRequest, description = "optional"),
+    responses((status = 202, body = Requeued), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn retry_message(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    OptionalJson(body): OptionalJson<RetryRequest>,
+) -> ApiResult<(StatusCode, Json<Requeued>)> {
+    user.require(Permission::ManageWebhooks)?;
+    let message = parse_id(&raw, "message", MessageId::parse)?;
+    let target = body
+        .and_then(|r| r.subscription_id)
+        .map(|raw| parse_id(&raw, "subscription", SubscriptionId::parse))
+        .transpose()?;
+    let requeued = state
+        .webhooks
+        .retry_message(&message, target.as_ref())
+        .await?;
+    audit(
+        &state,
+        &user,
+        "message.retried",
+        target.as_ref(),
+        json!({"message_id": message, "requeued": requeued.requeued}),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(requeued)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    pub subscription_id: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// The audit trail of administrative actions, newest first.
+#[utoipa::path(get, path = "/api/v1/webhooks/audit", tag = "webhooks", security(("bearer" = [])), params(AuditParams),
+    responses((status = 200, body = Page<AuditEntry>)))]
+async fn list_audit(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(params): ApiQuery<AuditParams>,
+) -> ApiResult<Json<Page<AuditEntry>>> {
+    user.require(Permission::ManageWebhooks)?;
+    let (limit, offset) = PageParams {
+        limit: params.limit,
+        offset: params.offset,
+    }
+    .resolve()?;
+    let subscription = params
+        .subscription_id
+        .as_deref()
+        .map(subscription_id)
+        .transpose()?;
+    let (items, total) = audit::list(&state.db, subscription.as_ref(), limit, offset).await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
 }

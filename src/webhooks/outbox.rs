@@ -12,6 +12,21 @@ use sqlx::Row;
 /// woken when `tx` commits; nothing is sent before.
 pub async fn emit(tx: &mut Tx, event: Event) -> Result<MessageId, sqlx::Error> {
     let now = Timestamp::now();
+    let message_id = insert_message(tx, &event, now).await?;
+    let sequences = next_sequences(tx, event.event_type.as_str()).await?;
+    insert_deliveries(tx, &message_id, &sequences, now).await?;
+    metrics::counter!("ehrs_events_emitted_total", "event_type" => event.event_type.as_str())
+        .increment(1);
+    tx.mark_emitted();
+    Ok(message_id)
+}
+
+/// Writes the message row of `event` (no deliveries).
+pub async fn insert_message(
+    tx: &mut Tx,
+    event: &Event,
+    now: Timestamp,
+) -> Result<MessageId, sqlx::Error> {
     let message_id = MessageId::generate();
     let payload = serde_json::json!({ "data": event.data, "changed_fields": event.changed_fields });
     sqlx::query(
@@ -26,12 +41,6 @@ pub async fn emit(tx: &mut Tx, event: Event) -> Result<MessageId, sqlx::Error> {
     .bind(now)
     .execute(tx.conn())
     .await?;
-
-    let sequences = next_sequences(tx, event.event_type.as_str()).await?;
-    insert_deliveries(tx, &message_id, &sequences, now).await?;
-    metrics::counter!("ehrs_events_emitted_total", "event_type" => event.event_type.as_str())
-        .increment(1);
-    tx.mark_emitted();
     Ok(message_id)
 }
 
@@ -97,14 +106,15 @@ async fn insert_deliveries(
     Ok(())
 }
 
-#[allow(dead_code)] // used by the admin test route (next slice)
 /// Queues `message_id` for one subscription with that subscription's next sequence number
-/// (used to send a message to one subscription, e.g. a test event).
+/// (a test event, or a retry to a subscription made after the message). With `hold_until`
+/// the delivery starts claimed, for a caller that sends it itself.
 pub async fn queue_delivery(
     tx: &mut Tx,
     message_id: &MessageId,
     subscription: &SubscriptionId,
     due: Timestamp,
+    hold_until: Option<i64>,
 ) -> Result<DeliveryId, sqlx::Error> {
     let sequence: i64 = sqlx::query_scalar(
         "UPDATE webhook_subscriptions SET last_sequence = last_sequence + 1 WHERE id = $1 RETURNING last_sequence",
@@ -115,13 +125,16 @@ pub async fn queue_delivery(
     let id = DeliveryId::generate();
     sqlx::query(
         "INSERT INTO webhook_deliveries (id, message_id, subscription_id, sequence, status, attempts, \
-         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
+         next_attempt_at, locked_until, locked_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $5, $5)",
     )
     .bind(&id)
     .bind(message_id)
     .bind(subscription)
     .bind(sequence)
     .bind(due)
+    .bind(hold_until)
+    .bind(hold_until.map(|_| "inline"))
     .execute(tx.conn())
     .await?;
     Ok(id)

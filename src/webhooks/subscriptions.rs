@@ -182,3 +182,153 @@ pub async fn list(
         .await?;
     Ok((rows.iter().map(from_row).collect::<Result<_, _>>()?, total))
 }
+
+/// `PUT /webhooks/subscriptions/{id}`: any subset of the fields.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionUpdate {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub payload: Option<PayloadMode>,
+}
+
+impl SubscriptionUpdate {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut errors = FieldErrors::new();
+        if let Some(url) = &self.url {
+            errors.text("url", url, 2000);
+        }
+        errors.optional_text("description", self.description.as_deref(), 500);
+        if let Some(types) = &self.event_types {
+            validate_event_types(&mut errors, types);
+        }
+        errors.finish()
+    }
+}
+
+pub async fn update(
+    tx: &mut Tx,
+    id: &SubscriptionId,
+    input: &SubscriptionUpdate,
+) -> Result<Option<Subscription>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_subscriptions SET url = COALESCE($2, url), description = COALESCE($3, description), \
+         event_types = COALESCE($4, event_types), payload_mode = COALESCE($5, payload_mode), updated_at = $6 \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(input.url.as_deref())
+    .bind(input.description.as_deref())
+    .bind(input.event_types.as_ref().map(|t| json!(t).to_string()))
+    .bind(input.payload.map(PayloadMode::as_str))
+    .bind(Timestamp::now())
+    .fetch_optional(tx.conn())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Deletes the subscription with its deliveries and attempts (messages stay).
+pub async fn delete(tx: &mut Tx, id: &SubscriptionId) -> Result<bool, sqlx::Error> {
+    sqlx::query("DELETE FROM webhook_attempts WHERE subscription_id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("DELETE FROM webhook_deliveries WHERE subscription_id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    let deleted = sqlx::query("DELETE FROM webhook_subscriptions WHERE id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    Ok(deleted == 1)
+}
+
+/// Enables or disables. Enabling clears the pause and the failure streak and makes the
+/// held deliveries due now, so they go out in sequence order.
+pub async fn set_enabled(
+    tx: &mut Tx,
+    id: &SubscriptionId,
+    enabled: bool,
+) -> Result<Option<Subscription>, sqlx::Error> {
+    let now = Timestamp::now();
+    let sql = if enabled {
+        format!(
+            "UPDATE webhook_subscriptions SET enabled = 1, consecutive_failures = 0, paused_reason = NULL, \
+             paused_at = NULL, updated_at = $2 WHERE id = $1 RETURNING {COLUMNS}"
+        )
+    } else {
+        format!(
+            "UPDATE webhook_subscriptions SET enabled = 0, updated_at = $2 WHERE id = $1 RETURNING {COLUMNS}"
+        )
+    };
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(tx.conn())
+        .await?;
+    if enabled && row.is_some() {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = $2 \
+             WHERE subscription_id = $1 AND status = 'pending' AND locked_until IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    }
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Replaces the secret; the previous one keeps signing until `overlap_until`.
+pub async fn rotate_secret(
+    tx: &mut Tx,
+    id: &SubscriptionId,
+    new_secret: &str,
+    overlap_until: Timestamp,
+    secrets: &SecretBox,
+) -> Result<Option<Subscription>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_subscriptions SET previous_secret_enc = secret_enc, previous_secret_until = $3, \
+         secret_enc = $2, updated_at = $4 WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(secrets.seal(new_secret, id.as_str()))
+    .bind(overlap_until)
+    .bind(Timestamp::now())
+    .fetch_optional(tx.conn())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Failure streak, pause state and backlog of one subscription.
+pub async fn failure_stats(
+    db: &Db,
+    id: &SubscriptionId,
+) -> Result<Option<super::backend::FailureStats>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT s.consecutive_failures, s.last_failure_at, s.last_success_at, s.enabled, s.paused_reason, s.paused_at, \
+         (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.subscription_id = s.id AND d.status = 'pending') AS pending \
+         FROM webhook_subscriptions s WHERE s.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| {
+        let paused_reason: Option<String> = row.try_get("paused_reason")?;
+        Ok(super::backend::FailureStats {
+            subscription_id: id.clone(),
+            consecutive_failures: row.try_get("consecutive_failures")?,
+            last_failure_at: row.try_get("last_failure_at")?,
+            last_success_at: row.try_get("last_success_at")?,
+            enabled: row.try_get::<i64, _>("enabled")? != 0,
+            auto_paused: paused_reason.is_some(),
+            paused_reason,
+            paused_at: row.try_get("paused_at")?,
+            pending_deliveries: row.try_get("pending")?,
+        })
+    })
+    .transpose()
+}

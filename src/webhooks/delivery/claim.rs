@@ -22,7 +22,8 @@ pub struct Claimed {
     pub attempts: i64,
     pub event_id: String,
     pub event_type: String,
-    pub payload: String,
+    /// `None` once the retention period cleared it.
+    pub payload: Option<String>,
     pub ids: String,
     pub created_at: Timestamp,
     pub url: String,
@@ -83,6 +84,23 @@ pub async fn claim(
         .into_iter()
         .filter(|c| locked.contains(&c.delivery_id))
         .collect())
+}
+
+/// One delivery with everything needed to send it, whatever its subscription's state
+/// (the admin test route sends to disabled subscriptions too).
+pub async fn by_id(db: &Db, id: &DeliveryId) -> Result<Option<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.id AS delivery_id, d.message_id, d.subscription_id, d.sequence, d.attempts, \
+                m.event_id, m.event_type, m.payload, m.ids, m.created_at, \
+                s.url, s.payload_mode, s.secret_enc, s.previous_secret_enc, s.previous_secret_until \
+         FROM webhook_deliveries d \
+         JOIN webhook_messages m ON m.id = d.message_id \
+         JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+         WHERE d.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
 }
 
 /// Takes the lease on those candidates still free; returns the ids this engine now holds.

@@ -16,6 +16,8 @@ mod claim;
 mod record;
 mod send;
 
+pub use claim::json_rows;
+pub use record::Attempt;
 pub use send::{Envelope, HttpSender, guarded_client};
 
 use crate::app::AppState;
@@ -61,6 +63,24 @@ impl EngineConfig {
     fn lease(&self) -> Duration {
         self.timeout * 2 + Duration::from_secs(5)
     }
+}
+
+/// Sends one delivery now, outside the dispatcher (the admin test route), records the
+/// attempt like any other, and returns it. The delivery must be held (locked) by the
+/// caller so the dispatcher does not send it too.
+pub async fn deliver_now(
+    db: &Db,
+    sender: &HttpSender,
+    config: &EngineConfig,
+    delivery: &crate::ids::DeliveryId,
+) -> anyhow::Result<Attempt> {
+    let claimed = claim::by_id(db, delivery)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("delivery {delivery} vanished before it was sent"))?;
+    let outcome = sender.deliver(claimed).await;
+    let attempt = outcome.attempt.clone();
+    record::write(db, config, std::slice::from_ref(&outcome)).await?;
+    Ok(attempt)
 }
 
 /// A running engine; [`DeliveryEngine::stop`] shuts it down gracefully.

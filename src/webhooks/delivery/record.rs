@@ -73,7 +73,11 @@ pub async fn run(db: Db, config: EngineConfig, mut outcomes: mpsc::Receiver<Outc
     }
 }
 
-async fn write(db: &Db, config: &EngineConfig, batch: &[Outcome]) -> Result<(), sqlx::Error> {
+pub(super) async fn write(
+    db: &Db,
+    config: &EngineConfig,
+    batch: &[Outcome],
+) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     insert_attempts(&mut tx, batch).await?;
     // Per subscription, in order: failures since the last success, and whether one succeeded.
@@ -317,6 +321,18 @@ async fn pause(
     .execute(tx.conn())
     .await?
     .rows_affected();
+    if changed == 1 {
+        let details = serde_json::json!({ "reason": reason });
+        crate::webhooks::audit::record(
+            tx,
+            None,
+            "system",
+            "subscription.auto_paused",
+            Some(subscription),
+            &details,
+        )
+        .await?;
+    }
     Ok(changed == 1)
 }
 

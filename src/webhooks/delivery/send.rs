@@ -44,7 +44,12 @@ struct StoredPayload {
 impl Claimed {
     /// The JSON body for this delivery's subscription (full or id-only data).
     pub fn render_body(&self) -> Result<String, serde_json::Error> {
-        let stored: StoredPayload = serde_json::from_str(&self.payload)?;
+        let payload = self.payload.as_deref().ok_or_else(|| {
+            <serde_json::Error as serde::de::Error>::custom(
+                "the payload was cleared by the retention period",
+            )
+        })?;
+        let stored: StoredPayload = serde_json::from_str(payload)?;
         let ids: Box<RawValue>;
         let data = if self.payload_mode == "id_only" {
             ids = RawValue::from_string(self.ids.clone())?;
@@ -75,10 +80,24 @@ pub struct HttpSender {
 
 impl HttpSender {
     pub fn new(state: &AppState, timeout: Duration) -> HttpSender {
+        HttpSender::from_parts(
+            state.webhook_policy(),
+            state.lookup.clone(),
+            state.secrets.clone(),
+            timeout,
+        )
+    }
+
+    pub fn from_parts(
+        policy: Policy,
+        lookup: Arc<dyn ssrf::Lookup>,
+        secrets: SecretBox,
+        timeout: Duration,
+    ) -> HttpSender {
         HttpSender {
-            client: guarded_client(state.webhook_policy(), state.lookup.clone(), timeout),
-            secrets: state.secrets.clone(),
-            policy: state.webhook_policy(),
+            client: guarded_client(policy, lookup, timeout),
+            secrets,
+            policy,
         }
     }
 

@@ -1,0 +1,156 @@
+//! The delivery backend interface behind the administration API (SPEC §5). The embedded
+//! engine implements it on our tables; the Svix backend implements it by calling a Svix
+//! server. Routes only ever talk to a `dyn WebhookBackend`, so both serve the same API.
+
+use super::subscriptions::{
+    NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
+};
+use crate::error::ApiResult;
+use crate::http::Page;
+use crate::ids::{MessageId, SubscriptionId};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[async_trait::async_trait]
+pub trait WebhookBackend: Send + Sync {
+    /// `embedded` or `svix`.
+    fn name(&self) -> &'static str;
+
+    async fn list_subscriptions(&self, limit: i64, offset: i64) -> ApiResult<Page<Subscription>>;
+    async fn create_subscription(
+        &self,
+        input: &NewSubscription,
+    ) -> ApiResult<SubscriptionWithSecret>;
+    async fn get_subscription(&self, id: &SubscriptionId) -> ApiResult<Subscription>;
+    async fn update_subscription(
+        &self,
+        id: &SubscriptionId,
+        input: &SubscriptionUpdate,
+    ) -> ApiResult<Subscription>;
+    async fn delete_subscription(&self, id: &SubscriptionId) -> ApiResult<()>;
+    /// Enables or disables; enabling resets the failure streak and releases held deliveries.
+    async fn set_enabled(&self, id: &SubscriptionId, enabled: bool) -> ApiResult<Subscription>;
+    /// Sends a `webhook.test` event to this subscription now and reports the attempt.
+    async fn send_test(&self, id: &SubscriptionId) -> ApiResult<TestDelivery>;
+    /// A new secret; the old one keeps signing alongside until `overlap_until`.
+    async fn rotate_secret(
+        &self,
+        id: &SubscriptionId,
+        overlap_until: Timestamp,
+    ) -> ApiResult<SubscriptionWithSecret>;
+    async fn failure_stats(&self, id: &SubscriptionId) -> ApiResult<FailureStats>;
+    async fn list_messages(&self, filter: &MessageFilter) -> ApiResult<CursorPage<MessageLog>>;
+    async fn list_attempts(
+        &self,
+        id: &SubscriptionId,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> ApiResult<CursorPage<AttemptLog>>;
+    /// Queues a message again for one subscription, or for every one that has not received it.
+    async fn retry_message(
+        &self,
+        id: &MessageId,
+        subscription: Option<&SubscriptionId>,
+    ) -> ApiResult<Requeued>;
+    /// Queues again every failed or undelivered message of a subscription in a time window.
+    async fn recover(
+        &self,
+        id: &SubscriptionId,
+        since: Timestamp,
+        until: Option<Timestamp>,
+    ) -> ApiResult<Requeued>;
+}
+
+/// A subscription's health.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FailureStats {
+    pub subscription_id: SubscriptionId,
+    pub consecutive_failures: i64,
+    pub last_failure_at: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+    pub enabled: bool,
+    /// True when the subscription was disabled automatically (failures or 410 Gone).
+    pub auto_paused: bool,
+    pub paused_reason: Option<String>,
+    pub paused_at: Option<Timestamp>,
+    /// Deliveries waiting for an attempt (first or retry).
+    pub pending_deliveries: i64,
+}
+
+/// The answer of the test route: what the receiver said.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestDelivery {
+    pub message_id: MessageId,
+    pub attempt: AttemptLog,
+}
+
+/// Filters of `GET /webhooks/logs`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageFilter {
+    pub event_type: Option<String>,
+    /// `pending` (no attempt yet), `failed` (last attempt failed, retry scheduled or held
+    /// while the subscription is disabled), `delivered` or `exhausted`.
+    pub status: Option<String>,
+    /// Only messages created at or after this time (RFC 3339).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only messages created before this time (RFC 3339).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only deliveries to this subscription.
+    pub subscription_id: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+}
+
+/// A page that continues at `next_cursor` (absent on the last page). Newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CursorPage<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// One message and where it stands for each subscription.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MessageLog {
+    pub id: MessageId,
+    pub event_id: String,
+    pub event_type: String,
+    pub created_at: Timestamp,
+    pub deliveries: Vec<DeliveryState>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryState {
+    pub subscription_id: SubscriptionId,
+    pub sequence: i64,
+    /// `pending`, `failed`, `delivered` or `exhausted`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// One HTTP attempt.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptLog {
+    pub id: String,
+    pub message_id: MessageId,
+    pub subscription_id: SubscriptionId,
+    pub attempted_at: Timestamp,
+    pub status_code: Option<i64>,
+    /// The start of the receiver's answer (at most 1 KiB).
+    pub response_body: Option<String>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+/// What a retry or recover queued.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Requeued {
+    /// Deliveries queued again.
+    pub requeued: i64,
+    pub subscription_ids: Vec<SubscriptionId>,
+}
