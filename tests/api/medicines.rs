@@ -125,18 +125,17 @@ db_test!(async fn medicine_writes_by_role(app) {
     const ALLOWED: &[Role] = &[Role::Admin, Role::Pharmacist];
     let app = &app;
     check_roles(app, ALLOWED, 201, |role| async move {
-        let name = format!("Medicine {role:?}");
-        status_of(app, Method::POST, role, "/api/v1/medicines", Some(&med_body(&name, 1))).await
+        Write::new(Method::POST, "/api/v1/medicines", med_body(&format!("Medicine {role:?}"), 1))
     })
     .await;
 
     let medicine = create_medicine(&app, "Paracetamol", 10).await;
     let path = &format!("/api/v1/medicines/{}", id(&medicine));
-    check_roles(app, ALLOWED, 200, |role| async move { status_of(app, Method::PUT, role, path, Some(&med_body("Paracetamol", 20))).await }).await;
+    check_roles(app, ALLOWED, 200, |_| async move { Write::new(Method::PUT, path, med_body("Paracetamol", 20)) }).await;
 
     check_roles(app, ALLOWED, 204, |role| async move {
         let doomed = create_medicine(app, &format!("Doomed {role:?}"), 1).await;
-        status_of(app, Method::DELETE, role, &format!("/api/v1/medicines/{}", id(&doomed)), None).await
+        Write::delete(format!("/api/v1/medicines/{}", id(&doomed)))
     })
     .await;
 });
