@@ -129,7 +129,7 @@ db_test!(async fn medicine_writes_by_role(app) {
     })
     .await;
 
-    let medicine = create_medicine(&app, "Paracetamol", 10).await;
+    let medicine = create_medicine(app, "Paracetamol", 10).await;
     let path = &format!("/api/v1/medicines/{}", id(&medicine));
     check_roles(app, ALLOWED, 200, |_| async move { Write::new(Method::PUT, path, med_body("Paracetamol", 20)) }).await;
 

@@ -34,7 +34,10 @@ fn path_to(status: &str) -> &'static [&'static str] {
 /// A new consultation whose queue entry is in `status`; returns the entry id and consultation id.
 async fn entry_in(app: &TestApp, clinic: &Clinic, book_no: &str, status: &str) -> (String, String) {
     let consultation = clinic.consultation(app, book_no).await;
-    let entry = consultation["queue_entry"]["id"].as_str().unwrap().to_string();
+    let entry = consultation["queue_entry"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for step in path_to(status) {
         move_queue(app, &entry, step).await;
     }

@@ -85,7 +85,13 @@ impl Clinic {
 
     /// Assigns the (registered) patient to the clinic's doctor; returns the consultation.
     pub async fn assign(&self, app: &TestApp, book_no: &str) -> Value {
-        app.post(Role::Nurse, "/api/v1/doctors/assign-doctor", &self.assign_body(book_no)).await.expect(201)
+        app.post(
+            Role::Nurse,
+            "/api/v1/doctors/assign-doctor",
+            &self.assign_body(book_no),
+        )
+        .await
+        .expect(201)
     }
 
     /// Registers a new patient and opens a consultation for them.
@@ -102,19 +108,29 @@ pub async fn open_consultation(app: &TestApp, book_no: &str) -> Value {
 
 /// Moves a queue entry to `status` (as admin) and returns the answer.
 pub async fn move_queue(app: &TestApp, queue_entry_id: &str, status: &str) -> Value {
-    app.put(Role::Admin, "/api/v1/queue/status-update", &json!({"queue_entry_id": queue_entry_id, "status": status}))
-        .await
-        .expect(200)
+    app.put(
+        Role::Admin,
+        "/api/v1/queue/status-update",
+        &json!({"queue_entry_id": queue_entry_id, "status": status}),
+    )
+    .await
+    .expect(200)
 }
 
 /// Creates a medicine (tablet, 500 mg) as admin and returns it.
 pub async fn create_medicine(app: &TestApp, name: &str, stock: i64) -> Value {
-    let body = json!({"name": name, "form": "tablet", "strength": "500 mg", "stock_quantity": stock});
-    app.post(Role::Admin, "/api/v1/medicines", &body).await.expect(201)
+    let body =
+        json!({"name": name, "form": "tablet", "strength": "500 mg", "stock_quantity": stock});
+    app.post(Role::Admin, "/api/v1/medicines", &body)
+        .await
+        .expect(201)
 }
 
 pub async fn stock_of(app: &TestApp, medicine_id: &str) -> i64 {
-    let medicine = app.get(Role::Admin, &format!("/api/v1/medicines/{medicine_id}")).await.expect(200);
+    let medicine = app
+        .get(Role::Admin, &format!("/api/v1/medicines/{medicine_id}"))
+        .await
+        .expect(200);
     medicine["stock_quantity"].as_i64().unwrap()
 }
 
@@ -123,14 +139,30 @@ pub fn prescription_body(medicine_id: &str, quantity: i64) -> Value {
 }
 
 /// Prescribes `quantity` units of the medicine in the consultation (as doctor).
-pub async fn prescribe(app: &TestApp, consultation_id: &str, medicine_id: &str, quantity: i64) -> Value {
+pub async fn prescribe(
+    app: &TestApp,
+    consultation_id: &str,
+    medicine_id: &str,
+    quantity: i64,
+) -> Value {
     let path = format!("/api/v1/consultations/{consultation_id}/prescription");
-    app.post(Role::Doctor, &path, &prescription_body(medicine_id, quantity)).await.expect(201)
+    app.post(
+        Role::Doctor,
+        &path,
+        &prescription_body(medicine_id, quantity),
+    )
+    .await
+    .expect(201)
 }
 
 /// Sends a pharmacy update of a prescription (as pharmacist).
 pub async fn dispatch(app: &TestApp, prescription_id: &str, body: &Value) -> super::TestResponse {
-    app.put(Role::Pharmacist, &format!("/api/v1/consultations/prescriptions/{prescription_id}"), body).await
+    app.put(
+        Role::Pharmacist,
+        &format!("/api/v1/consultations/prescriptions/{prescription_id}"),
+        body,
+    )
+    .await
 }
 
 pub fn id(value: &Value) -> String {
@@ -146,11 +178,19 @@ pub struct Write {
 
 impl Write {
     pub fn new(method: Method, path: impl Into<String>, body: Value) -> Write {
-        Write { method, path: path.into(), body: Some(body) }
+        Write {
+            method,
+            path: path.into(),
+            body: Some(body),
+        }
     }
 
     pub fn delete(path: impl Into<String>) -> Write {
-        Write { method: Method::DELETE, path: path.into(), body: None }
+        Write {
+            method: Method::DELETE,
+            path: path.into(),
+            body: None,
+        }
     }
 }
 
@@ -160,11 +200,19 @@ impl Write {
 ///
 /// `prepare` is a closure returning an `async move` block (not an async closure, whose
 /// futures the compiler cannot yet prove `Send` for the spawned test body).
-pub async fn check_roles<F: Future<Output = Write>>(app: &TestApp, allowed: &[Role], ok: u16, prepare: impl Fn(Option<Role>) -> F) {
+pub async fn check_roles<F: Future<Output = Write>>(
+    app: &TestApp,
+    allowed: &[Role],
+    ok: u16,
+    prepare: impl Fn(Option<Role>) -> F,
+) {
     for role in Role::ALL.into_iter().map(Some).chain([None]) {
         let write = prepare(role).await;
         let events = app.emitted_event_types().await.len();
-        let status = app.request(write.method, role, &write.path, write.body.as_ref()).await.status;
+        let status = app
+            .request(write.method, role, &write.path, write.body.as_ref())
+            .await
+            .status;
         let expected = match role {
             Some(role) if allowed.contains(&role) => ok,
             Some(_) => 403,
@@ -172,7 +220,11 @@ pub async fn check_roles<F: Future<Output = Write>>(app: &TestApp, allowed: &[Ro
         };
         assert_eq!(status, expected, "{role:?} on {}", write.path);
         if expected != ok {
-            assert_eq!(app.emitted_event_types().await.len(), events, "a refused {role:?} write emitted an event");
+            assert_eq!(
+                app.emitted_event_types().await.len(),
+                events,
+                "a refused {role:?} write emitted an event"
+            );
         }
     }
 }
@@ -181,7 +233,10 @@ pub async fn check_roles<F: Future<Output = Write>>(app: &TestApp, allowed: &[Ro
 pub struct Mark(HashSet<String>);
 
 pub async fn mark(app: &TestApp) -> Mark {
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM webhook_messages").fetch_all(app.state.db.pool()).await.unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM webhook_messages")
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap();
     Mark(ids.into_iter().collect())
 }
 
@@ -189,10 +244,11 @@ pub async fn mark(app: &TestApp) -> Mark {
 /// events of one transaction share a millisecond, so their order in the outbox is not
 /// observable through `created_at`.
 pub async fn events_since(app: &TestApp, mark: &Mark) -> Vec<(String, Value)> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as("SELECT id, event_type, payload FROM webhook_messages")
-        .fetch_all(app.state.db.pool())
-        .await
-        .unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, event_type, payload FROM webhook_messages")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
     let mut events: Vec<(String, Value)> = rows
         .into_iter()
         .filter(|(id, _, _)| !mark.0.contains(id))
@@ -203,5 +259,9 @@ pub async fn events_since(app: &TestApp, mark: &Mark) -> Vec<(String, Value)> {
 }
 
 pub async fn types_since(app: &TestApp, mark: &Mark) -> Vec<String> {
-    events_since(app, mark).await.into_iter().map(|(event_type, _)| event_type).collect()
+    events_since(app, mark)
+        .await
+        .into_iter()
+        .map(|(event_type, _)| event_type)
+        .collect()
 }
