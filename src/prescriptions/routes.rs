@@ -161,12 +161,9 @@ async fn update_prescription(
     if before.dispatch_status == DispatchStatus::Given {
         return Err(already_dispensed(&id));
     }
-    let replacement = match body.replaced_by_medicine_id.as_deref() {
-        Some(raw) => Some(replacement(&mut tx, &before, raw).await?),
-        None => None,
-    };
     let status = body.dispatch_status.unwrap_or(before.dispatch_status);
-    let replaced_by = replacement.or_else(|| before.replaced_by_medicine_id.clone());
+    let replaced_by =
+        replacement(&mut tx, &before, body.replaced_by_medicine_id.as_deref()).await?;
     let replaced = replaced_by != before.replaced_by_medicine_id;
     if status == before.dispatch_status && !replaced {
         return Ok(Json(before));
@@ -185,13 +182,7 @@ async fn update_prescription(
     let after = repo::get_in(&mut tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("prescription", &id))?;
-    let event = match status {
-        _ if replaced => Some(EventType::PrescriptionReplaced),
-        DispatchStatus::Given => Some(EventType::PrescriptionDispensed),
-        DispatchStatus::OutOfStock => Some(EventType::PrescriptionOutOfStock),
-        DispatchStatus::Pending => None,
-    };
-    if let Some(event) = event {
+    if let Some(event) = pharmacy_event(replaced, status) {
         webhooks::emit(&mut tx, Event::new(event, &after)).await?;
     }
     tx.commit().await?;
@@ -206,8 +197,16 @@ async fn existing_medicine(tx: &mut Tx, field: &str, raw: &str) -> ApiResult<Med
     }
 }
 
-/// A replacement must be an existing medicine other than the one prescribed.
-async fn replacement(tx: &mut Tx, before: &Prescription, raw: &str) -> ApiResult<MedicineId> {
+/// The replacement after the update: the one the body names (an existing medicine other
+/// than the one prescribed), else the one already recorded.
+async fn replacement(
+    tx: &mut Tx,
+    before: &Prescription,
+    raw: Option<&str>,
+) -> ApiResult<Option<MedicineId>> {
+    let Some(raw) = raw else {
+        return Ok(before.replaced_by_medicine_id.clone());
+    };
     let id = existing_medicine(tx, "replaced_by_medicine_id", raw).await?;
     if id == before.medicine_id {
         return Err(ApiError::invalid_field(
@@ -215,7 +214,18 @@ async fn replacement(tx: &mut Tx, before: &Prescription, raw: &str) -> ApiResult
             "must differ from the prescribed medicine",
         ));
     }
-    Ok(id)
+    Ok(Some(id))
+}
+
+/// The one event of a pharmacy update, by the state after the write: a changed
+/// replacement wins over the dispatch status; back to pending says nothing.
+fn pharmacy_event(replaced: bool, status: DispatchStatus) -> Option<EventType> {
+    match status {
+        _ if replaced => Some(EventType::PrescriptionReplaced),
+        DispatchStatus::Given => Some(EventType::PrescriptionDispensed),
+        DispatchStatus::OutOfStock => Some(EventType::PrescriptionOutOfStock),
+        DispatchStatus::Pending => None,
+    }
 }
 
 /// Takes the dispensed units from stock, or 409 `insufficient_stock` (the transaction is
