@@ -1,8 +1,13 @@
-//! (to be built) The `medicines` domain: routes, models and SQL.
+//! The medicine catalogue: name, form, strength and the stock the pharmacy holds.
+//!
+//! Owns the `medicines` table. Emits no events (stock changes caused by dispensing are
+//! published as `prescription.dispensed`). Prescriptions refer to medicines, so a
+//! prescribed medicine cannot be deleted, and dispensing decrements the stock through
+//! [`repo::take_stock`], the one place stock goes down.
 
-use crate::app::AppState;
-use axum::Router;
+pub mod model;
+pub mod repo;
+mod routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-}
+pub use model::Medicine;
+pub use routes::router;

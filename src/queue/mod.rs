@@ -1,8 +1,24 @@
-//! (to be built) The `queue` domain: routes, models and SQL.
+//! The queue: each consultation's place in its doctor's line at a camp.
+//!
+//! Owns the `queue_entries` table (entries are created by `POST /doctors/assign-doctor`
+//! in the `consultations` module) and the status machine:
+//!
+//! ```text
+//! waiting ──> in_consultation ──> completed
+//!    │  <──────────┘  │
+//!    └──> cancelled <─┘
+//! ```
+//!
+//! Anything else (the same status again, or leaving completed/cancelled) is 409
+//! `invalid_transition`. Every move also sets the consultation's status (see
+//! [`model::QueueStatus::consultation_status`]), emits `queue.status_changed`, and a move
+//! to `completed` also emits `consultation.completed`. Priority changes emit
+//! `queue.priority_changed`. The status UPDATE is conditional on the status the handler
+//! read, so two concurrent moves cannot both succeed.
 
-use crate::app::AppState;
-use axum::Router;
+pub mod model;
+pub mod repo;
+mod routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-}
+pub use model::{Priority, QueueEntry, QueueStatus};
+pub use routes::router;

@@ -1,0 +1,151 @@
+//! HTTP handlers for `/medicines`.
+
+use super::model::{Medicine, MedicineFilter, MedicineInput};
+use super::repo;
+use crate::app::AppState;
+use crate::auth::{CurrentUser, Permission};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::ids::MedicineId;
+use crate::validation::Validate;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/medicines", get(list_medicines).post(create_medicine))
+        .route(
+            "/medicines/{medicine_id}",
+            get(get_medicine)
+                .put(update_medicine)
+                .delete(delete_medicine),
+        )
+}
+
+#[utoipa::path(get, path = "/api/v1/medicines", tag = "medicines", security(("bearer" = [])), params(MedicineFilter),
+    responses((status = 200, body = Page<Medicine>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_medicines(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiQuery(filter): ApiQuery<MedicineFilter>,
+) -> ApiResult<Json<Page<Medicine>>> {
+    let (limit, offset) = PageParams {
+        limit: filter.limit,
+        offset: filter.offset,
+    }
+    .resolve()?;
+    let (items, total) = repo::list(
+        &state.db,
+        filter.q.as_deref(),
+        filter.in_stock,
+        limit,
+        offset,
+    )
+    .await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/medicines", tag = "medicines", security(("bearer" = [])), request_body = MedicineInput,
+    responses((status = 201, body = Medicine), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_medicine(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<MedicineInput>,
+) -> ApiResult<(StatusCode, Json<Medicine>)> {
+    user.require(Permission::ManageMedicines)?;
+    let body = body.trimmed();
+    body.validate()?;
+    let mut tx = state.db.begin().await?;
+    let medicine = repo::insert(&mut tx, &body)
+        .await
+        .map_err(medicine_exists)?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(medicine)))
+}
+
+#[utoipa::path(get, path = "/api/v1/medicines/{medicine_id}", tag = "medicines", security(("bearer" = [])),
+    responses((status = 200, body = Medicine), (status = 404, body = ErrorBody)))]
+async fn get_medicine(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(medicine_id): Path<String>,
+) -> ApiResult<Json<Medicine>> {
+    let id = parse_id(&medicine_id, "medicine", MedicineId::parse)?;
+    let medicine = repo::get(&state.db, &id).await?;
+    medicine
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("medicine", &id))
+}
+
+/// Replaces a medicine's details, stock included (a stock count sets the quantity).
+#[utoipa::path(put, path = "/api/v1/medicines/{medicine_id}", tag = "medicines", security(("bearer" = [])), request_body = MedicineInput,
+    responses((status = 200, body = Medicine), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_medicine(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(medicine_id): Path<String>,
+    ApiJson(body): ApiJson<MedicineInput>,
+) -> ApiResult<Json<Medicine>> {
+    user.require(Permission::ManageMedicines)?;
+    let id = parse_id(&medicine_id, "medicine", MedicineId::parse)?;
+    let body = body.trimmed();
+    body.validate()?;
+    let mut tx = state.db.begin().await?;
+    let medicine = repo::update(&mut tx, &id, &body)
+        .await
+        .map_err(medicine_exists)?;
+    let medicine = medicine.ok_or_else(|| ApiError::not_found("medicine", &id))?;
+    tx.commit().await?;
+    Ok(Json(medicine))
+}
+
+/// Deletes a medicine no prescription names (as prescribed or as replacement); one in use
+/// answers 409 `medicine_in_use` (set its stock to 0 instead).
+#[utoipa::path(delete, path = "/api/v1/medicines/{medicine_id}", tag = "medicines", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_medicine(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(medicine_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    user.require(Permission::ManageMedicines)?;
+    let id = parse_id(&medicine_id, "medicine", MedicineId::parse)?;
+    let mut tx = state.db.begin().await?;
+    repo::delete(&mut tx, &id)
+        .await
+        .map_err(medicine_in_use)?
+        .ok_or_else(|| ApiError::not_found("medicine", &id))?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn medicine_exists(err: sqlx::Error) -> ApiError {
+    let err = ApiError::from(err);
+    if err.code == "already_exists" {
+        ApiError::conflict(
+            "medicine_exists",
+            "a medicine with this name, form and strength already exists",
+        )
+    } else {
+        err
+    }
+}
+
+fn medicine_in_use(err: sqlx::Error) -> ApiError {
+    let err = ApiError::from(err);
+    if err.code == "invalid_reference" {
+        ApiError::conflict(
+            "medicine_in_use",
+            "the medicine is named by prescriptions and cannot be deleted",
+        )
+    } else {
+        err
+    }
+}

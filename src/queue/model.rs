@@ -1,0 +1,191 @@
+use crate::consultations::model::ConsultationStatus;
+use crate::ids::{CampId, ConsultationId, DoctorId, PatientId, QueueEntryId};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Declares a closed set of words stored as TEXT, so that serde, the OpenAPI schema and
+/// the database (through sqlx's Any driver, which the sqlx enum derive does not cover)
+/// agree on one spelling per variant.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(raw: &str) -> Option<$name> {
+                match raw {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl sqlx::Type<sqlx::Any> for $name {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <str as sqlx::Type<sqlx::Any>>::type_info()
+            }
+            fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+                <str as sqlx::Type<sqlx::Any>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $name {
+            fn decode(value: <sqlx::Any as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Any>>::decode(value)?;
+                $name::parse(text).ok_or_else(|| format!("unknown {} '{}'", stringify!($name), text).into())
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Any>>::encode(self.as_str(), buf)
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+text_enum! {
+    /// Where a patient is in the queue.
+    pub enum QueueStatus {
+        Waiting => "waiting",
+        InConsultation => "in_consultation",
+        Completed => "completed",
+        Cancelled => "cancelled",
+    }
+}
+
+text_enum! {
+    /// Who is seen first: emergency, then high, then normal (then the oldest entry).
+    pub enum Priority {
+        Normal => "normal",
+        High => "high",
+        Emergency => "emergency",
+    }
+}
+
+impl QueueStatus {
+    /// The statuses an entry may move to from this one. Completed and cancelled are final;
+    /// a patient called in by mistake may be sent back to waiting.
+    pub fn allowed_next(self) -> &'static [QueueStatus] {
+        use QueueStatus::*;
+        match self {
+            Waiting => &[InConsultation, Cancelled],
+            InConsultation => &[Completed, Cancelled, Waiting],
+            Completed | Cancelled => &[],
+        }
+    }
+
+    pub fn is_closed(self) -> bool {
+        matches!(self, QueueStatus::Completed | QueueStatus::Cancelled)
+    }
+
+    /// The status of the consultation whose queue entry has this status.
+    pub fn consultation_status(self) -> ConsultationStatus {
+        match self {
+            QueueStatus::Waiting => ConsultationStatus::Open,
+            QueueStatus::InConsultation => ConsultationStatus::InProgress,
+            QueueStatus::Completed => ConsultationStatus::Completed,
+            QueueStatus::Cancelled => ConsultationStatus::Cancelled,
+        }
+    }
+}
+
+/// A patient's place in a doctor's queue at a camp (one per consultation). The patient's
+/// book number and name come along so a queue screen needs no second request.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct QueueEntry {
+    pub id: QueueEntryId,
+    pub consultation_id: ConsultationId,
+    pub camp_id: CampId,
+    pub doctor_id: DoctorId,
+    pub patient_id: PatientId,
+    pub book_no: String,
+    pub patient_name: String,
+    pub status: QueueStatus,
+    pub priority: Priority,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Data of `queue.status_changed`: the entry after the write and the status it left.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueueStatusChanged<'a> {
+    #[serde(flatten)]
+    pub entry: &'a QueueEntry,
+    pub previous_status: QueueStatus,
+}
+
+/// Data of `queue.priority_changed`: the entry after the write and its former priority.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueuePriorityChanged<'a> {
+    #[serde(flatten)]
+    pub entry: &'a QueueEntry,
+    pub previous_priority: Priority,
+}
+
+/// Body of `PUT /queue/status-update`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusUpdate {
+    pub queue_entry_id: String,
+    pub status: QueueStatus,
+}
+
+/// Body of `PUT /queue/priority`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityUpdate {
+    pub queue_entry_id: String,
+    pub priority: Priority,
+}
+
+/// Filters of `GET /queue`.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QueueFilter {
+    pub camp_id: Option<String>,
+    pub doctor_id: Option<String>,
+    pub status: Option<QueueStatus>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// Reads an optional id from a query parameter: absent is fine, malformed is a 400 naming
+/// the parameter (a malformed id could only ever match nothing, which would hide a typo).
+pub fn filter_id<T>(
+    raw: Option<&str>,
+    parameter: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, crate::error::ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => parse(raw).map(Some).ok_or_else(|| {
+            crate::error::ApiError::bad_request(
+                "invalid_query",
+                format!("{parameter} is not a well-formed id"),
+            )
+            .with_details(serde_json::json!({ "parameter": parameter }))
+        }),
+    }
+}

@@ -1,0 +1,171 @@
+//! HTTP handlers for `/queue`.
+
+use super::model::{
+    PriorityUpdate, QueueEntry, QueueFilter, QueuePriorityChanged, QueueStatus, QueueStatusChanged,
+    StatusUpdate, filter_id,
+};
+use super::repo;
+use crate::app::AppState;
+use crate::auth::{CurrentUser, Permission};
+use crate::consultations;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::ids::{CampId, DoctorId, QueueEntryId};
+use crate::webhooks::{self, Event, EventType};
+use axum::extract::{Path, State};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::json;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/queue", get(list_queue))
+        .route("/queue/status-update", put(update_status))
+        .route("/queue/priority", put(update_priority))
+        .route("/queue/{queue_entry_id}", get(get_entry))
+}
+
+/// The queue in calling order: emergency, then high, then normal; oldest first within each.
+#[utoipa::path(get, path = "/api/v1/queue", tag = "queue", security(("bearer" = [])), params(QueueFilter),
+    responses((status = 200, body = Page<QueueEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_queue(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiQuery(filter): ApiQuery<QueueFilter>,
+) -> ApiResult<Json<Page<QueueEntry>>> {
+    let (limit, offset) = PageParams {
+        limit: filter.limit,
+        offset: filter.offset,
+    }
+    .resolve()?;
+    let camp = filter_id(filter.camp_id.as_deref(), "camp_id", CampId::parse)?;
+    let doctor = filter_id(filter.doctor_id.as_deref(), "doctor_id", DoctorId::parse)?;
+    let (items, total) = repo::list(
+        &state.db,
+        camp.as_ref(),
+        doctor.as_ref(),
+        filter.status,
+        limit,
+        offset,
+    )
+    .await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/queue/{queue_entry_id}", tag = "queue", security(("bearer" = [])),
+    responses((status = 200, body = QueueEntry), (status = 404, body = ErrorBody)))]
+async fn get_entry(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(queue_entry_id): Path<String>,
+) -> ApiResult<Json<QueueEntry>> {
+    let id = parse_id(&queue_entry_id, "queue entry", QueueEntryId::parse)?;
+    let entry = repo::get(&state.db, &id).await?;
+    entry
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("queue entry", &id))
+}
+
+/// Moves an entry along an allowed transition (see `QueueStatus::allowed_next`); the
+/// consultation's status follows. An unknown `queue_entry_id` is 404: it names the
+/// resource being changed, not a reference.
+#[utoipa::path(put, path = "/api/v1/queue/status-update", tag = "queue", security(("bearer" = [])), request_body = StatusUpdate,
+    responses((status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_status(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<StatusUpdate>,
+) -> ApiResult<Json<QueueEntry>> {
+    user.require(Permission::UpdateQueue)?;
+    let id = parse_id(&body.queue_entry_id, "queue entry", QueueEntryId::parse)?;
+    let to = body.status;
+    let mut tx = state.db.begin().await?;
+    let before = repo::lock(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("queue entry", &id))?;
+    let from = before.status;
+    if !from.allowed_next().contains(&to) || !repo::set_status(&mut tx, &id, from, to).await? {
+        return Err(invalid_transition(from, to));
+    }
+    consultations::repo::set_status(&mut tx, &before.consultation_id, to.consultation_status())
+        .await?;
+    let entry = repo::get_in(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("queue entry", &id))?;
+    let changed = QueueStatusChanged {
+        entry: &entry,
+        previous_status: from,
+    };
+    webhooks::emit(&mut tx, Event::new(EventType::QueueStatusChanged, &changed)).await?;
+    if to == QueueStatus::Completed {
+        let consultation = consultations::repo::get_in(&mut tx, &before.consultation_id).await?;
+        let consultation = consultation
+            .ok_or_else(|| ApiError::not_found("consultation", &before.consultation_id))?;
+        webhooks::emit(
+            &mut tx,
+            Event::new(EventType::ConsultationCompleted, &consultation),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Json(entry))
+}
+
+/// Changes the priority of an entry that is still waiting or in consultation. Setting
+/// the priority it already has answers 200 and emits nothing.
+#[utoipa::path(put, path = "/api/v1/queue/priority", tag = "queue", security(("bearer" = [])), request_body = PriorityUpdate,
+    responses((status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_priority(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<PriorityUpdate>,
+) -> ApiResult<Json<QueueEntry>> {
+    user.require(Permission::UpdateQueue)?;
+    let id = parse_id(&body.queue_entry_id, "queue entry", QueueEntryId::parse)?;
+    let mut tx = state.db.begin().await?;
+    let before = repo::lock(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("queue entry", &id))?;
+    if before.status.is_closed() {
+        return Err(ApiError::conflict(
+            "queue_entry_closed",
+            format!(
+                "queue entry '{id}' is {} and can no longer change",
+                before.status
+            ),
+        )
+        .with_details(json!({ "queue_entry_id": id, "status": before.status })));
+    }
+    if before.priority == body.priority {
+        return Ok(Json(before));
+    }
+    repo::set_priority(&mut tx, &id, body.priority).await?;
+    let entry = repo::get_in(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("queue entry", &id))?;
+    let changed = QueuePriorityChanged {
+        entry: &entry,
+        previous_priority: before.priority,
+    };
+    webhooks::emit(
+        &mut tx,
+        Event::new(EventType::QueuePriorityChanged, &changed),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(entry))
+}
+
+fn invalid_transition(from: QueueStatus, to: QueueStatus) -> ApiError {
+    let allowed = from.allowed_next();
+    ApiError::conflict(
+        "invalid_transition",
+        format!("a queue entry cannot move from {from} to {to}"),
+    )
+    .with_details(json!({ "from": from, "to": to, "allowed": allowed }))
+}
