@@ -69,6 +69,10 @@ pub struct Settings {
     #[arg(long, env = "EHRS_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 8)]
     pub webhook_endpoint_concurrency: usize,
 
+    /// How far `X-EHRS-Timestamp` of an inbound webhook may be from now, either way.
+    #[arg(long, env = "EHRS_INBOUND_TIMESTAMP_TOLERANCE", default_value = "5m", value_parser = parse_duration)]
+    pub inbound_timestamp_tolerance: Duration,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "EHRS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -87,9 +91,9 @@ impl Settings {
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("ehrs.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ehrs.db").display()))
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -104,9 +108,9 @@ impl Settings {
         let jwt = match &self.jwt_secret {
             Some(secret) if secret.len() >= 16 => secret.as_bytes().to_vec(),
             Some(_) => bail!("EHRS_JWT_SECRET must be at least 16 characters"),
-            None if postgres => bail!(
-                "EHRS_JWT_SECRET is required with PostgreSQL: every instance must share it"
-            ),
+            None if postgres => {
+                bail!("EHRS_JWT_SECRET is required with PostgreSQL: every instance must share it")
+            }
             None => key_file(&self.data_dir, "jwt_secret")?,
         };
         let data = match &self.secret_key {
@@ -116,7 +120,9 @@ impl Settings {
             ),
             None => {
                 let bytes = key_file(&self.data_dir, "secret_key")?;
-                bytes.try_into().map_err(|_| anyhow::anyhow!("the data dir's secret_key file is not 32 bytes"))?
+                bytes.try_into().map_err(|_| {
+                    anyhow::anyhow!("the data dir's secret_key file is not 32 bytes")
+                })?
             }
         };
         Ok(Keys { jwt, data })

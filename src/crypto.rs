@@ -33,7 +33,13 @@ impl SecretBox {
         let nonce = XNonce::from(nonce_bytes);
         let sealed = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext.as_bytes(), aad: context.as_bytes() })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory secrets");
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&sealed);
@@ -53,7 +59,13 @@ impl SecretBox {
         let nonce = XNonce::try_from(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
         let plain = self
             .cipher
-            .decrypt(&nonce, Payload { msg: ciphertext, aad: context.as_bytes() })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| anyhow::anyhow!("sealed secret does not open with this server key"))?;
         Ok(String::from_utf8(plain)?)
     }
@@ -78,6 +90,10 @@ mod tests {
         assert_eq!(secret_box.open(&sealed, "sub_1").unwrap(), "whsec_abc");
         assert!(secret_box.open(&sealed, "sub_2").is_err());
         assert!(SecretBox::new(&[2u8; 32]).open(&sealed, "sub_1").is_err());
-        assert_ne!(secret_box.seal("whsec_abc", "sub_1"), sealed, "nonces are random");
+        assert_ne!(
+            secret_box.seal("whsec_abc", "sub_1"),
+            sealed,
+            "nonces are random"
+        );
     }
 }

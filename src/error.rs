@@ -107,7 +107,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -116,7 +122,10 @@ impl From<sqlx::Error> for ApiError {
         if let sqlx::Error::Database(db_err) = &err {
             match db_err.kind() {
                 sqlx::error::ErrorKind::UniqueViolation => {
-                    return ApiError::conflict("already_exists", "a record with these unique values already exists");
+                    return ApiError::conflict(
+                        "already_exists",
+                        "a record with these unique values already exists",
+                    );
                 }
                 sqlx::error::ErrorKind::ForeignKeyViolation => {
                     return ApiError::unprocessable(
@@ -149,7 +158,10 @@ impl From<anyhow::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(source) = &self.source {
-            tracing::error!(error = format!("{source:#}"), "request failed with an internal error");
+            tracing::error!(
+                error = format!("{source:#}"),
+                "request failed with an internal error"
+            );
         }
         let body = ErrorBody {
             error: ErrorDetail {

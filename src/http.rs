@@ -96,8 +96,10 @@ impl PageParams {
             .with_details(json!({ "parameter": "limit" })));
         }
         if offset < 0 {
-            return Err(ApiError::bad_request("invalid_query", "offset must not be negative")
-                .with_details(json!({ "parameter": "offset" })));
+            return Err(
+                ApiError::bad_request("invalid_query", "offset must not be negative")
+                    .with_details(json!({ "parameter": "offset" })),
+            );
         }
         Ok((limit, offset))
     }

@@ -7,7 +7,11 @@ use ehrs::config::Settings;
 use ehrs::db::Db;
 
 #[derive(Parser)]
-#[command(name = "ehrs", version, about = "Electronic health records for free medical camps, with first-class webhooks")]
+#[command(
+    name = "ehrs",
+    version,
+    about = "Electronic health records for free medical camps, with first-class webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,7 +61,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User {
-            command: UserCommand::Create { username, role, settings },
+            command:
+                UserCommand::Create {
+                    username,
+                    role,
+                    settings,
+                },
         } => create_user(settings, username, role).await,
     }
 }
@@ -74,7 +83,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     tracing::info!(address = %listener.local_addr()?, "ehrs listening");
     let db = state.db.clone();
+    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let job_runner = ehrs::jobs::spawn_runner(state.clone(), jobs_stopped);
     app::serve(listener, app::router(state), shutdown_signal()).await?;
+    // In-flight jobs finish; queued ones wait in the database for the next start.
+    let _ = stop_jobs.send(true);
+    let _ = job_runner.await;
     db.close().await;
     tracing::info!("ehrs stopped");
     Ok(())
@@ -86,7 +100,11 @@ async fn create_user(settings: Settings, username: String, role: Role) -> anyhow
         Ok(password) => password,
         Err(_) => rpassword::prompt_password(format!("Password for {username}: "))?,
     };
-    let input = auth::NewUser { username, password, role };
+    let input = auth::NewUser {
+        username,
+        password,
+        role,
+    };
     ehrs::validation::Validate::validate(&input).map_err(|e| anyhow::anyhow!(e.message))?;
     let db = Db::connect(&settings.database_url(), 2).await?;
     db.migrate().await?;
@@ -94,7 +112,12 @@ async fn create_user(settings: Settings, username: String, role: Role) -> anyhow
     let mut tx = db.begin().await?;
     let user = auth::repo::insert(&mut tx, &input.username, &hash, role).await?;
     tx.commit().await?;
-    println!("created user {} ({}) with role {}", user.username, user.id, role.as_str());
+    println!(
+        "created user {} ({}) with role {}",
+        user.username,
+        user.id,
+        role.as_str()
+    );
     Ok(())
 }
 
@@ -116,7 +139,9 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             signal.recv().await;
         }
     };

@@ -59,7 +59,13 @@ impl FieldErrors {
     }
 
     /// Requires a number inside `min..=max`.
-    pub fn range<T: PartialOrd + std::fmt::Display>(&mut self, field: &str, value: T, min: T, max: T) {
+    pub fn range<T: PartialOrd + std::fmt::Display>(
+        &mut self,
+        field: &str,
+        value: T,
+        min: T,
+        max: T,
+    ) {
         if value < min || value > max {
             self.add(field, format!("must be between {min} and {max}"));
         }
@@ -93,7 +99,11 @@ impl FieldErrors {
 
     /// `Ok(())` when nothing was reported, else the 422 error listing every field.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.is_empty() { Ok(()) } else { Err(self.into_error()) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(self.into_error())
+        }
     }
 }
 

@@ -49,7 +49,9 @@ impl FromRequestParts<AppState> for CurrentUser {
                     .strip_prefix("Bearer ")
                     .or_else(|| value.strip_prefix("bearer "))
             })
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
         let claims = state
             .tokens
             .verify(token.trim())
@@ -58,7 +60,9 @@ impl FromRequestParts<AppState> for CurrentUser {
         // word at once, not when the token expires.
         let role = super::repo::active_role(&state.db, &claims.sub)
             .await?
-            .ok_or_else(|| ApiError::unauthorized("this account is disabled or no longer exists"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("this account is disabled or no longer exists")
+            })?;
         Ok(CurrentUser {
             id: claims.sub,
             role,

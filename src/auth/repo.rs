@@ -14,14 +14,20 @@ fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
-        role: Role::parse(&role).ok_or_else(|| sqlx::Error::Decode(format!("unknown role '{role}'").into()))?,
+        role: Role::parse(&role)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown role '{role}'").into()))?,
         is_active: row.try_get::<i64, _>("is_active")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
 
-pub async fn insert(tx: &mut Tx, username: &str, password_hash: &str, role: Role) -> Result<User, sqlx::Error> {
+pub async fn insert(
+    tx: &mut Tx,
+    username: &str,
+    password_hash: &str,
+    role: Role,
+) -> Result<User, sqlx::Error> {
     let now = Timestamp::now();
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO users (id, username, password_hash, role, is_active, created_at, updated_at) \
@@ -44,11 +50,16 @@ pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
 }
 
 /// The id, role and password hash of an active user, for login.
-pub async fn credentials(db: &Db, username: &str) -> Result<Option<(UserId, Role, String)>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, role, password_hash FROM users WHERE username = $1 AND is_active = 1")
-        .bind(username)
-        .fetch_optional(db.pool())
-        .await?;
+pub async fn credentials(
+    db: &Db,
+    username: &str,
+) -> Result<Option<(UserId, Role, String)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, role, password_hash FROM users WHERE username = $1 AND is_active = 1",
+    )
+    .bind(username)
+    .fetch_optional(db.pool())
+    .await?;
     row.map(|row| {
         let role: String = row.try_get("role")?;
         Ok((
@@ -62,18 +73,21 @@ pub async fn credentials(db: &Db, username: &str) -> Result<Option<(UserId, Role
 
 /// The role of an active user; `None` when the user is gone or disabled.
 pub async fn active_role(db: &Db, id: &UserId) -> Result<Option<Role>, sqlx::Error> {
-    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1 AND is_active = 1")
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM users WHERE id = $1 AND is_active = 1")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
     Ok(role.as_deref().and_then(Role::parse))
 }
 
 pub async fn get(db: &Db, id: &UserId) -> Result<Option<User>, sqlx::Error> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM users WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     row.as_ref().map(user_from_row).transpose()
 }
 

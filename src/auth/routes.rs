@@ -23,7 +23,10 @@ pub fn router() -> Router<AppState> {
 /// Exchange a username and password for a bearer token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
-async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> ApiResult<Json<TokenResponse>> {
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Json<TokenResponse>> {
     let invalid = || ApiError::unauthorized("invalid username or password");
     let Some((id, role, hash)) = repo::credentials(&state.db, &body.username).await? else {
         // Spend the same time as a real check so usernames cannot be probed by timing.
@@ -47,21 +50,36 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
     responses((status = 200, body = User), (status = 401, body = crate::error::ErrorBody)))]
 async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<User>> {
     let found = repo::get(&state.db, &user.id).await?;
-    found.map(Json).ok_or_else(|| ApiError::not_found("user", &user.id))
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("user", &user.id))
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = Page<User>), (status = 403, body = crate::error::ErrorBody)))]
-async fn list_users(State(state): State<AppState>, user: CurrentUser, ApiQuery(page): ApiQuery<PageParams>) -> ApiResult<Json<Page<User>>> {
+async fn list_users(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<User>>> {
     user.require(Permission::ManageUsers)?;
     let (limit, offset) = page.resolve()?;
     let (items, total) = repo::list(&state.db, limit, offset).await?;
-    Ok(Json(Page { items, total, limit, offset }))
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
     responses((status = 201, body = User), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-async fn create_user(State(state): State<AppState>, user: CurrentUser, ApiJson(body): ApiJson<NewUser>) -> ApiResult<(StatusCode, Json<User>)> {
+async fn create_user(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<NewUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
     user.require(Permission::ManageUsers)?;
     body.validate()?;
     let hash = super::hash_password(body.password).await?;
@@ -75,17 +93,28 @@ async fn create_user(State(state): State<AppState>, user: CurrentUser, ApiJson(b
 
 #[utoipa::path(get, path = "/api/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = User), (status = 404, body = crate::error::ErrorBody)))]
-async fn get_user(State(state): State<AppState>, user: CurrentUser, Path(user_id): Path<String>) -> ApiResult<Json<User>> {
+async fn get_user(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<User>> {
     user.require(Permission::ManageUsers)?;
     let id = parse_id(&user_id, "user", UserId::parse)?;
     let found = repo::get(&state.db, &id).await?;
-    found.map(Json).ok_or_else(|| ApiError::not_found("user", &id))
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("user", &id))
 }
 
 /// Change a user's password, role or active flag.
 #[utoipa::path(patch, path = "/api/v1/users/{user_id}", tag = "users", security(("bearer" = [])), request_body = UserUpdate,
     responses((status = 200, body = User), (status = 404, body = crate::error::ErrorBody)))]
-async fn update_user(State(state): State<AppState>, user: CurrentUser, Path(user_id): Path<String>, ApiJson(body): ApiJson<UserUpdate>) -> ApiResult<Json<User>> {
+async fn update_user(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<UserUpdate>,
+) -> ApiResult<Json<User>> {
     user.require(Permission::ManageUsers)?;
     let id = parse_id(&user_id, "user", UserId::parse)?;
     body.validate()?;
@@ -96,13 +125,18 @@ async fn update_user(State(state): State<AppState>, user: CurrentUser, Path(user
     let mut tx = state.db.begin().await?;
     let updated = repo::update(&mut tx, &id, hash.as_deref(), body.role, body.is_active).await?;
     tx.commit().await?;
-    updated.map(Json).ok_or_else(|| ApiError::not_found("user", &id))
+    updated
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("user", &id))
 }
 
 fn username_taken(err: sqlx::Error, username: &str) -> ApiError {
     let err = ApiError::from(err);
     if err.status == StatusCode::CONFLICT {
-        ApiError::conflict("username_taken", format!("the username '{username}' is already taken"))
+        ApiError::conflict(
+            "username_taken",
+            format!("the username '{username}' is already taken"),
+        )
     } else {
         err
     }

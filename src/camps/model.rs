@@ -59,7 +59,10 @@ impl Validate for AttendanceUpdate {
         match (self.attended_count, self.delta) {
             (Some(count), None) => errors.range("attended_count", count, 0, 1_000_000),
             (None, Some(delta)) => errors.range("delta", delta, -1_000_000, 1_000_000),
-            _ => errors.add("attended_count", "give exactly one of attended_count or delta"),
+            _ => errors.add(
+                "attended_count",
+                "give exactly one of attended_count or delta",
+            ),
         }
         errors.finish()
     }

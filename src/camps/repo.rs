@@ -30,7 +30,10 @@ pub async fn get(db: &Db, id: &CampId) -> Result<Option<Camp>, sqlx::Error> {
 
 /// The camp, read and locked inside a write transaction.
 pub async fn get_for_update(tx: &mut Tx, id: &CampId) -> Result<Option<Camp>, sqlx::Error> {
-    let sql = format!("SELECT * FROM medical_camps WHERE id = $1{}", tx.for_update());
+    let sql = format!(
+        "SELECT * FROM medical_camps WHERE id = $1{}",
+        tx.for_update()
+    );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(tx.conn())
@@ -74,7 +77,11 @@ pub async fn list(
     Ok((items, total))
 }
 
-pub async fn update(tx: &mut Tx, id: &CampId, input: &CampInput) -> Result<Option<Camp>, sqlx::Error> {
+pub async fn update(
+    tx: &mut Tx,
+    id: &CampId,
+    input: &CampInput,
+) -> Result<Option<Camp>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE medical_camps SET name = $2, location = $3, start_date = $4, end_date = $5, updated_at = $6 \
          WHERE id = $1 RETURNING *",
@@ -89,13 +96,19 @@ pub async fn update(tx: &mut Tx, id: &CampId, input: &CampInput) -> Result<Optio
     .await
 }
 
-pub async fn set_attendance(tx: &mut Tx, id: &CampId, count: i64) -> Result<Option<Camp>, sqlx::Error> {
-    sqlx::query_as("UPDATE medical_camps SET attended_count = $2, updated_at = $3 WHERE id = $1 RETURNING *")
-        .bind(id)
-        .bind(count)
-        .bind(Timestamp::now())
-        .fetch_optional(tx.conn())
-        .await
+pub async fn set_attendance(
+    tx: &mut Tx,
+    id: &CampId,
+    count: i64,
+) -> Result<Option<Camp>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE medical_camps SET attended_count = $2, updated_at = $3 WHERE id = $1 RETURNING *",
+    )
+    .bind(id)
+    .bind(count)
+    .bind(Timestamp::now())
+    .fetch_optional(tx.conn())
+    .await
 }
 
 /// Deletes the camp; a camp that registrations or consultations refer to is refused by
@@ -109,5 +122,7 @@ pub async fn delete(tx: &mut Tx, id: &CampId) -> Result<Option<Camp>, sqlx::Erro
 
 /// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
 pub fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }

@@ -17,26 +17,56 @@ use axum::{Json, Router};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/medical-camps", get(list_camps).post(create_camp))
-        .route("/medical-camps/{camp_id}", get(get_camp).put(update_camp).delete(delete_camp))
-        .route("/medical-camps/{camp_id}/update-attended-count", post(update_attendance))
+        .route(
+            "/medical-camps/{camp_id}",
+            get(get_camp).put(update_camp).delete(delete_camp),
+        )
+        .route(
+            "/medical-camps/{camp_id}/update-attended-count",
+            post(update_attendance),
+        )
 }
 
 #[utoipa::path(get, path = "/api/v1/medical-camps", tag = "camps", security(("bearer" = [])), params(CampFilter),
     responses((status = 200, body = Page<Camp>), (status = 401, body = ErrorBody)))]
-async fn list_camps(State(state): State<AppState>, _user: CurrentUser, ApiQuery(filter): ApiQuery<CampFilter>) -> ApiResult<Json<Page<Camp>>> {
-    let (limit, offset) = PageParams { limit: filter.limit, offset: filter.offset }.resolve()?;
+async fn list_camps(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiQuery(filter): ApiQuery<CampFilter>,
+) -> ApiResult<Json<Page<Camp>>> {
+    let (limit, offset) = PageParams {
+        limit: filter.limit,
+        offset: filter.offset,
+    }
+    .resolve()?;
     if let Some(date) = &filter.on_date {
         let mut errors = FieldErrors::new();
         errors.date("on_date", date);
         errors.finish()?;
     }
-    let (items, total) = repo::list(&state.db, filter.on_date.as_deref(), filter.location.as_deref(), limit, offset).await?;
-    Ok(Json(Page { items, total, limit, offset }))
+    let (items, total) = repo::list(
+        &state.db,
+        filter.on_date.as_deref(),
+        filter.location.as_deref(),
+        limit,
+        offset,
+    )
+    .await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/medical-camps", tag = "camps", security(("bearer" = [])), request_body = CampInput,
     responses((status = 201, body = Camp), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn create_camp(State(state): State<AppState>, user: CurrentUser, ApiJson(body): ApiJson<CampInput>) -> ApiResult<(StatusCode, Json<Camp>)> {
+async fn create_camp(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<CampInput>,
+) -> ApiResult<(StatusCode, Json<Camp>)> {
     user.require(Permission::ManageCamps)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -48,22 +78,40 @@ async fn create_camp(State(state): State<AppState>, user: CurrentUser, ApiJson(b
 
 #[utoipa::path(get, path = "/api/v1/medical-camps/{camp_id}", tag = "camps", security(("bearer" = [])),
     responses((status = 200, body = Camp), (status = 404, body = ErrorBody)))]
-async fn get_camp(State(state): State<AppState>, _user: CurrentUser, Path(camp_id): Path<String>) -> ApiResult<Json<Camp>> {
+async fn get_camp(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(camp_id): Path<String>,
+) -> ApiResult<Json<Camp>> {
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     let camp = repo::get(&state.db, &id).await?;
-    camp.map(Json).ok_or_else(|| ApiError::not_found("camp", &id))
+    camp.map(Json)
+        .ok_or_else(|| ApiError::not_found("camp", &id))
 }
 
 #[utoipa::path(put, path = "/api/v1/medical-camps/{camp_id}", tag = "camps", security(("bearer" = [])), request_body = CampInput,
     responses((status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update_camp(State(state): State<AppState>, user: CurrentUser, Path(camp_id): Path<String>, ApiJson(body): ApiJson<CampInput>) -> ApiResult<Json<Camp>> {
+async fn update_camp(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(camp_id): Path<String>,
+    ApiJson(body): ApiJson<CampInput>,
+) -> ApiResult<Json<Camp>> {
     user.require(Permission::ManageCamps)?;
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
-    let before = repo::get_for_update(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("camp", &id))?;
-    let camp = repo::update(&mut tx, &id, &body).await?.ok_or_else(|| ApiError::not_found("camp", &id))?;
-    webhooks::emit(&mut tx, Event::changed(EventType::CampUpdated, &before, &camp)).await?;
+    let before = repo::get_for_update(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("camp", &id))?;
+    let camp = repo::update(&mut tx, &id, &body)
+        .await?
+        .ok_or_else(|| ApiError::not_found("camp", &id))?;
+    webhooks::emit(
+        &mut tx,
+        Event::changed(EventType::CampUpdated, &before, &camp),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(camp))
 }
@@ -71,11 +119,18 @@ async fn update_camp(State(state): State<AppState>, user: CurrentUser, Path(camp
 /// Deletes a camp nobody is registered at; a camp in use answers 409.
 #[utoipa::path(delete, path = "/api/v1/medical-camps/{camp_id}", tag = "camps", security(("bearer" = [])),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_camp(State(state): State<AppState>, user: CurrentUser, Path(camp_id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_camp(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(camp_id): Path<String>,
+) -> ApiResult<StatusCode> {
     user.require(Permission::ManageCamps)?;
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     let mut tx = state.db.begin().await?;
-    let camp = repo::delete(&mut tx, &id).await.map_err(camp_in_use)?.ok_or_else(|| ApiError::not_found("camp", &id))?;
+    let camp = repo::delete(&mut tx, &id)
+        .await
+        .map_err(camp_in_use)?
+        .ok_or_else(|| ApiError::not_found("camp", &id))?;
     webhooks::emit(&mut tx, Event::new(EventType::CampDeleted, &camp)).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -84,18 +139,36 @@ async fn delete_camp(State(state): State<AppState>, user: CurrentUser, Path(camp
 #[utoipa::path(post, path = "/api/v1/medical-camps/{camp_id}/update-attended-count", tag = "camps", security(("bearer" = [])),
     request_body = AttendanceUpdate,
     responses((status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update_attendance(State(state): State<AppState>, user: CurrentUser, Path(camp_id): Path<String>, ApiJson(body): ApiJson<AttendanceUpdate>) -> ApiResult<Json<Camp>> {
+async fn update_attendance(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(camp_id): Path<String>,
+    ApiJson(body): ApiJson<AttendanceUpdate>,
+) -> ApiResult<Json<Camp>> {
     user.require(Permission::UpdateAttendance)?;
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
-    let before = repo::get_for_update(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("camp", &id))?;
-    let count = body.attended_count.unwrap_or(before.attended_count + body.delta.unwrap_or(0));
+    let before = repo::get_for_update(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("camp", &id))?;
+    let count = body
+        .attended_count
+        .unwrap_or(before.attended_count + body.delta.unwrap_or(0));
     if count < 0 {
-        return Err(ApiError::invalid_field("delta", "would make attended_count negative"));
+        return Err(ApiError::invalid_field(
+            "delta",
+            "would make attended_count negative",
+        ));
     }
-    let camp = repo::set_attendance(&mut tx, &id, count).await?.ok_or_else(|| ApiError::not_found("camp", &id))?;
-    webhooks::emit(&mut tx, Event::changed(EventType::CampAttendanceUpdated, &before, &camp)).await?;
+    let camp = repo::set_attendance(&mut tx, &id, count)
+        .await?
+        .ok_or_else(|| ApiError::not_found("camp", &id))?;
+    webhooks::emit(
+        &mut tx,
+        Event::changed(EventType::CampAttendanceUpdated, &before, &camp),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(camp))
 }
@@ -103,7 +176,10 @@ async fn update_attendance(State(state): State<AppState>, user: CurrentUser, Pat
 fn camp_in_use(err: sqlx::Error) -> ApiError {
     let err = ApiError::from(err);
     if err.code == "invalid_reference" {
-        ApiError::conflict("camp_in_use", "the camp has registrations, vitals or consultations and cannot be deleted")
+        ApiError::conflict(
+            "camp_in_use",
+            "the camp has registrations, vitals or consultations and cannot be deleted",
+        )
     } else {
         err
     }

@@ -170,7 +170,9 @@ fn sqlite_url(url: &str) -> anyhow::Result<String> {
         .next()
         .unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
-        anyhow::bail!("an in-memory SQLite database would lose every event on restart; give a file path");
+        anyhow::bail!(
+            "an in-memory SQLite database would lose every event on restart; give a file path"
+        );
     }
     if let Some(dir) = std::path::Path::new(path).parent()
         && !dir.as_os_str().is_empty()

@@ -86,7 +86,11 @@ impl Event {
     }
 
     /// An `*.updated` event, which also names the fields the write changed.
-    pub fn updated<T: Serialize>(event_type: EventType, resource: &T, changed_fields: Vec<String>) -> Event {
+    pub fn updated<T: Serialize>(
+        event_type: EventType,
+        resource: &T,
+        changed_fields: Vec<String>,
+    ) -> Event {
         Event {
             changed_fields: Some(changed_fields),
             ..Event::new(event_type, resource)
@@ -101,7 +105,9 @@ impl Event {
         let mut changed: Vec<String> = match (&before, &after) {
             (Value::Object(old), Value::Object(new)) => new
                 .iter()
-                .filter(|(key, value)| key.as_str() != "updated_at" && old.get(key.as_str()) != Some(value))
+                .filter(|(key, value)| {
+                    key.as_str() != "updated_at" && old.get(key.as_str()) != Some(value)
+                })
                 .map(|(key, _)| key.clone())
                 .collect(),
             _ => Vec::new(),

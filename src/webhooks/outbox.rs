@@ -30,13 +30,17 @@ pub async fn emit(tx: &mut Tx, event: Event) -> Result<MessageId, sqlx::Error> {
     for subscription in matching_subscriptions(tx, event.event_type.as_str()).await? {
         queue_delivery(tx, &message_id, &subscription, now).await?;
     }
-    metrics::counter!("ehrs_events_emitted_total", "event_type" => event.event_type.as_str()).increment(1);
+    metrics::counter!("ehrs_events_emitted_total", "event_type" => event.event_type.as_str())
+        .increment(1);
     tx.mark_emitted();
     Ok(message_id)
 }
 
 /// Enabled subscriptions whose event-type filter is empty or names `event_type`.
-async fn matching_subscriptions(tx: &mut Tx, event_type: &str) -> Result<Vec<SubscriptionId>, sqlx::Error> {
+async fn matching_subscriptions(
+    tx: &mut Tx,
+    event_type: &str,
+) -> Result<Vec<SubscriptionId>, sqlx::Error> {
     let rows = sqlx::query("SELECT id, event_types FROM webhook_subscriptions WHERE enabled = 1")
         .fetch_all(tx.conn())
         .await?;

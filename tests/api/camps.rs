@@ -10,7 +10,9 @@ pub fn camp_body() -> Value {
 
 /// Creates a camp as admin and returns it.
 pub async fn create_camp(app: &crate::support::TestApp) -> Value {
-    app.post(Role::Admin, "/api/v1/medical-camps/", &camp_body()).await.expect(201)
+    app.post(Role::Admin, "/api/v1/medical-camps/", &camp_body())
+        .await
+        .expect(201)
 }
 
 db_test!(async fn camp_lifecycle_emits_its_events(app) {

@@ -63,7 +63,11 @@ impl TestResponse {
     /// Asserts the status, showing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
         self.body
     }
 
@@ -92,7 +96,10 @@ pub fn test_keys() -> Keys {
 
 impl TestApp {
     /// Spawns with settings adjusted by `configure` (retry schedule, timeouts, …).
-    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> (TestApp, Cleanup) {
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> (TestApp, Cleanup) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = test_settings(dir.path());
         let mut pg_database = None;
@@ -114,9 +121,14 @@ impl TestApp {
         let mut tokens = Vec::new();
         for role in Role::ALL {
             let mut tx = state.db.begin().await.unwrap();
-            let user = auth::repo::insert(&mut tx, &format!("{}_user", role.as_str()), password_hash().await, role)
-                .await
-                .unwrap();
+            let user = auth::repo::insert(
+                &mut tx,
+                &format!("{}_user", role.as_str()),
+                password_hash().await,
+                role,
+            )
+            .await
+            .unwrap();
             tx.commit().await.unwrap();
             tokens.push((role, state.tokens.issue(&user.id, role).unwrap()));
         }
@@ -149,8 +161,16 @@ impl TestApp {
     }
 
     /// Sends a request as `role` (or anonymously with `None`), with an optional JSON body.
-    pub async fn request(&self, method: Method, role: Option<Role>, path: &str, body: Option<&Value>) -> TestResponse {
-        let mut request = self.client.request(method, format!("{}{}", self.base_url, path));
+    pub async fn request(
+        &self,
+        method: Method,
+        role: Option<Role>,
+        path: &str,
+        body: Option<&Value>,
+    ) -> TestResponse {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.base_url, path));
         if let Some(role) = role {
             request = request.bearer_auth(self.token(role));
         }
@@ -162,7 +182,12 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse { status, headers, body, text }
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, role: Role, path: &str) -> TestResponse {
@@ -170,15 +195,18 @@ impl TestApp {
     }
 
     pub async fn post(&self, role: Role, path: &str, body: &Value) -> TestResponse {
-        self.request(Method::POST, Some(role), path, Some(body)).await
+        self.request(Method::POST, Some(role), path, Some(body))
+            .await
     }
 
     pub async fn put(&self, role: Role, path: &str, body: &Value) -> TestResponse {
-        self.request(Method::PUT, Some(role), path, Some(body)).await
+        self.request(Method::PUT, Some(role), path, Some(body))
+            .await
     }
 
     pub async fn patch(&self, role: Role, path: &str, body: &Value) -> TestResponse {
-        self.request(Method::PATCH, Some(role), path, Some(body)).await
+        self.request(Method::PATCH, Some(role), path, Some(body))
+            .await
     }
 
     pub async fn delete(&self, role: Role, path: &str) -> TestResponse {
@@ -186,7 +214,14 @@ impl TestApp {
     }
 
     /// Sends raw bytes with a content type (for malformed-input tests).
-    pub async fn send_raw(&self, method: Method, role: Role, path: &str, content_type: &str, body: Vec<u8>) -> TestResponse {
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        role: Role,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> TestResponse {
         let response = self
             .client
             .request(method, format!("{}{}", self.base_url, path))
@@ -200,7 +235,12 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse { status, headers, body, text }
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     /// Rows in a table, for "nothing was written" assertions.
@@ -228,7 +268,9 @@ impl TestApp {
         .fetch_all(self.state.db.pool())
         .await
         .unwrap();
-        rows.iter().map(|r| serde_json::from_str(r).unwrap()).collect()
+        rows.iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
     }
 }
 
@@ -238,7 +280,9 @@ async fn password_hash() -> &'static str {
     if let Some(hash) = HASH.get() {
         return hash;
     }
-    let hash = auth::hash_password(TEST_PASSWORD.to_string()).await.unwrap();
+    let hash = auth::hash_password(TEST_PASSWORD.to_string())
+        .await
+        .unwrap();
     HASH.get_or_init(|| hash)
 }
 
@@ -249,7 +293,10 @@ async fn create_postgres_database() -> (String, String) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let admin_url = postgres_admin_url();
-    let name = format!("ehrs_test_{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let name = format!(
+        "ehrs_test_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
     let mut conn = sqlx::AnyConnection::connect(&admin_url)
         .await
         .expect("PostgreSQL must run at 127.0.0.1:5432 (see .ci/run)");
@@ -258,16 +305,21 @@ async fn create_postgres_database() -> (String, String) {
         .await
         .unwrap();
     let _ = conn.close().await;
-    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url);
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin_url);
     (format!("{base}/{name}"), name)
 }
 
 async fn drop_postgres_database(name: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
         let _ = conn.close().await;
     }
 }
