@@ -108,7 +108,7 @@ async fn run_batch(state: &AppState, registry: &Registry, now: Timestamp) -> any
         .map(|job| {
             let handler = registry.get(&job.kind);
             let state = state.clone();
-            tokio::spawn(async move { run_one(state, handler, job).await })
+            tokio::spawn(async move { run_one(state, handler, job, now).await })
         })
         .collect();
     for task in tasks {
@@ -117,7 +117,9 @@ async fn run_batch(state: &AppState, registry: &Registry, now: Timestamp) -> any
     Ok(count)
 }
 
-async fn run_one(state: AppState, handler: Option<JobHandler>, job: Job) {
+/// Runs one claimed job and records its outcome; retries are scheduled from `now`, the
+/// clock the job was claimed by.
+async fn run_one(state: AppState, handler: Option<JobHandler>, job: Job, now: Timestamp) {
     let outcome = match handler {
         None => Err(JobError::permanent(format!(
             "no handler for job kind '{}'",
@@ -142,7 +144,7 @@ async fn run_one(state: AppState, handler: Option<JobHandler>, job: Job) {
         Ok(()) => queue::record_success(&state.db, &job)
             .await
             .map(|_| Some("succeeded")),
-        Err(error) => queue::record_failure(&state.db, &job, error, Timestamp::now()).await,
+        Err(error) => queue::record_failure(&state.db, &job, error, now).await,
     };
     match (recorded, outcome) {
         (Ok(Some(status)), Err(error)) => {
