@@ -81,6 +81,10 @@ pub struct Settings {
     #[arg(long, env = "EHRS_WEBHOOK_WORKERS", default_value = "true", value_parser = parse_flag)]
     pub webhook_workers: bool,
 
+    /// How far `X-EHRS-Timestamp` of an inbound webhook may be from now, either way.
+    #[arg(long, env = "EHRS_INBOUND_TIMESTAMP_TOLERANCE", default_value = "5m", value_parser = parse_duration)]
+    pub inbound_timestamp_tolerance: Duration,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "EHRS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -71,6 +71,8 @@ typed_id!(DeliveryId, "dlv");
 typed_id!(AttemptId, "atm");
 typed_id!(AuditId, "aud");
 typed_id!(JobId, "job");
+typed_id!(InboundSourceId, "src");
+typed_id!(InboundEventId, "ine");
 
 #[cfg(test)]
 mod tests {

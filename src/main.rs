@@ -92,11 +92,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .settings
         .webhook_workers
         .then(|| ehrs::webhooks::DeliveryEngine::start(&state));
+    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let job_runner = ehrs::jobs::spawn_runner(state.clone(), jobs_stopped);
     app::serve(listener, app::router(state), shutdown_signal()).await?;
+    // In-flight work finishes; what is queued waits in the database for the next start.
+    let _ = stop_jobs.send(true);
     if let Some(engine) = engine {
         tracing::info!("finishing in-flight deliveries");
         engine.stop().await;
     }
+    let _ = job_runner.await;
     db.close().await;
     tracing::info!("ehrs stopped");
     Ok(())

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod care;
+pub mod inbound;
 pub mod receiver;
 
 pub use app::{Backend, Cleanup, TestApp, TestResponse, run_test};

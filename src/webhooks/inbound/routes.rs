@@ -1,0 +1,290 @@
+//! HTTP handlers for `/webhooks/inbound-sources` and `/webhooks/inbound-events` (admin
+//! only, reads included: webhook administration is admin-only), and the receiver's route.
+
+use super::model::{
+    InboundEventFilter, InboundEventView, InboundSource, InboundSourceInput,
+    InboundSourceWithSecret,
+};
+use super::repo::{self, SourceFields};
+use super::{actions, receiver};
+use crate::app::AppState;
+use crate::auth::{CurrentUser, Permission};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::ids::{InboundEventId, InboundSourceId};
+use crate::jobs;
+use crate::validation::Validate;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::collections::BTreeMap;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/webhooks/inbound-sources",
+            get(list_sources).post(create_source),
+        )
+        .route(
+            "/webhooks/inbound-sources/{source_id}",
+            get(get_source).put(update_source).delete(delete_source),
+        )
+        .route(
+            "/webhooks/inbound-sources/{source_id}/rotate-secret",
+            post(rotate_secret),
+        )
+        .route("/webhooks/inbound-events", get(list_events))
+        .route("/webhooks/inbound-events/{event_id}", get(get_event))
+        .route(
+            "/webhooks/inbound-events/{event_id}/retry",
+            post(retry_event),
+        )
+        .route(
+            "/webhooks/inbound/{source_id}",
+            post(receiver::receive).layer(DefaultBodyLimit::max(receiver::MAX_BODY_BYTES)),
+        )
+}
+
+/// A fresh secret: 32 random bytes, base64url, `whsec_` prefix. The whole string is the key.
+fn new_secret() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/webhooks/inbound-sources", tag = "inbound webhooks", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = Page<InboundSource>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_sources(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<InboundSource>>> {
+    user.require(Permission::ManageWebhooks)?;
+    let (limit, offset) = page.resolve()?;
+    let (rows, total) = repo::list_sources(&state.db, limit, offset).await?;
+    let items = rows.iter().map(repo::SourceRow::to_source).collect();
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// Creates a source; the answer carries its secret, this once only.
+#[utoipa::path(post, path = "/api/v1/webhooks/inbound-sources", tag = "inbound webhooks", security(("bearer" = [])),
+    request_body = InboundSourceInput,
+    responses((status = 201, body = InboundSourceWithSecret), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_source(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<InboundSourceInput>,
+) -> ApiResult<(StatusCode, Json<InboundSourceWithSecret>)> {
+    user.require(Permission::ManageWebhooks)?;
+    body.validate()?;
+    let id = InboundSourceId::generate();
+    let secret = new_secret();
+    let mapping = body.action_mapping.clone().unwrap_or_default();
+    let fields = SourceFields {
+        name: body.name.trim(),
+        allowed_event_types: &body.allowed_event_types,
+        is_active: body.is_active.unwrap_or(true),
+        action_mapping: &mapping,
+    };
+    let mut tx = state.db.begin().await?;
+    let row = repo::insert_source(
+        &mut tx,
+        &id,
+        &fields,
+        &state.secrets.seal(&secret, id.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InboundSourceWithSecret {
+            source: row.to_source(),
+            secret,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/webhooks/inbound-sources/{source_id}", tag = "inbound webhooks", security(("bearer" = [])),
+    responses((status = 200, body = InboundSource), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn get_source(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(source_id): Path<String>,
+) -> ApiResult<Json<InboundSource>> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
+    let row = repo::get_source(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbound source", &id))?;
+    Ok(Json(row.to_source()))
+}
+
+/// Replaces name and allowed event types; `is_active` and `action_mapping` change only
+/// when given.
+#[utoipa::path(put, path = "/api/v1/webhooks/inbound-sources/{source_id}", tag = "inbound webhooks", security(("bearer" = [])),
+    request_body = InboundSourceInput,
+    responses((status = 200, body = InboundSource), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_source(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(source_id): Path<String>,
+    ApiJson(body): ApiJson<InboundSourceInput>,
+) -> ApiResult<Json<InboundSource>> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
+    body.validate()?;
+    let mut tx = state.db.begin().await?;
+    let before = repo::get_source_for_update(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbound source", &id))?;
+    let before = before.to_source();
+    // Validated against the mapping that will result, so an old entry for an event type
+    // that is no longer allowed is refused rather than silently kept.
+    let mapping: BTreeMap<String, String> =
+        body.action_mapping.clone().unwrap_or(before.action_mapping);
+    let input = InboundSourceInput {
+        action_mapping: Some(mapping.clone()),
+        ..body
+    };
+    input.validate()?;
+    let fields = SourceFields {
+        name: input.name.trim(),
+        allowed_event_types: &input.allowed_event_types,
+        is_active: input.is_active.unwrap_or(before.is_active),
+        action_mapping: &mapping,
+    };
+    let row = repo::update_source(&mut tx, &id, &fields)
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbound source", &id))?;
+    tx.commit().await?;
+    Ok(Json(row.to_source()))
+}
+
+/// Deletes a source; the events it sent stay listed (with `source_name` null).
+#[utoipa::path(delete, path = "/api/v1/webhooks/inbound-sources/{source_id}", tag = "inbound webhooks", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn delete_source(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(source_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
+    let mut tx = state.db.begin().await?;
+    if !repo::delete_source(&mut tx, &id).await? {
+        return Err(ApiError::not_found("inbound source", &id));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces the secret at once (the old one stops verifying) and shows the new one once.
+#[utoipa::path(post, path = "/api/v1/webhooks/inbound-sources/{source_id}/rotate-secret", tag = "inbound webhooks", security(("bearer" = [])),
+    responses((status = 200, body = InboundSourceWithSecret), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(source_id): Path<String>,
+) -> ApiResult<Json<InboundSourceWithSecret>> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
+    let secret = new_secret();
+    let mut tx = state.db.begin().await?;
+    let row = repo::set_secret(&mut tx, &id, &state.secrets.seal(&secret, id.as_str()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbound source", &id))?;
+    tx.commit().await?;
+    Ok(Json(InboundSourceWithSecret {
+        source: row.to_source(),
+        secret,
+    }))
+}
+
+/// Received events with their job's state, newest first.
+#[utoipa::path(get, path = "/api/v1/webhooks/inbound-events", tag = "inbound webhooks", security(("bearer" = [])), params(InboundEventFilter),
+    responses((status = 200, body = Page<InboundEventView>), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_events(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(filter): ApiQuery<InboundEventFilter>,
+) -> ApiResult<Json<Page<InboundEventView>>> {
+    user.require(Permission::ManageWebhooks)?;
+    let (limit, offset) = PageParams {
+        limit: filter.limit,
+        offset: filter.offset,
+    }
+    .resolve()?;
+    let source = filter.checked()?;
+    let (items, total) = repo::list_events(
+        &state.db,
+        source.as_ref(),
+        filter.status.as_deref(),
+        limit,
+        offset,
+    )
+    .await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/webhooks/inbound-events/{event_id}", tag = "inbound webhooks", security(("bearer" = [])),
+    responses((status = 200, body = InboundEventView), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn get_event(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(event_id): Path<String>,
+) -> ApiResult<Json<InboundEventView>> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = parse_id(&event_id, "inbound event", InboundEventId::parse)?;
+    let event = repo::get_event(&state.db, &id).await?;
+    event
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("inbound event", &id))
+}
+
+/// Queues a failed event's job again, now, with a fresh allowance of attempts.
+#[utoipa::path(post, path = "/api/v1/webhooks/inbound-events/{event_id}/retry", tag = "inbound webhooks", security(("bearer" = [])),
+    responses((status = 202, body = InboundEventView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn retry_event(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(event_id): Path<String>,
+) -> ApiResult<(StatusCode, Json<InboundEventView>)> {
+    user.require(Permission::ManageWebhooks)?;
+    let id = parse_id(&event_id, "inbound event", InboundEventId::parse)?;
+    let event = repo::get_event(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbound event", &id))?;
+    let mut tx = state.db.begin().await?;
+    if jobs::requeue_failed(&mut tx, &event.job_id, actions::MAX_ATTEMPTS)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::conflict(
+            "job_not_failed",
+            format!(
+                "the event's job is {}; only a failed job can be retried",
+                event.status
+            ),
+        ));
+    }
+    tx.commit().await?;
+    jobs::notify_enqueued();
+    let event = repo::get_event(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbound event", &id))?;
+    Ok((StatusCode::ACCEPTED, Json(event)))
+}
