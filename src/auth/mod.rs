@@ -10,6 +10,7 @@ mod model;
 mod password;
 mod permissions;
 pub mod repo;
+mod require;
 mod routes;
 
 pub use extract::CurrentUser;
@@ -17,4 +18,5 @@ pub use jwt::TokenIssuer;
 pub use model::{NewUser, Role, User};
 pub use password::{hash_password, verify_password};
 pub use permissions::Permission;
+pub use require::{PermissionMarker, Require, can};
 pub use routes::router;

@@ -12,7 +12,7 @@ use super::subscriptions::{
     NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, OptionalJson, Page, PageParams, parse_id};
 use crate::ids::{MessageId, SubscriptionId};
@@ -65,6 +65,9 @@ pub async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
         .map_err(|refusal| ApiError::invalid_field("url", refusal.to_string()))
 }
 
+/// Every route here is admin-only: checked before the body is read.
+type Admin = Require<can::ManageWebhooks>;
+
 fn subscription_id(raw: &str) -> ApiResult<SubscriptionId> {
     parse_id(raw, "subscription", SubscriptionId::parse)
 }
@@ -99,10 +102,9 @@ async fn audit(
     responses((status = 200, body = Page<Subscription>), (status = 403, body = ErrorBody)))]
 async fn list_subscriptions(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _admin: Admin,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<Subscription>>> {
-    user.require(Permission::ManageWebhooks)?;
     let (limit, offset) = page.resolve()?;
     Ok(Json(
         state.webhooks.list_subscriptions(limit, offset).await?,
@@ -115,10 +117,9 @@ async fn list_subscriptions(
     responses((status = 201, body = SubscriptionWithSecret), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_subscription(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Admin,
     ApiJson(body): ApiJson<NewSubscription>,
 ) -> ApiResult<(StatusCode, Json<SubscriptionWithSecret>)> {
-    user.require(Permission::ManageWebhooks)?;
     body.validate()?;
     check_target(&state, &body.url).await?;
     let created = state.webhooks.create_subscription(&body).await?;
@@ -140,10 +141,9 @@ async fn create_subscription(
     responses((status = 200, body = Subscription), (status = 404, body = ErrorBody)))]
 async fn get_subscription(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _admin: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Subscription>> {
-    user.require(Permission::ManageWebhooks)?;
     Ok(Json(
         state
             .webhooks
@@ -158,11 +158,10 @@ async fn get_subscription(
     responses((status = 200, body = Subscription), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_subscription(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Admin,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<SubscriptionUpdate>,
 ) -> ApiResult<Json<Subscription>> {
-    user.require(Permission::ManageWebhooks)?;
     let id = subscription_id(&raw)?;
     body.validate()?;
     if let Some(url) = &body.url {
@@ -170,7 +169,7 @@ async fn update_subscription(
     }
     let updated = state.webhooks.update_subscription(&id, &body).await?;
     let details = json!({"url": body.url, "description": body.description, "event_types": body.event_types, "payload": body.payload});
-    audit(&state, &user, "subscription.updated", Some(&id), details).await?;
+    audit(&state, &user.0, "subscription.updated", Some(&id), details).await?;
     Ok(Json(updated))
 }
 
@@ -179,13 +178,19 @@ async fn update_subscription(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_subscription(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
-    user.require(Permission::ManageWebhooks)?;
     let id = subscription_id(&raw)?;
     state.webhooks.delete_subscription(&id).await?;
-    audit(&state, &user, "subscription.deleted", Some(&id), json!({})).await?;
+    audit(
+        &state,
+        &user.0,
+        "subscription.deleted",
+        Some(&id),
+        json!({}),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -203,11 +208,10 @@ pub struct Toggle {
     responses((status = 200, body = Subscription), (status = 404, body = ErrorBody)))]
 async fn toggle_subscription(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Admin,
     Path(raw): Path<String>,
     OptionalJson(body): OptionalJson<Toggle>,
 ) -> ApiResult<Json<Subscription>> {
-    user.require(Permission::ManageWebhooks)?;
     let id = subscription_id(&raw)?;
     let enabled = match body.and_then(|t| t.enabled) {
         Some(enabled) => enabled,
@@ -219,7 +223,7 @@ async fn toggle_subscription(
     } else {
         "subscription.disabled"
     };
-    audit(&state, &user, action, Some(&id), json!({})).await?;
+    audit(&state, &user.0, action, Some(&id), json!({})).await?;
     Ok(Json(updated))
 }
 
@@ -229,10 +233,9 @@ async fn toggle_subscription(
     responses((status = 200, body = TestDelivery), (status = 404, body = ErrorBody)))]
 async fn test_subscription(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<TestDelivery>> {
-    user.require(Permission::ManageWebhooks)?;
     let id = subscription_id(&raw)?;
     let sent = state.webhooks.send_test(&id).await?;
     audit(
@@ -253,10 +256,9 @@ async fn test_subscription(
     responses((status = 200, body = SubscriptionWithSecret), (status = 404, body = ErrorBody)))]
 async fn rotate_secret(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<SubscriptionWithSecret>> {
-    user.require(Permission::ManageWebhooks)?;
     let id = subscription_id(&raw)?;
     let overlap_until = Timestamp(
         Timestamp::now().millis() + state.settings.webhook_secret_overlap.as_millis() as i64,
@@ -278,10 +280,9 @@ async fn rotate_secret(
     responses((status = 200, body = FailureStats), (status = 404, body = ErrorBody)))]
 async fn failure_stats(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _admin: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<FailureStats>> {
-    user.require(Permission::ManageWebhooks)?;
     Ok(Json(
         state
             .webhooks
@@ -305,11 +306,10 @@ pub struct RecoverWindow {
     responses((status = 202, body = Requeued), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn recover(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Admin,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<RecoverWindow>,
 ) -> ApiResult<(StatusCode, Json<Requeued>)> {
-    user.require(Permission::ManageWebhooks)?;
     let id = subscription_id(&raw)?;
     if body.until.is_some_and(|until| until <= body.since) {
         return Err(ApiError::invalid_field("until", "must be after since"));
@@ -334,10 +334,9 @@ async fn recover(
     responses((status = 200, body = CursorPage<MessageLog>), (status = 400, body = ErrorBody)))]
 async fn list_logs(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _admin: Admin,
     ApiQuery(filter): ApiQuery<MessageFilter>,
 ) -> ApiResult<Json<CursorPage<MessageLog>>> {
-    user.require(Permission::ManageWebhooks)?;
     Ok(Json(state.webhooks.list_messages(&filter).await?))
 }
 
@@ -355,11 +354,10 @@ pub struct CursorParams {
     responses((status = 200, body = CursorPage<AttemptLog>), (status = 404, body = ErrorBody)))]
 async fn list_attempts(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _admin: Admin,
     Path(raw): Path<String>,
     ApiQuery(page): ApiQuery<CursorParams>,
 ) -> ApiResult<Json<CursorPage<AttemptLog>>> {
-    user.require(Permission::ManageWebhooks)?;
     let id = subscription_id(&raw)?;
     let (limit, _) = PageParams {
         limit: page.limit,
@@ -388,11 +386,10 @@ pub struct RetryRequest {
     responses((status = 202, body = Requeued), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry_message(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Admin,
     Path(raw): Path<String>,
     OptionalJson(body): OptionalJson<RetryRequest>,
 ) -> ApiResult<(StatusCode, Json<Requeued>)> {
-    user.require(Permission::ManageWebhooks)?;
     let message = parse_id(&raw, "message", MessageId::parse)?;
     let target = body
         .and_then(|r| r.subscription_id)
@@ -426,10 +423,9 @@ pub struct AuditParams {
     responses((status = 200, body = Page<AuditEntry>)))]
 async fn list_audit(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _admin: Admin,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
-    user.require(Permission::ManageWebhooks)?;
     let (limit, offset) = PageParams {
         limit: params.limit,
         offset: params.offset,

@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod events;
 pub mod inbound;
 mod outbox;
+pub mod retention;
 
 pub use events::{Event, EventType};
 pub use outbox::emit;

@@ -2,7 +2,7 @@
 //! 127.0.0.1, verified with the official Svix library.
 
 use crate::camps::{camp_body, create_camp};
-use crate::support::{Reply, TestApp, TestReceiver};
+use crate::support::{Reply, TestApp, TestReceiver, eventually};
 use ehrs::auth::Role;
 use ehrs::config::parse_schedule;
 use serde_json::json;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-async fn deliveries_of(app: &TestApp, subscription: &str) -> Vec<(String, i64, Option<i64>)> {
+pub async fn deliveries_of(app: &TestApp, subscription: &str) -> Vec<(String, i64, Option<i64>)> {
     sqlx::query_as("SELECT status, attempts, last_status FROM webhook_deliveries WHERE subscription_id = $1 ORDER BY sequence")
         .bind(subscription)
         .fetch_all(app.state.db.pool())
@@ -18,28 +18,12 @@ async fn deliveries_of(app: &TestApp, subscription: &str) -> Vec<(String, i64, O
         .unwrap()
 }
 
-async fn attempts_of(app: &TestApp, subscription: &str) -> Vec<(Option<i64>, Option<String>)> {
+pub async fn attempts_of(app: &TestApp, subscription: &str) -> Vec<(Option<i64>, Option<String>)> {
     sqlx::query_as("SELECT status_code, error FROM webhook_attempts WHERE subscription_id = $1 ORDER BY attempted_at, id")
         .bind(subscription)
         .fetch_all(app.state.db.pool())
         .await
         .unwrap()
-}
-
-/// Polls the database until `check` holds (the recorder writes outcomes in batches).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 db_test!(async fn a_delivery_is_signed_and_verifies_with_svix(app) {

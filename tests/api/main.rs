@@ -18,3 +18,4 @@ mod prescriptions;
 mod queue;
 mod ssrf;
 mod vitals;
+mod webhook_admin;

@@ -87,6 +87,7 @@ pub async fn deliver_now(
 pub struct DeliveryEngine {
     stop: watch::Sender<bool>,
     dispatcher: tokio::task::JoinHandle<()>,
+    maintenance: tokio::task::JoinHandle<()>,
 }
 
 /// Slots in use, globally and per subscription.
@@ -101,8 +102,17 @@ impl DeliveryEngine {
         let config = EngineConfig::from_settings(&state.settings);
         let sender = HttpSender::new(state, config.timeout);
         let (stop, stop_rx) = watch::channel(false);
-        let dispatcher = tokio::spawn(dispatch(state.db.clone(), config, sender, stop_rx));
-        DeliveryEngine { stop, dispatcher }
+        let dispatcher = tokio::spawn(dispatch(state.db.clone(), config, sender, stop_rx.clone()));
+        let maintenance = tokio::spawn(maintain(
+            state.db.clone(),
+            state.settings.webhook_retention_days,
+            stop_rx,
+        ));
+        DeliveryEngine {
+            stop,
+            dispatcher,
+            maintenance,
+        }
     }
 
     /// Stops claiming, lets in-flight deliveries finish (up to the attempt timeout plus a
@@ -111,6 +121,7 @@ impl DeliveryEngine {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.dispatcher.await;
+        let _ = self.maintenance.await;
     }
 }
 
@@ -196,6 +207,29 @@ async fn dispatch(
     let _ = recorder.await;
     if let Err(err) = claim::release_unfinished(&db, &config.instance).await {
         tracing::warn!(error = %err, "could not release unfinished claims; they come back when their lease ends");
+    }
+}
+
+/// Hourly upkeep: the payload retention purge.
+async fn maintain(db: Db, retention_days: i64, mut stop: watch::Receiver<bool>) {
+    loop {
+        match crate::webhooks::retention::purge(&db, retention_days).await {
+            Ok(purged) if purged.payloads + purged.response_bodies > 0 => {
+                tracing::info!(
+                    payloads = purged.payloads,
+                    response_bodies = purged.response_bodies,
+                    "cleared expired webhook payloads"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "webhook payload retention failed; will retry")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 

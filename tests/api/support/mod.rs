@@ -43,3 +43,20 @@ macro_rules! db_test {
         }
     };
 }
+
+/// Polls until `check` holds (outcomes are recorded just after the receiver answers);
+/// panics after 20 s, a failure detector rather than a speed assertion.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
