@@ -75,6 +75,24 @@ pub struct Db {
     write: AnyPool,
     /// Signalled after every commit that emitted an event.
     committed: Arc<Notify>,
+    /// SQLite only: deliveries claimed by this process's engines and not yet recorded.
+    /// One process owns a SQLite database's deliveries (see [`Db::lock_workers`]), so
+    /// claims need no lease row, and the single writer is not taken for claiming.
+    local_claims: LocalClaims,
+    /// SQLite only: the file whose lock marks the process that delivers for this database.
+    worker_lock: Arc<std::sync::Mutex<WorkerLock>>,
+}
+
+/// Claimed delivery ids with their subscription ids. An async mutex: a claim holds it
+/// from reading due rows to recording its picks, and the recorder takes it after its
+/// commit to forget recorded ones, so a claim never acts on rows read before a commit
+/// and forgotten after it.
+pub type LocalClaims = Arc<tokio::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+#[derive(Debug, Default)]
+struct WorkerLock {
+    path: Option<std::path::PathBuf>,
+    held: Option<std::fs::File>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -96,19 +114,27 @@ impl Db {
                 read: pool.clone(),
                 write: pool,
                 committed: Arc::default(),
+                local_claims: Arc::default(),
+                worker_lock: Arc::default(),
             });
         }
         if !url.starts_with("sqlite:") {
             anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://");
         }
-        let url = sqlite_url(url)?;
+        let (url, path) = sqlite_url(url)?;
         let write = sqlite_pool(&url, 1).await?;
         let read = sqlite_pool(&url, pool_size.max(2)).await?;
+        let lock_path = std::path::PathBuf::from(format!("{}.workers.lock", path.display()));
         Ok(Db {
             backend: Backend::Sqlite,
             read,
             write,
             committed: Arc::default(),
+            local_claims: Arc::default(),
+            worker_lock: Arc::new(std::sync::Mutex::new(WorkerLock {
+                path: Some(lock_path),
+                held: None,
+            })),
         })
     }
 
@@ -133,6 +159,44 @@ impl Db {
             committed: self.committed.clone(),
             backend: self.backend,
         })
+    }
+
+    /// SQLite: the in-process claim table shared by this database's engines.
+    pub fn local_claims(&self) -> LocalClaims {
+        self.local_claims.clone()
+    }
+
+    /// SQLite: takes the lock that makes this process the one delivering for the database
+    /// (an exclusive lock on `<db file>.workers.lock`, released by the OS if the process
+    /// dies). False when another process holds it. Always true on PostgreSQL, where
+    /// claims are leases in the database and any number of processes share the work.
+    pub fn lock_workers(&self) -> bool {
+        let mut lock = self.worker_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.backend == Backend::Postgres || lock.held.is_some() {
+            return true;
+        }
+        let Some(path) = lock.path.clone() else {
+            return true;
+        };
+        let file = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(err) => {
+                tracing::warn!(error = %err, path = %path.display(), "cannot open the worker lock file");
+                return false;
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                lock.held = Some(file);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Woken after each commit that carried an event (see [`Tx::commit`]).
@@ -161,8 +225,9 @@ impl Db {
     }
 }
 
-/// Makes sure the file's directory exists and asks sqlx to create the file.
-fn sqlite_url(url: &str) -> anyhow::Result<String> {
+/// Makes sure the file's directory exists and asks sqlx to create the file. Returns the
+/// URL to connect with and the file's path.
+fn sqlite_url(url: &str) -> anyhow::Result<(String, std::path::PathBuf)> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
@@ -180,11 +245,12 @@ fn sqlite_url(url: &str) -> anyhow::Result<String> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create directory {}", dir.display()))?;
     }
-    Ok(if url.contains('?') {
+    let connect = if url.contains('?') {
         url.to_string()
     } else {
         format!("{url}?mode=rwc")
-    })
+    };
+    Ok((connect, std::path::PathBuf::from(path)))
 }
 
 async fn sqlite_pool(url: &str, size: u32) -> anyhow::Result<AnyPool> {

@@ -1,5 +1,10 @@
 //! SQL of the delivery engine: claiming due deliveries and releasing claims.
 //!
+//! On PostgreSQL a claim is a lease in the row (`locked_until`, `locked_by`), so several
+//! processes share the work. On SQLite one process delivers (it holds the database's
+//! worker lock), so a claim is an entry in that process's memory and claiming never
+//! waits for the single writer.
+//!
 //! A claim reads, per enabled subscription with free slots, that subscription's oldest due
 //! deliveries through the `(subscription_id, status, next_attempt_at, sequence)` index —
 //! so its cost does not grow with the backlog — then locks them with one conditional
@@ -56,8 +61,20 @@ pub async fn claim(
     wants: &[(SubscriptionId, usize)],
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let now = now_ms();
+    let local = (db.backend() == Backend::Sqlite).then(|| db.local_claims());
+    let mut local_guard = match &local {
+        Some(claims) => Some(claims.lock().await),
+        None => None,
+    };
     let mut candidates: Vec<Claimed> = Vec::new();
     for (subscription, count) in wants {
+        // Rows this process already holds are still 'pending' until recorded: read past them.
+        let held = local_guard.as_ref().map_or(0, |claims| {
+            claims
+                .values()
+                .filter(|s| *s == subscription.as_str())
+                .count()
+        });
         let rows: Vec<Claimed> = sqlx::query_as(
             "SELECT d.id AS delivery_id, d.message_id, d.subscription_id, d.sequence, d.attempts, \
                     m.event_id, m.event_type, m.payload, m.ids, m.created_at, \
@@ -71,10 +88,29 @@ pub async fn claim(
         )
         .bind(subscription)
         .bind(now)
-        .bind(*count as i64)
+        .bind((*count + held) as i64)
         .fetch_all(db.pool())
         .await?;
         candidates.extend(rows);
+    }
+    if let Some(claims) = local_guard.as_mut() {
+        // SQLite: this process alone delivers for the database (Db::lock_workers), so the
+        // claim is an entry in memory; a crash forgets it and the row is simply due again.
+        let mut taken: std::collections::HashMap<SubscriptionId, usize> = Default::default();
+        candidates.retain(|c| {
+            let room = wants
+                .iter()
+                .find(|(s, _)| *s == c.subscription_id)
+                .map_or(0, |(_, n)| *n);
+            let used = taken.entry(c.subscription_id.clone()).or_default();
+            if claims.contains_key(c.delivery_id.as_str()) || *used >= room {
+                return false;
+            }
+            *used += 1;
+            claims.insert(c.delivery_id.to_string(), c.subscription_id.to_string());
+            true
+        });
+        return Ok(candidates);
     }
     if candidates.is_empty() {
         return Ok(candidates);

@@ -102,7 +102,15 @@ impl DeliveryEngine {
         let config = EngineConfig::from_settings(&state.settings);
         let sender = HttpSender::new(state, config.timeout);
         let (stop, stop_rx) = watch::channel(false);
-        let dispatcher = tokio::spawn(dispatch(state.db.clone(), config, sender, stop_rx.clone()));
+        let dispatcher = if state.db.lock_workers() {
+            tokio::spawn(dispatch(state.db.clone(), config, sender, stop_rx.clone()))
+        } else {
+            tracing::error!(
+                "another ehrs process is delivering webhooks for this SQLite database; this one will not \
+                 (run one process per SQLite file, or use PostgreSQL for several)"
+            );
+            tokio::spawn(async {})
+        };
         let maintenance = tokio::spawn(maintain(
             state.db.clone(),
             state.settings.webhook_retention_days,

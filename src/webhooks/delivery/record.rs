@@ -51,6 +51,7 @@ const BATCH: usize = 256;
 /// Runs until every sender has dropped its end of the channel.
 pub async fn run(db: Db, config: EngineConfig, mut outcomes: mpsc::Receiver<Outcome>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let local_claims = (db.backend() == crate::db::Backend::Sqlite).then(|| db.local_claims());
     while outcomes.recv_many(&mut batch, BATCH).await > 0 {
         let mut tries = 0;
         loop {
@@ -67,6 +68,13 @@ pub async fn run(db: Db, config: EngineConfig, mut outcomes: mpsc::Receiver<Outc
                     tracing::error!(error = %err, count = batch.len(), "could not record delivery outcomes");
                     break;
                 }
+            }
+        }
+        // Recorded (or given up: then due again) — either way no longer held here.
+        if let Some(claims) = &local_claims {
+            let mut claims = claims.lock().await;
+            for outcome in &batch {
+                claims.remove(outcome.delivery.delivery_id.as_str());
             }
         }
         batch.clear();
