@@ -71,6 +71,7 @@ async fn create_doctor(
 }
 
 #[utoipa::path(get, path = "/api/v1/doctors/{doctor_id}", tag = "doctors", security(("bearer" = [])),
+    params(("doctor_id" = String, Path)),
     responses((status = 200, body = Doctor), (status = 404, body = ErrorBody)))]
 async fn get_doctor(
     State(state): State<AppState>,
@@ -85,7 +86,8 @@ async fn get_doctor(
 }
 
 /// Replaces the doctor's name, specialty and user link (an absent `user_id` unlinks).
-#[utoipa::path(put, path = "/api/v1/doctors/{doctor_id}", tag = "doctors", security(("bearer" = [])), request_body = DoctorInput,
+#[utoipa::path(put, path = "/api/v1/doctors/{doctor_id}", tag = "doctors", security(("bearer" = [])),
+    params(("doctor_id" = String, Path)), request_body = DoctorInput,
     responses((status = 200, body = Doctor), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_doctor(
@@ -112,6 +114,7 @@ async fn update_doctor(
 
 /// Deletes a doctor who has no consultations; one with consultations answers 409.
 #[utoipa::path(delete, path = "/api/v1/doctors/{doctor_id}", tag = "doctors", security(("bearer" = [])),
+    params(("doctor_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_doctor(
     State(state): State<AppState>,

@@ -110,6 +110,7 @@ async fn update_patient(
         .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
     let wanted = body.apply(&before)?;
     if wanted == before {
+        tx.rollback().await?;
         return Ok(Json(before));
     }
     let patient = repo::update(&mut tx, &wanted).await?;

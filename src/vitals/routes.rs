@@ -83,6 +83,7 @@ async fn list_vitals(
 }
 
 #[utoipa::path(get, path = "/api/v1/vitals/{vitals_id}", tag = "vitals", security(("bearer" = [])),
+    params(("vitals_id" = String, Path)),
     responses((status = 200, body = Vitals), (status = 404, body = ErrorBody)))]
 async fn get_vitals(
     State(state): State<AppState>,
