@@ -1,8 +1,12 @@
-//! (to be built) The `doctors` domain: routes, models and SQL.
+//! Doctors: who consults at camps, with an optional link to their user account.
+//!
+//! Owns the `doctors` table (reads `users` only to check a link). Emits no events.
+//! Other modules read a doctor with [`repo::get`] (or [`repo::get_tx`] in a write
+//! transaction). `POST /doctors/assign-doctor` belongs to `consultations`, not here.
 
-use crate::app::AppState;
-use axum::Router;
+pub mod model;
+pub mod repo;
+mod routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-}
+pub use model::{Doctor, DoctorInput};
+pub use routes::router;

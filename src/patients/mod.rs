@@ -1,8 +1,20 @@
-//! (to be built) The `patients` domain: routes, models and SQL.
+//! Patients: the person behind a camp book number, and their registrations at camps.
+//!
+//! Owns the `patients` and `camp_registrations` tables. Emits `patient.registered`,
+//! `patient.updated` and `patient.camp_registered`. Other modules find a patient with
+//! [`repo::get_by_book_no`] (a plain read) or [`repo::get_by_book_no_tx`] (inside their
+//! write transaction).
+
+pub mod model;
+mod registrations;
+pub mod repo;
+mod routes;
 
 use crate::app::AppState;
 use axum::Router;
 
+pub use model::{BookNo, NewPatient, Patient, PatientPatch, Registration, Sex};
+
 pub fn router() -> Router<AppState> {
-    Router::new()
+    routes::router().merge(registrations::router())
 }

@@ -1,8 +1,12 @@
-//! (to be built) The `vitals` domain: routes, models and SQL.
+//! Vitals: the measurements taken for a patient (many per patient, newest first).
+//!
+//! Owns the `vitals` table; reads patients and camps through their modules' repos.
+//! Emits `vitals.recorded`. [`repo::append_note_to_latest`] lets the inbound
+//! `lab.result.ready` job attach a lab result to the patient's latest vitals.
 
-use crate::app::AppState;
-use axum::Router;
+pub mod model;
+pub mod repo;
+mod routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-}
+pub use model::{Vitals, VitalsInput};
+pub use routes::router;

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod care;
 pub mod inbound;
+pub mod people;
 pub mod receiver;
 
 pub use app::{Backend, Cleanup, TestApp, TestResponse, run_test};

@@ -1,0 +1,380 @@
+use crate::error::ApiError;
+use crate::ids::{CampId, PatientId, RegistrationId, UserId};
+use crate::time::Timestamp;
+use crate::validation::{FieldErrors, Validate};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use sqlx::any::{Any, AnyTypeInfo};
+use sqlx::error::BoxDynError;
+use sqlx::{Database, Decode, Type};
+
+/// A patient's camp book number: the human identifier written on the patient's book and
+/// used in URLs. 1 to 32 ASCII letters, digits, `-`, `_` or `/`, surrounding whitespace
+/// trimmed. Case is kept as given and matters (`B-1` and `b-1` are two books).
+///
+/// `vitals` is reserved: `/patients/vitals/{book_no}` would shadow that patient's routes.
+/// A `/` inside a book number is sent percent-encoded in paths (`PUNE%2F7`).
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
+)]
+#[serde(try_from = "String")]
+#[sqlx(transparent)]
+#[schema(value_type = String, example = "PUNE-0042")]
+pub struct BookNo(String);
+
+impl BookNo {
+    pub const MAX_LEN: usize = 32;
+    /// What a valid book number looks like, for error messages.
+    pub const RULE: &'static str =
+        "must be 1 to 32 letters, digits, '-', '_' or '/' (and not the reserved word 'vitals')";
+
+    /// The book number in `raw` (trimmed), or `None` when it breaks [`BookNo::RULE`].
+    pub fn parse(raw: &str) -> Option<BookNo> {
+        let trimmed = raw.trim();
+        let ok = (1..=Self::MAX_LEN).contains(&trimmed.len())
+            && trimmed
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_/".contains(&b))
+            && !trimmed.eq_ignore_ascii_case("vitals");
+        ok.then(|| BookNo(trimmed.to_string()))
+    }
+
+    /// The book number in a path segment; a malformed one names no patient, so 404.
+    pub fn from_path(raw: &str) -> Result<BookNo, ApiError> {
+        BookNo::parse(raw).ok_or_else(|| ApiError::not_found("patient", raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BookNo {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        BookNo::parse(&raw).ok_or_else(|| format!("book_no {}", BookNo::RULE))
+    }
+}
+
+impl std::fmt::Display for BookNo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A patient's sex as recorded at the camp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Sex {
+    Male,
+    Female,
+    Other,
+}
+
+impl Sex {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sex::Male => "male",
+            Sex::Female => "female",
+            Sex::Other => "other",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Sex> {
+        [Sex::Male, Sex::Female, Sex::Other]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+impl Type<Any> for Sex {
+    fn type_info() -> AnyTypeInfo {
+        <String as Type<Any>>::type_info()
+    }
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <String as Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Any> for Sex {
+    fn decode(value: <Any as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let raw = <String as Decode<Any>>::decode(value)?;
+        Sex::parse(&raw).ok_or_else(|| format!("unknown sex '{raw}'").into())
+    }
+}
+
+/// A patient, as the API returns it and as `patient.*` events carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Patient {
+    pub id: PatientId,
+    pub book_no: BookNo,
+    pub name: String,
+    pub sex: Sex,
+    /// Age in years (as told, often an estimate); absent when only the birth date is known.
+    pub age: Option<i64>,
+    #[schema(format = Date, example = "1980-04-12")]
+    pub birth_date: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+pub const MAX_NAME: usize = 200;
+pub const MAX_PHONE: usize = 32;
+pub const MAX_ADDRESS: usize = 500;
+pub const MAX_AGE: i64 = 130;
+
+/// Body of `POST /patients`. A patient needs an age, a birth date, or both (both are
+/// stored as given; they are not cross-checked, since camp ages are often estimates).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPatient {
+    #[schema(example = "PUNE-0042")]
+    pub book_no: String,
+    pub name: String,
+    pub sex: Sex,
+    pub age: Option<i64>,
+    #[schema(format = Date, example = "1980-04-12")]
+    pub birth_date: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+}
+
+impl NewPatient {
+    /// Checks every field at once; on success returns the validated book number.
+    pub fn check(&self) -> Result<BookNo, ApiError> {
+        let mut errors = FieldErrors::new();
+        let book_no = BookNo::parse(&self.book_no);
+        errors.check(book_no.is_some(), "book_no", BookNo::RULE);
+        errors.text("name", &self.name, MAX_NAME);
+        check_details(
+            &mut errors,
+            self.age,
+            self.birth_date.as_deref(),
+            self.phone.as_deref(),
+            self.address.as_deref(),
+        );
+        errors.check(
+            self.age.is_some() || self.birth_date.is_some(),
+            "age",
+            "give age or birth_date (or both)",
+        );
+        errors.finish()?;
+        book_no.ok_or_else(|| ApiError::invalid_field("book_no", BookNo::RULE))
+    }
+}
+
+impl Validate for NewPatient {
+    fn validate(&self) -> Result<(), ApiError> {
+        self.check().map(|_| ())
+    }
+}
+
+/// Body of `PATCH /patients/{book_no}`: any subset of the fields. An absent field is left
+/// as it is; `null` clears an optional field (age, birth_date, phone, address) and is
+/// refused for name and sex. The book number cannot be changed (an unknown field: 422).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatientPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Sex>)]
+    pub sex: Option<Option<Sex>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub age: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub birth_date: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub address: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, via `default`).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl Validate for PatientPatch {
+    fn validate(&self) -> Result<(), ApiError> {
+        let mut errors = FieldErrors::new();
+        match &self.name {
+            Some(Some(name)) => errors.text("name", name, MAX_NAME),
+            Some(None) => errors.add("name", "must not be null"),
+            None => {}
+        }
+        errors.check(!matches!(self.sex, Some(None)), "sex", "must not be null");
+        check_details(
+            &mut errors,
+            self.age.flatten(),
+            self.birth_date.clone().flatten().as_deref(),
+            self.phone.clone().flatten().as_deref(),
+            self.address.clone().flatten().as_deref(),
+        );
+        errors.finish()
+    }
+}
+
+impl PatientPatch {
+    /// `before` with this patch applied (ids and timestamps untouched), or a 422 when the
+    /// result would have neither age nor birth date.
+    pub fn apply(&self, before: &Patient) -> Result<Patient, ApiError> {
+        let mut after = before.clone();
+        if let Some(Some(name)) = &self.name {
+            after.name.clone_from(name);
+        }
+        if let Some(Some(sex)) = self.sex {
+            after.sex = sex;
+        }
+        if let Some(age) = self.age {
+            after.age = age;
+        }
+        if let Some(birth_date) = &self.birth_date {
+            after.birth_date.clone_from(birth_date);
+        }
+        if let Some(phone) = &self.phone {
+            after.phone.clone_from(phone);
+        }
+        if let Some(address) = &self.address {
+            after.address.clone_from(address);
+        }
+        if after.age.is_none() && after.birth_date.is_none() {
+            return Err(ApiError::invalid_field(
+                "age",
+                "a patient keeps an age or a birth_date (or both)",
+            ));
+        }
+        Ok(after)
+    }
+}
+
+/// The optional fields shared by create and patch.
+fn check_details(
+    errors: &mut FieldErrors,
+    age: Option<i64>,
+    birth_date: Option<&str>,
+    phone: Option<&str>,
+    address: Option<&str>,
+) {
+    if let Some(age) = age {
+        errors.range("age", age, 0, MAX_AGE);
+    }
+    if let Some(raw) = birth_date
+        && let Some(date) = errors.date("birth_date", raw)
+    {
+        // "Today" in the easternmost time zone (UTC+14), so a baby born today anywhere
+        // on earth is accepted.
+        let today = (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive();
+        let oldest = today.checked_sub_months(chrono::Months::new(12 * (MAX_AGE as u32 + 1)));
+        errors.check(date <= today, "birth_date", "must not be in the future");
+        errors.check(
+            oldest.is_none_or(|oldest| date > oldest),
+            "birth_date",
+            "must be less than 131 years ago",
+        );
+    }
+    if let Some(phone) = phone {
+        let ok = phone.chars().count() <= MAX_PHONE
+            && phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-".contains(c))
+            && phone.chars().any(|c| c.is_ascii_digit());
+        errors.check(ok, "phone", "must be at most 32 digits, spaces, '+' or '-'");
+    }
+    if let Some(address) = address {
+        errors.text("address", address, MAX_ADDRESS);
+    }
+}
+
+/// Filters of `GET /patients`.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PatientFilter {
+    /// Only patients whose name or book number contains this text (case-insensitive).
+    pub q: Option<String>,
+    /// Only patients registered at this camp.
+    pub camp_id: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// A patient's registration at a camp.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Registration {
+    pub id: RegistrationId,
+    pub patient_id: PatientId,
+    pub book_no: BookNo,
+    pub camp_id: CampId,
+    /// The user who registered the patient.
+    pub registered_by: UserId,
+    pub created_at: Timestamp,
+}
+
+/// Body of `POST /patients/{book_no}/register`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationInput {
+    #[schema(example = "camp_01jdq3v8m2x7c9k4t6w0y5z1ab")]
+    pub camp_id: String,
+}
+
+/// 422 `invalid_reference`: the body field `field` names no record.
+pub fn invalid_reference(field: &str, what: &str, value: &str) -> ApiError {
+    ApiError::unprocessable("invalid_reference", format!("{field}: no {what} '{value}'"))
+        .with_details(json!({ "field": field, "value": value }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn book_numbers_are_trimmed_and_checked() {
+        assert_eq!(
+            BookNo::parse("  PUNE/2026-7_a ").unwrap().as_str(),
+            "PUNE/2026-7_a"
+        );
+        for bad in [
+            "",
+            "   ",
+            "a b",
+            "naïve",
+            "x%2F",
+            "vitals",
+            "VITALS",
+            &"9".repeat(33),
+        ] {
+            assert!(BookNo::parse(bad).is_none(), "{bad:?} should be refused");
+        }
+        assert!(BookNo::parse(&"9".repeat(32)).is_some());
+        assert!(serde_json::from_str::<BookNo>("\"a b\"").is_err());
+    }
+
+    #[test]
+    fn a_patch_tells_null_from_absent() {
+        let patch: PatientPatch = serde_json::from_str(r#"{"phone": null, "age": 4}"#).unwrap();
+        assert_eq!(patch.phone, Some(None));
+        assert_eq!(patch.age, Some(Some(4)));
+        assert_eq!(patch.address, None);
+    }
+}

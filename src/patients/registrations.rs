@@ -1,0 +1,117 @@
+//! HTTP handlers for camp registrations: `POST /patients/{book_no}/register` and the
+//! two lists, per patient and per camp.
+
+use super::model::{BookNo, Registration, RegistrationInput, invalid_reference};
+use super::repo;
+use crate::app::AppState;
+use crate::auth::{CurrentUser, Permission};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::ids::CampId;
+use crate::webhooks::{self, Event, EventType};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/patients/{book_no}/register", post(register))
+        .route("/patients/{book_no}/registrations", get(list_for_patient))
+        .route("/medical-camps/{camp_id}/registrations", get(list_for_camp))
+}
+
+/// Registers the patient at a camp (once per camp); emits `patient.camp_registered`.
+#[utoipa::path(post, path = "/api/v1/patients/{book_no}/register", tag = "patients", security(("bearer" = [])),
+    params(("book_no" = String, Path, description = "the patient's book number (a '/' percent-encoded)")),
+    request_body = RegistrationInput,
+    responses((status = 201, body = Registration), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn register(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<RegistrationInput>,
+) -> ApiResult<(StatusCode, Json<Registration>)> {
+    user.require(Permission::RegisterPatients)?;
+    let book_no = BookNo::from_path(&raw)?;
+    let mut tx = state.db.begin().await?;
+    // The path names the patient first (404), then the body's camp (422).
+    let patient = repo::get_by_book_no_tx(&mut tx, &book_no)
+        .await?
+        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+    let camp = match CampId::parse(&body.camp_id) {
+        Some(camp) if crate::camps::repo::exists(&mut tx, &camp).await? => camp,
+        _ => return Err(invalid_reference("camp_id", "camp", &body.camp_id)),
+    };
+    let registration = repo::register(&mut tx, &patient.id, &camp, &user.id)
+        .await
+        .map_err(|err| {
+            let err = ApiError::from(err);
+            if err.code != "already_exists" {
+                return err;
+            }
+            ApiError::conflict(
+                "already_registered",
+                format!("patient '{book_no}' is already registered at camp '{camp}'"),
+            )
+            .with_details(json!({ "book_no": book_no, "camp_id": camp }))
+        })?;
+    webhooks::emit(
+        &mut tx,
+        Event::new(EventType::PatientCampRegistered, &registration),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(registration)))
+}
+
+/// The camps a patient was registered at, most recent first.
+#[utoipa::path(get, path = "/api/v1/patients/{book_no}/registrations", tag = "patients", security(("bearer" = [])),
+    params(("book_no" = String, Path, description = "the patient's book number (a '/' percent-encoded)"), PageParams),
+    responses((status = 200, body = Page<Registration>), (status = 404, body = ErrorBody)))]
+async fn list_for_patient(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(raw): Path<String>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<Registration>>> {
+    let (limit, offset) = page.resolve()?;
+    let book_no = BookNo::from_path(&raw)?;
+    let patient = super::repo::get_by_book_no(&state.db, &book_no)
+        .await?
+        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+    let (items, total) =
+        repo::registrations_of_patient(&state.db, &patient.id, limit, offset).await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// The patients registered at a camp, in arrival order.
+#[utoipa::path(get, path = "/api/v1/medical-camps/{camp_id}/registrations", tag = "patients", security(("bearer" = [])),
+    params(("camp_id" = String, Path), PageParams),
+    responses((status = 200, body = Page<Registration>), (status = 404, body = ErrorBody)))]
+async fn list_for_camp(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(camp_id): Path<String>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<Registration>>> {
+    let (limit, offset) = page.resolve()?;
+    let camp = parse_id(&camp_id, "camp", CampId::parse)?;
+    if crate::camps::repo::get(&state.db, &camp).await?.is_none() {
+        return Err(ApiError::not_found("camp", &camp));
+    }
+    let (items, total) = repo::registrations_at_camp(&state.db, &camp, limit, offset).await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}

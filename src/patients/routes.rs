@@ -1,0 +1,138 @@
+//! HTTP handlers for `/patients` (the patient record itself).
+
+use super::model::{BookNo, NewPatient, Patient, PatientFilter, PatientPatch};
+use super::repo;
+use crate::app::AppState;
+use crate::auth::{CurrentUser, Permission};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{ApiJson, ApiQuery, Page, PageParams};
+use crate::ids::CampId;
+use crate::validation::{FieldErrors, Validate};
+use crate::webhooks::{self, Event, EventType};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/patients", get(list_patients).post(create_patient))
+        .route(
+            "/patients/{book_no}",
+            get(get_patient).patch(update_patient),
+        )
+}
+
+#[utoipa::path(get, path = "/api/v1/patients", tag = "patients", security(("bearer" = [])), params(PatientFilter),
+    responses((status = 200, body = Page<Patient>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_patients(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiQuery(filter): ApiQuery<PatientFilter>,
+) -> ApiResult<Json<Page<Patient>>> {
+    let (limit, offset) = PageParams {
+        limit: filter.limit,
+        offset: filter.offset,
+    }
+    .resolve()?;
+    let camp = match filter.camp_id.as_deref() {
+        Some(raw) => Some(CampId::parse(raw).ok_or_else(|| {
+            FieldErrors::single("camp_id", "must be a camp id (camp_…)").into_error()
+        })?),
+        None => None,
+    };
+    let q = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let (items, total) = repo::list(&state.db, q, camp.as_ref(), limit, offset).await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// Registers a new patient; emits `patient.registered`.
+#[utoipa::path(post, path = "/api/v1/patients", tag = "patients", security(("bearer" = [])), request_body = NewPatient,
+    responses((status = 201, body = Patient), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn create_patient(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<NewPatient>,
+) -> ApiResult<(StatusCode, Json<Patient>)> {
+    user.require(Permission::RegisterPatients)?;
+    let book_no = body.check()?;
+    let mut tx = state.db.begin().await?;
+    let patient = repo::insert(&mut tx, &book_no, &body)
+        .await
+        .map_err(|err| book_no_taken(err, &book_no))?;
+    webhooks::emit(&mut tx, Event::new(EventType::PatientRegistered, &patient)).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(patient)))
+}
+
+#[utoipa::path(get, path = "/api/v1/patients/{book_no}", tag = "patients", security(("bearer" = [])),
+    params(("book_no" = String, Path, description = "the patient's book number (a '/' percent-encoded)")),
+    responses((status = 200, body = Patient), (status = 404, body = ErrorBody)))]
+async fn get_patient(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Patient>> {
+    let book_no = BookNo::from_path(&raw)?;
+    let patient = repo::get_by_book_no(&state.db, &book_no).await?;
+    patient
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("patient", &book_no))
+}
+
+/// Changes any subset of a patient's details and emits `patient.updated` with
+/// `changed_fields`. A patch that changes nothing (every value sent equals the stored
+/// one, or an empty body) answers 200 with the patient, writes nothing and emits no
+/// event: subscribers hear only of real changes.
+#[utoipa::path(patch, path = "/api/v1/patients/{book_no}", tag = "patients", security(("bearer" = [])),
+    params(("book_no" = String, Path, description = "the patient's book number (a '/' percent-encoded)")),
+    request_body = PatientPatch,
+    responses((status = 200, body = Patient), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn update_patient(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<PatientPatch>,
+) -> ApiResult<Json<Patient>> {
+    user.require(Permission::RegisterPatients)?;
+    let book_no = BookNo::from_path(&raw)?;
+    body.validate()?;
+    let mut tx = state.db.begin().await?;
+    let before = repo::get_for_update(&mut tx, &book_no)
+        .await?
+        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+    let wanted = body.apply(&before)?;
+    if wanted == before {
+        tx.rollback().await?;
+        return Ok(Json(before));
+    }
+    let patient = repo::update(&mut tx, &wanted).await?;
+    webhooks::emit(
+        &mut tx,
+        Event::changed(EventType::PatientUpdated, &before, &patient),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(patient))
+}
+
+/// A unique violation on insert can only be the book number.
+fn book_no_taken(err: sqlx::Error, book_no: &BookNo) -> ApiError {
+    let err = ApiError::from(err);
+    if err.code == "already_exists" {
+        ApiError::conflict(
+            "book_no_taken",
+            format!("book number '{book_no}' belongs to another patient"),
+        )
+        .with_details(serde_json::json!({ "field": "book_no", "value": book_no }))
+    } else {
+        err
+    }
+}

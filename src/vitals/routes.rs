@@ -1,0 +1,98 @@
+//! HTTP handlers for vitals: `PUT/GET /patients/vitals/{book_no}` and `GET /vitals/{vitals_id}`.
+
+use super::model::{Vitals, VitalsInput};
+use super::repo;
+use crate::app::AppState;
+use crate::auth::{CurrentUser, Permission};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::ids::{CampId, VitalsId};
+use crate::patients::BookNo;
+use crate::patients::model::invalid_reference;
+use crate::validation::Validate;
+use crate::webhooks::{self, Event, EventType};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/patients/vitals/{book_no}",
+            get(list_vitals).put(record_vitals),
+        )
+        .route("/vitals/{vitals_id}", get(get_vitals))
+}
+
+/// Records a new set of vitals for the patient (each call adds one; earlier records are
+/// kept) and emits `vitals.recorded`.
+#[utoipa::path(put, path = "/api/v1/patients/vitals/{book_no}", tag = "vitals", security(("bearer" = [])),
+    params(("book_no" = String, Path, description = "the patient's book number (a '/' percent-encoded)")),
+    request_body = VitalsInput,
+    responses((status = 201, body = Vitals), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn record_vitals(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<VitalsInput>,
+) -> ApiResult<(StatusCode, Json<Vitals>)> {
+    user.require(Permission::RecordVitals)?;
+    let book_no = BookNo::from_path(&raw)?;
+    body.validate()?;
+    let mut tx = state.db.begin().await?;
+    let patient = crate::patients::repo::get_by_book_no_tx(&mut tx, &book_no)
+        .await?
+        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+    let camp = match body.camp_id.as_deref() {
+        None => None,
+        Some(raw) => match CampId::parse(raw) {
+            Some(camp) if crate::camps::repo::exists(&mut tx, &camp).await? => Some(camp),
+            _ => return Err(invalid_reference("camp_id", "camp", raw)),
+        },
+    };
+    let vitals = repo::insert(&mut tx, &patient.id, camp.as_ref(), &body, &user.id).await?;
+    webhooks::emit(&mut tx, Event::new(EventType::VitalsRecorded, &vitals)).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(vitals)))
+}
+
+/// A patient's vitals, newest first.
+#[utoipa::path(get, path = "/api/v1/patients/vitals/{book_no}", tag = "vitals", security(("bearer" = [])),
+    params(("book_no" = String, Path, description = "the patient's book number (a '/' percent-encoded)"), PageParams),
+    responses((status = 200, body = Page<Vitals>), (status = 404, body = ErrorBody)))]
+async fn list_vitals(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(raw): Path<String>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<Vitals>>> {
+    let (limit, offset) = page.resolve()?;
+    let book_no = BookNo::from_path(&raw)?;
+    let patient = crate::patients::repo::get_by_book_no(&state.db, &book_no)
+        .await?
+        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+    let (items, total) = repo::list_for_patient(&state.db, &patient.id, limit, offset).await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/vitals/{vitals_id}", tag = "vitals", security(("bearer" = [])),
+    params(("vitals_id" = String, Path)),
+    responses((status = 200, body = Vitals), (status = 404, body = ErrorBody)))]
+async fn get_vitals(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Vitals>> {
+    let id = parse_id(&raw, "vitals", VitalsId::parse)?;
+    let vitals = repo::get(&state.db, &id).await?;
+    vitals
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("vitals", &id))
+}
