@@ -278,3 +278,24 @@ async fn sqlite_pool(url: &str, size: u32) -> anyhow::Result<AnyPool> {
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_connections_get_wal_normal_sync_and_foreign_keys() {
+        let dir = std::env::temp_dir().join(format!("ehrs-db-test-{}", std::process::id()));
+        let url = format!("sqlite://{}/t.db", dir.display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        for pool in [&db.read, &db.write] {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(pool).await.unwrap();
+            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(pool).await.unwrap();
+            assert_eq!((mode.as_str(), sync, fk, busy), ("wal", 1, 1, 10000));
+        }
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
