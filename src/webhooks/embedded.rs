@@ -178,10 +178,16 @@ impl WebhookBackend for EmbeddedBackend {
         tx.commit().await?;
         let attempt =
             delivery::deliver_now(&self.db, &self.sender, &self.config, &delivery_id).await?;
+        let attempt_id: String = sqlx::query_scalar(
+            "SELECT id FROM webhook_attempts WHERE delivery_id = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&delivery_id)
+        .fetch_one(self.db.pool())
+        .await?;
         Ok(TestDelivery {
             message_id: message_id.clone(),
             attempt: AttemptLog {
-                id: delivery_id.to_string(),
+                id: attempt_id,
                 message_id,
                 subscription_id: id.clone(),
                 attempted_at: Timestamp(attempt.attempted_at),

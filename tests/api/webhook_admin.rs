@@ -137,6 +137,7 @@ db_test!(async fn the_test_route_sends_now_and_answers_with_the_attempt(app) {
     let sent = app.request(Method::POST, Some(Role::Admin), &path, None).await.expect(200);
     assert_eq!(sent["attempt"]["status_code"], 200);
     assert_eq!(sent["attempt"]["response_body"], "ok");
+    assert!(sent["attempt"]["id"].as_str().unwrap().starts_with("atm_"));
     let got = receiver.received();
     assert_eq!(got.len(), 2, "sent at once, whatever the filter");
     assert_eq!(got[1].json["type"], "webhook.test");
