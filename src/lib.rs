@@ -19,6 +19,7 @@ pub mod ids;
 pub mod jobs;
 pub mod medicines;
 pub mod metrics;
+pub mod openapi;
 pub mod patients;
 pub mod prescriptions;
 pub mod queue;

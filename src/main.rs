@@ -28,6 +28,8 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Print the OpenAPI 3.1 document (routes and webhooks) as JSON.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +70,10 @@ async fn main() -> anyhow::Result<()> {
                     settings,
                 },
         } => create_user(settings, username, role).await,
+        Command::Openapi => {
+            print!("{}", ehrs::openapi::document_json());
+            Ok(())
+        }
     }
 }
 

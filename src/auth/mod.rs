@@ -10,7 +10,7 @@ mod model;
 mod password;
 mod permissions;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 pub use extract::CurrentUser;
 pub use jwt::TokenIssuer;
