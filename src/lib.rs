@@ -11,6 +11,7 @@ pub mod config;
 pub mod consultations;
 pub mod crypto;
 pub mod db;
+pub mod demo;
 pub mod doctors;
 pub mod error;
 pub mod health;

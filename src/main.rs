@@ -30,6 +30,9 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document (routes and webhooks) as JSON.
     Openapi,
+    /// Start a throw-away server and webhook receiver, walk one patient through a camp
+    /// day, and print every webhook as received (signature verified, latency).
+    Demo,
 }
 
 #[derive(Subcommand)]
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
                     settings,
                 },
         } => create_user(settings, username, role).await,
+        Command::Demo => ehrs::demo::run().await,
         Command::Openapi => {
             print!("{}", ehrs::openapi::document_json());
             Ok(())
