@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/health", get(crate::health::health))
         .route("/metrics", get(crate::metrics::render))
+        .merge(crate::openapi::router())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -28,6 +28,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Print the OpenAPI 3.1 document (routes and webhooks) as JSON.
+    Openapi,
+    /// Start a throw-away server and webhook receiver, walk one patient through a camp
+    /// day, and print every webhook as received (signature verified, latency).
+    Demo,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +73,11 @@ async fn main() -> anyhow::Result<()> {
                     settings,
                 },
         } => create_user(settings, username, role).await,
+        Command::Demo => ehrs::demo::run().await,
+        Command::Openapi => {
+            print!("{}", ehrs::openapi::document_json());
+            Ok(())
+        }
     }
 }
 

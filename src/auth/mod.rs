@@ -11,7 +11,7 @@ mod password;
 mod permissions;
 pub mod repo;
 mod require;
-mod routes;
+pub(crate) mod routes;
 
 pub use extract::CurrentUser;
 pub use jwt::TokenIssuer;

@@ -5,7 +5,7 @@
 
 pub mod model;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 pub use model::Camp;
 pub use routes::router;

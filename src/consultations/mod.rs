@@ -17,7 +17,7 @@
 
 pub mod model;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 pub use model::{Consultation, ConsultationStatus};
 pub use routes::router;

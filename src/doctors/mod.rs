@@ -6,7 +6,7 @@
 
 pub mod model;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 pub use model::{Doctor, DoctorInput};
 pub use routes::router;

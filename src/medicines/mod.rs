@@ -7,7 +7,7 @@
 
 pub mod model;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 pub use model::Medicine;
 pub use routes::router;

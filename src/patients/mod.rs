@@ -6,9 +6,9 @@
 //! write transaction).
 
 pub mod model;
-mod registrations;
+pub(crate) mod registrations;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 use crate::app::AppState;
 use axum::Router;

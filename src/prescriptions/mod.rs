@@ -10,7 +10,7 @@
 
 pub mod model;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 pub use model::{DispatchStatus, Prescription};
 pub use routes::router;

@@ -18,7 +18,7 @@
 
 pub mod model;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 pub use model::{Priority, QueueEntry, QueueStatus};
 pub use routes::router;

@@ -5,9 +5,11 @@ use serde::{Deserialize, Serialize};
 
 /// Declares a closed set of words stored as TEXT, so that serde, the OpenAPI schema and
 /// the database (through sqlx's Any driver, which the sqlx enum derive does not cover)
-/// agree on one spelling per variant.
+/// agree on one spelling per variant. `$text` is a `tt`, not a `literal`: utoipa reads
+/// `#[serde(rename = …)]` token by token and does not see a literal fragment (which the
+/// macro would wrap in an invisible group), so the schema would list the variant names.
 macro_rules! text_enum {
-    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:tt,)* }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         pub enum $name {

@@ -6,7 +6,7 @@
 
 pub mod model;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 pub use model::{Vitals, VitalsInput};
 pub use routes::router;

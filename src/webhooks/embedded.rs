@@ -14,7 +14,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::Page;
 use crate::ids::{MessageId, SubscriptionId};
 use crate::time::Timestamp;
-use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -168,7 +167,10 @@ impl WebhookBackend for EmbeddedBackend {
         self.exists(id).await?;
         let event = Event::new(
             EventType::WebhookTest,
-            &json!({"subscription_id": id, "message": "This is a test event from EHRS."}),
+            &super::events::WebhookTestData {
+                subscription_id: id.clone(),
+                message: "This is a test event from EHRS.".to_string(),
+            },
         );
         let now = Timestamp::now();
         let hold = now.millis() + self.config.timeout.as_millis() as i64 * 2 + 5_000;

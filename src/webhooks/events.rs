@@ -67,6 +67,13 @@ impl std::fmt::Display for EventType {
     }
 }
 
+/// The `data` of `webhook.test`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WebhookTestData {
+    pub subscription_id: crate::ids::SubscriptionId,
+    pub message: String,
+}
+
 /// One clinical event: its type and the resource as it is after the write.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -144,7 +151,8 @@ fn id_only(value: &Value) -> Value {
     }
 }
 
-fn is_identifier(key: &str) -> bool {
+/// Whether `id_only` payloads keep this field (the OpenAPI `id_only` schemas use it too).
+pub(crate) fn is_identifier(key: &str) -> bool {
     key == "id" || key.ends_with("_id") || key == "book_no"
 }
 

@@ -12,6 +12,7 @@ mod delivery;
 mod doctors;
 mod inbound;
 mod medicines;
+mod openapi;
 mod operations;
 mod patients;
 mod prescriptions;

@@ -10,7 +10,7 @@ pub mod actions;
 pub mod model;
 pub mod receiver;
 pub mod repo;
-mod routes;
+pub(crate) mod routes;
 
 pub use actions::register_jobs;
 pub use model::{Action, InboundEventView, InboundReceipt, InboundSource, InboundSourceWithSecret};
