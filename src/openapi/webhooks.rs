@@ -438,22 +438,27 @@ mod examples {
     pub fn patient() -> Value {
         json!({
             "id": "pat_01jdq3v8m2x7c9k4t6w0y5z1ab", "book_no": "B-1024", "name": "Asha Patil",
-            "sex": "female", "age": 54
+            "sex": "female", "age": 54, "birth_date": null, "phone": "+91 98200 00000",
+            "address": "Ward 12, Pune", "created_at": "2026-11-28T09:02:11.000Z",
+            "updated_at": "2026-11-28T09:02:11.000Z"
         })
     }
 
     pub fn registration() -> Value {
         json!({
             "id": "reg_01jdq3v8m2x7c9k4t6w0y5z1ab", "patient_id": "pat_01jdq3v8m2x7c9k4t6w0y5z1ab",
-            "book_no": "B-1024", "camp_id": "camp_01jdq3v8m2x7c9k4t6w0y5z1ab"
+            "book_no": "B-1024", "camp_id": "camp_01jdq3v8m2x7c9k4t6w0y5z1ab",
+            "registered_by": "usr_01jdq3v8m2x7c9k4t6w0y5z1ab", "created_at": "2026-11-28T09:03:40.000Z"
         })
     }
 
     pub fn vitals() -> Value {
         json!({
             "id": "vit_01jdq3v8m2x7c9k4t6w0y5z1ab", "patient_id": "pat_01jdq3v8m2x7c9k4t6w0y5z1ab",
-            "book_no": "B-1024", "bp": "130/85", "pulse": 78, "temperature": 36.9,
-            "weight": 61.5, "spo2": 98
+            "book_no": "B-1024", "camp_id": "camp_01jdq3v8m2x7c9k4t6w0y5z1ab", "bp": "130/85",
+            "pulse": 78, "temperature": 36.9, "weight": 61.5, "height": null, "spo2": 98,
+            "blood_sugar": null, "extra_note": null, "recorded_by": "usr_01jdq3v8m2x7c9k4t6w0y5z1ab",
+            "created_at": "2026-11-28T09:10:02.000Z", "updated_at": "2026-11-28T09:10:02.000Z"
         })
     }
 }

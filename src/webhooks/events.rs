@@ -128,7 +128,7 @@ impl Event {
     }
 
     /// The `id_only` rendering of `data`: identifiers (`id`, `*_id`, `book_no`) and
-    /// statuses kept, every clinical field dropped. Nested objects are reduced the same way.
+    /// nothing else: every clinical field, status and note is dropped. Nested objects are reduced the same way.
     pub fn id_only_data(&self) -> Value {
         id_only(&self.data)
     }

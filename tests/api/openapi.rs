@@ -16,9 +16,6 @@ use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// PLACEHOLDER(patients, vitals): event types no route emits on this branch yet. Once
-/// their modules are merged, drive them below and empty this list.
-
 /// A validator for `#/components/schemas/{component}` of `doc`, `$ref`s resolved inside it.
 fn validator(doc: &Value, component: &str) -> jsonschema::Validator {
     let root = json!({
