@@ -7,6 +7,10 @@
 //! (SQLite's busy handler sleeps), every write transaction goes through a one-connection
 //! pool and starts with `BEGIN IMMEDIATE`: writers queue fairly in the pool instead.
 
+mod real;
+
+pub use real::NullableReal;
+
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};

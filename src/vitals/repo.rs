@@ -1,6 +1,7 @@
 //! SQL for the `vitals` table.
 
 use super::model::{Vitals, VitalsInput};
+use crate::db::NullableReal;
 use crate::db::{Db, Tx};
 use crate::ids::{CampId, PatientId, UserId, VitalsId};
 use crate::patients::BookNo;
@@ -32,11 +33,11 @@ pub async fn insert(
     .bind(camp)
     .bind(input.normalized_bp())
     .bind(input.pulse)
-    .bind(input.temperature)
-    .bind(input.weight)
-    .bind(input.height)
+    .bind(NullableReal(input.temperature))
+    .bind(NullableReal(input.weight))
+    .bind(NullableReal(input.height))
     .bind(input.spo2)
-    .bind(input.blood_sugar)
+    .bind(NullableReal(input.blood_sugar))
     .bind(input.extra_note.as_deref())
     .bind(by)
     .bind(Timestamp::now())

@@ -147,3 +147,18 @@ db_test!(async fn lab_notes_are_appended_to_the_latest_vitals(app) {
     let path = format!("/api/v1/vitals/{}", older["id"].as_str().unwrap());
     assert_eq!(app.get(Role::Admin, &path).await.expect(200)["extra_note"], "older", "older vitals untouched");
 });
+
+db_test!(async fn null_and_present_measurements_alternate_on_one_connection(app) {
+    // Regression: sqlx's Any driver binds a NULL f64 as float4 on PostgreSQL; the
+    // statement cached on that connection then refused a real f64 (a 500). Sequential
+    // requests reuse the writer connection, so alternating bodies hit the cached statement.
+    crate::support::people::create_patient(&app, "B-77").await;
+    let without = serde_json::json!({"pulse": 70});
+    let with = serde_json::json!({"pulse": 70, "temperature": 37.5, "weight": 60.25, "height": 160.0, "blood_sugar": 98.5});
+    for round in 0..12 {
+        let body = if round % 2 == 0 { &without } else { &with };
+        let response = app.put(ehrs::auth::Role::Nurse, "/api/v1/patients/vitals/B-77", body).await;
+        assert_eq!(response.status, 201, "round {round}: {}", response.text);
+    }
+    assert_eq!(app.count_rows("vitals").await, 12);
+});
