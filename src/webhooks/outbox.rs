@@ -53,6 +53,15 @@ async fn next_sequences(
 ) -> Result<Vec<(SubscriptionId, i64)>, sqlx::Error> {
     // The filter is a JSON array of type names; a name is matched with its quotes, and
     // LIKE's `_` wildcard is escaped so only the exact name matches.
+    // PostgreSQL: take the subscription row locks in id order first, the order the
+    // delivery recorder uses too, so the two can never deadlock.
+    if tx.backend() == crate::db::Backend::Postgres {
+        sqlx::query(
+            "SELECT id FROM webhook_subscriptions WHERE enabled = 1 ORDER BY id FOR UPDATE",
+        )
+        .execute(tx.conn())
+        .await?;
+    }
     let pattern = format!("%\"{}\"%", event_type.replace('_', "\\_"));
     let rows = sqlx::query(
         "UPDATE webhook_subscriptions SET last_sequence = last_sequence + 1 \

@@ -120,6 +120,9 @@ pub(super) async fn write(
         mark_delivered(&mut tx, &ids, code, now).await?;
     }
     let mut paused = Vec::new();
+    // Subscription rows are locked in id order, as `emit` locks them: no deadlock.
+    let mut counters: Vec<_> = counters.into_iter().collect();
+    counters.sort_by(|a, b| a.0.cmp(b.0));
     for (subscription, (failures, succeeded)) in counters {
         update_counters(&mut tx, subscription, failures, succeeded, now).await?;
         if failures > 0 {
