@@ -85,6 +85,12 @@ impl ApiError {
         crate::validation::FieldErrors::single(field, reason).into_error()
     }
 
+    /// 422 `invalid_reference`: the body field `field` names no record (`what '{value}'`).
+    pub fn invalid_reference(field: &str, what: &str, value: &str) -> Self {
+        Self::unprocessable("invalid_reference", format!("{field}: no {what} '{value}'"))
+            .with_details(json!({ "field": field, "value": value }))
+    }
+
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }

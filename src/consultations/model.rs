@@ -100,12 +100,6 @@ pub struct ConsultationFilter {
     pub offset: Option<i64>,
 }
 
-/// 422 `invalid_reference`: the body field `field` names no record.
-pub fn invalid_reference(field: &str, what: &str, value: &str) -> ApiError {
-    ApiError::unprocessable("invalid_reference", format!("{field}: no {what} '{value}'"))
-        .with_details(json!({ "field": field, "value": value }))
-}
-
 /// 409 `consultation_closed`: the consultation is completed or cancelled.
 pub fn closed(id: &ConsultationId, status: ConsultationStatus) -> ApiError {
     ApiError::conflict(

@@ -1,8 +1,6 @@
 //! HTTP handlers for `/doctors/assign-doctor` and `/consultations`.
 
-use super::model::{
-    AssignDoctor, Consultation, ConsultationFilter, ConsultationUpdate, closed, invalid_reference,
-};
+use super::model::{AssignDoctor, Consultation, ConsultationFilter, ConsultationUpdate, closed};
 use super::repo;
 use crate::app::AppState;
 use crate::auth::{CurrentUser, Permission};
@@ -73,14 +71,28 @@ async fn check_assignment(
 ) -> ApiResult<(PatientId, DoctorId, CampId)> {
     let patient = repo::patient_by_book_no(tx, &body.book_no)
         .await?
-        .ok_or_else(|| invalid_reference("book_no", "patient with book number", &body.book_no))?;
+        .ok_or_else(|| {
+            ApiError::invalid_reference("book_no", "patient with book number", &body.book_no)
+        })?;
     let doctor = match DoctorId::parse(&body.doctor_id) {
         Some(doctor) if repo::doctor_exists(tx, &doctor).await? => doctor,
-        _ => return Err(invalid_reference("doctor_id", "doctor", &body.doctor_id)),
+        _ => {
+            return Err(ApiError::invalid_reference(
+                "doctor_id",
+                "doctor",
+                &body.doctor_id,
+            ));
+        }
     };
     let camp = match CampId::parse(&body.camp_id) {
         Some(camp) if crate::camps::repo::exists(tx, &camp).await? => camp,
-        _ => return Err(invalid_reference("camp_id", "camp", &body.camp_id)),
+        _ => {
+            return Err(ApiError::invalid_reference(
+                "camp_id",
+                "camp",
+                &body.camp_id,
+            ));
+        }
     };
     if !repo::lock_registration(tx, &patient, &camp).await? {
         return Err(ApiError::unprocessable(

@@ -8,7 +8,6 @@ use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{DoctorId, UserId};
-use crate::patients::model::invalid_reference;
 use crate::validation::Validate;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -139,7 +138,7 @@ async fn linked_user(tx: &mut Tx, body: &DoctorInput) -> ApiResult<Option<UserId
     };
     match UserId::parse(raw) {
         Some(user) if repo::user_exists(tx, &user).await? => Ok(Some(user)),
-        _ => Err(invalid_reference("user_id", "user", raw)),
+        _ => Err(ApiError::invalid_reference("user_id", "user", raw)),
     }
 }
 

@@ -3,7 +3,6 @@ use crate::ids::{CampId, PatientId, RegistrationId, UserId};
 use crate::time::Timestamp;
 use crate::validation::{FieldErrors, Validate};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::json;
 use sqlx::any::{Any, AnyTypeInfo};
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Type};
@@ -336,12 +335,6 @@ pub struct Registration {
 pub struct RegistrationInput {
     #[schema(example = "camp_01jdq3v8m2x7c9k4t6w0y5z1ab")]
     pub camp_id: String,
-}
-
-/// 422 `invalid_reference`: the body field `field` names no record.
-pub fn invalid_reference(field: &str, what: &str, value: &str) -> ApiError {
-    ApiError::unprocessable("invalid_reference", format!("{field}: no {what} '{value}'"))
-        .with_details(json!({ "field": field, "value": value }))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! HTTP handlers for camp registrations: `POST /patients/{book_no}/register` and the
 //! two lists, per patient and per camp.
 
-use super::model::{BookNo, Registration, RegistrationInput, invalid_reference};
+use super::model::{BookNo, Registration, RegistrationInput};
 use super::repo;
 use crate::app::AppState;
 use crate::auth::{CurrentUser, Permission};
@@ -43,7 +43,13 @@ async fn register(
         .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
     let camp = match CampId::parse(&body.camp_id) {
         Some(camp) if crate::camps::repo::exists(&mut tx, &camp).await? => camp,
-        _ => return Err(invalid_reference("camp_id", "camp", &body.camp_id)),
+        _ => {
+            return Err(ApiError::invalid_reference(
+                "camp_id",
+                "camp",
+                &body.camp_id,
+            ));
+        }
     };
     let registration = repo::register(&mut tx, &patient.id, &camp, &user.id)
         .await

@@ -6,7 +6,7 @@ use super::model::{
 use super::repo;
 use crate::app::AppState;
 use crate::auth::{CurrentUser, Permission};
-use crate::consultations::model::{ConsultationStatus, closed, invalid_reference};
+use crate::consultations::model::{ConsultationStatus, closed};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
@@ -193,7 +193,7 @@ async fn update_prescription(
 async fn existing_medicine(tx: &mut Tx, field: &str, raw: &str) -> ApiResult<MedicineId> {
     match MedicineId::parse(raw) {
         Some(id) if medicines::repo::exists(tx, &id).await? => Ok(id),
-        _ => Err(invalid_reference(field, "medicine", raw)),
+        _ => Err(ApiError::invalid_reference(field, "medicine", raw)),
     }
 }
 

@@ -8,7 +8,6 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, VitalsId};
 use crate::patients::BookNo;
-use crate::patients::model::invalid_reference;
 use crate::validation::Validate;
 use crate::webhooks::{self, Event, EventType};
 use axum::extract::{Path, State};
@@ -49,7 +48,7 @@ async fn record_vitals(
         None => None,
         Some(raw) => match CampId::parse(raw) {
             Some(camp) if crate::camps::repo::exists(&mut tx, &camp).await? => Some(camp),
-            _ => return Err(invalid_reference("camp_id", "camp", raw)),
+            _ => return Err(ApiError::invalid_reference("camp_id", "camp", raw)),
         },
     };
     let vitals = repo::insert(&mut tx, &patient.id, camp.as_ref(), &body, &user.id).await?;
