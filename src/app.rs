@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_oversized_bodies))
         .layer(axum::middleware::from_fn(count_requests))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -150,6 +151,47 @@ fn generate_password() -> String {
     use base64::Engine;
     let bytes: [u8; 18] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Past this a declared-oversized body is not read to its end: the connection is simply closed.
+const OVERSIZED_DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Refuses a body whose declared length is over [`MAX_BODY_BYTES`] before any handler runs,
+/// and reads the body to its end first. Why: a server that answers while the client is
+/// still sending, then closes, makes the kernel reset the connection, and the client sees
+/// "connection reset" instead of our 413. (Chunked bodies with no declared length are
+/// still cut off by the extractors' limit.)
+async fn refuse_oversized_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let Some(declared) = declared.filter(|&length| length > MAX_BODY_BYTES as u64) else {
+        return next.run(request).await;
+    };
+    let refusal = ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than the server accepts ({MAX_BODY_BYTES} bytes)"),
+    )
+    .with_details(serde_json::json!({ "limit_bytes": MAX_BODY_BYTES, "declared_bytes": declared }));
+    if declared <= OVERSIZED_DRAIN_BYTES {
+        let mut body = request.into_body().into_data_stream();
+        let drain = async { while let Some(Ok(_)) = body.next().await {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    }
+    let mut response = refusal.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// Counts requests by method and status (paths are left out: they carry ids).

@@ -102,6 +102,7 @@ db_test!(async fn bad_input_is_refused_and_writes_nothing(app) {
         .send_raw(Method::POST, Role::Admin, "/api/v1/medical-camps", "application/json", vec![b' '; 2 * 1024 * 1024])
         .await;
     assert_eq!(huge.status, 413);
+    assert_eq!(huge.error_code(), "payload_too_large");
 
     assert_eq!(app.get(Role::Admin, "/api/v1/medical-camps/camp_nonsense").await.status, 404);
     assert_eq!(app.get(Role::Admin, "/api/v1/medical-camps/camp_01jdq3v8m2x7c9k4t6w0y5z1ab").await.status, 404);
