@@ -27,20 +27,29 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// The delivery backend behind the webhook administration API.
     pub webhooks: Arc<dyn crate::webhooks::backend::WebhookBackend>,
+    /// The Svix backend, when `WEBHOOK_BACKEND=svix` (its workers and ops webhooks).
+    pub svix: Option<Arc<crate::webhooks::svix_backend::SvixBackend>>,
 }
 
 impl AppState {
     pub fn new(db: Db, settings: Settings, keys: Keys) -> anyhow::Result<Self> {
+        // Under Svix, outbox messages wait for the relay instead of the embedded engine.
+        let db = if settings.webhook_backend == "svix" {
+            db.with_outbox_relay()
+        } else {
+            db
+        };
         let secrets = crate::crypto::SecretBox::new(&keys.data);
         let lookup: Arc<dyn crate::webhooks::ssrf::Lookup> =
             Arc::new(crate::webhooks::ssrf::SystemLookup);
-        let webhooks = crate::webhooks::backend_for(&settings, &db, &secrets, &lookup)?;
+        let backends = crate::webhooks::backend_for(&settings, &db, &secrets, &lookup)?;
         Ok(AppState {
             tokens: TokenIssuer::new(&keys.jwt, settings.token_ttl)?,
             secrets,
             lookup,
             metrics: crate::metrics::handle(),
-            webhooks,
+            webhooks: backends.webhooks,
+            svix: backends.svix,
             db,
             settings: Arc::new(settings),
             keys: Arc::new(keys),

@@ -45,6 +45,23 @@ pub struct Settings {
     #[arg(long, env = "WEBHOOK_BACKEND", default_value = "embedded")]
     pub webhook_backend: String,
 
+    /// Svix backend: base URL of the Svix server (e.g. `https://api.eu.svix.com`).
+    #[arg(long, env = "SVIX_SERVER_URL")]
+    pub svix_server_url: Option<String>,
+
+    /// Svix backend: API token (`sk_…` or a self-hosted JWT).
+    #[arg(long, env = "SVIX_AUTH_TOKEN", hide_env_values = true)]
+    pub svix_auth_token: Option<String>,
+
+    /// Svix backend: uid of the Svix application that EHRS publishes to.
+    #[arg(long, env = "SVIX_APP_ID", default_value = "ehrs")]
+    pub svix_app_id: String,
+
+    /// Svix backend: `whsec_…` secret of the operational webhook endpoint that points at
+    /// `/api/v1/webhooks/internal/svix-ops`.
+    #[arg(long, env = "SVIX_OPS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub svix_ops_webhook_secret: Option<String>,
+
     /// Delays between delivery attempts.
     #[arg(long, env = "EHRS_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
     pub webhook_retry_schedule: RetrySchedule,

@@ -16,23 +16,37 @@ pub struct Health {
     pub database_backend: &'static str,
     /// `embedded` or `svix`.
     pub webhook_backend: String,
-    /// Deliveries waiting for an attempt (first attempts and scheduled retries).
+    /// `ok`, or `degraded` when the backend cannot take work (Svix unreachable): the API
+    /// keeps working and events wait in the outbox.
+    pub webhooks: &'static str,
+    /// Why the webhook backend is degraded.
+    pub webhooks_detail: Option<String>,
+    /// Embedded: deliveries waiting for an attempt (first attempts and scheduled
+    /// retries). Svix: events waiting to be handed to Svix.
     pub queue_depth: Option<i64>,
 }
 
-/// Liveness and readiness: 200 when the database answers, 503 otherwise.
+/// Liveness and readiness: 200 when the database answers (even with the webhook backend
+/// degraded: the API works), 503 otherwise.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database_ok = state.db.ping().await;
     let queue_depth = crate::metrics::queue_depth(&state).await.ok();
+    let webhooks = state.webhooks.health();
     let health = Health {
-        status: if database_ok { "ok" } else { "degraded" },
+        status: if database_ok && webhooks.status == "ok" {
+            "ok"
+        } else {
+            "degraded"
+        },
         database: if database_ok { "ok" } else { "unreachable" },
         database_backend: match state.db.backend() {
             crate::db::Backend::Sqlite => "sqlite",
             crate::db::Backend::Postgres => "postgres",
         },
         webhook_backend: state.settings.webhook_backend.clone(),
+        webhooks: webhooks.status,
+        webhooks_detail: webhooks.detail,
         queue_depth,
     };
     let status = if database_ok {

@@ -98,10 +98,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let db = state.db.clone();
-    let engine = state
-        .settings
-        .webhook_workers
+    let engine = (state.settings.webhook_workers && state.svix.is_none())
         .then(|| ehrs::webhooks::DeliveryEngine::start(&state));
+    let svix_workers = state.svix.as_ref().map(|svix| svix.start());
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let job_runner = ehrs::jobs::spawn_runner(state.clone(), jobs_stopped);
     app::serve(listener, app::router(state), shutdown_signal()).await?;
@@ -110,6 +109,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(engine) = engine {
         tracing::info!("finishing in-flight deliveries");
         engine.stop().await;
+    }
+    if let Some(workers) = svix_workers {
+        workers.stop().await;
     }
     let _ = job_runner.await;
     db.close().await;

@@ -30,6 +30,9 @@ pub fn handle() -> PrometheusHandle {
 
 /// Deliveries waiting to be attempted (first attempts and scheduled retries).
 pub async fn queue_depth(state: &AppState) -> Result<i64, sqlx::Error> {
+    if state.svix.is_some() {
+        return crate::webhooks::svix_backend::relay::unrelayed(&state.db).await;
+    }
     sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
         .fetch_one(state.db.pool())
         .await

@@ -25,9 +25,15 @@ pub struct Tx {
     emitted: bool,
     committed: Arc<Notify>,
     backend: Backend,
+    relay_outbox: bool,
 }
 
 impl Tx {
+    /// True when outbox messages wait for a relay (the Svix backend) after commit.
+    pub fn relays_outbox(&self) -> bool {
+        self.relay_outbox
+    }
+
     /// `" FOR UPDATE"` on PostgreSQL, nothing on SQLite (whose write transactions already
     /// exclude each other): append it to a read whose row the transaction will modify.
     pub fn for_update(&self) -> &'static str {
@@ -85,6 +91,9 @@ pub struct Db {
     local_claims: LocalClaims,
     /// SQLite only: the file whose lock marks the process that delivers for this database.
     worker_lock: Arc<std::sync::Mutex<WorkerLock>>,
+    /// Outbox messages are handed to an external backend (Svix) by a relay: they are
+    /// written unrelayed. Otherwise the embedded engine delivers them from its own queue.
+    relay_outbox: bool,
 }
 
 /// Claimed delivery ids with their subscription ids. An async mutex: a claim holds it
@@ -120,6 +129,7 @@ impl Db {
                 committed: Arc::default(),
                 local_claims: Arc::default(),
                 worker_lock: Arc::default(),
+                relay_outbox: false,
             });
         }
         if !url.starts_with("sqlite:") {
@@ -139,11 +149,18 @@ impl Db {
                 path: Some(lock_path),
                 held: None,
             })),
+            relay_outbox: false,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This handle's outbox messages are relayed to an external backend (see the field).
+    pub fn with_outbox_relay(mut self) -> Db {
+        self.relay_outbox = true;
+        self
     }
 
     /// The pool for reads outside a transaction.
@@ -162,6 +179,7 @@ impl Db {
             emitted: false,
             committed: self.committed.clone(),
             backend: self.backend,
+            relay_outbox: self.relay_outbox,
         })
     }
 

@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, OptionalJson, Page, PageParams, parse_id};
-use crate::ids::{MessageId, SubscriptionId};
+use crate::ids::SubscriptionId;
 use crate::time::Timestamp;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -243,7 +243,7 @@ async fn test_subscription(
         &user,
         "subscription.tested",
         Some(&id),
-        json!({"status_code": sent.attempt.status_code}),
+        json!({"status_code": sent.attempt.as_ref().and_then(|a| a.status_code)}),
     )
     .await?;
     Ok(Json(sent))
@@ -390,21 +390,17 @@ async fn retry_message(
     Path(raw): Path<String>,
     OptionalJson(body): OptionalJson<RetryRequest>,
 ) -> ApiResult<(StatusCode, Json<Requeued>)> {
-    let message = parse_id(&raw, "message", MessageId::parse)?;
     let target = body
         .and_then(|r| r.subscription_id)
         .map(|raw| parse_id(&raw, "subscription", SubscriptionId::parse))
         .transpose()?;
-    let requeued = state
-        .webhooks
-        .retry_message(&message, target.as_ref())
-        .await?;
+    let requeued = state.webhooks.retry_message(&raw, target.as_ref()).await?;
     audit(
         &state,
         &user,
         "message.retried",
         target.as_ref(),
-        json!({"message_id": message, "requeued": requeued.requeued}),
+        json!({"message_id": raw, "requeued": requeued.requeued}),
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(requeued)))

@@ -7,7 +7,7 @@ use super::subscriptions::{
 };
 use crate::error::ApiResult;
 use crate::http::Page;
-use crate::ids::{MessageId, SubscriptionId};
+use crate::ids::SubscriptionId;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,14 @@ use serde::{Deserialize, Serialize};
 pub trait WebhookBackend: Send + Sync {
     /// `embedded` or `svix`.
     fn name(&self) -> &'static str;
+
+    /// Whether the backend can take work now (shown by `/health`).
+    fn health(&self) -> BackendHealth {
+        BackendHealth {
+            status: "ok",
+            detail: None,
+        }
+    }
 
     async fn list_subscriptions(&self, limit: i64, offset: i64) -> ApiResult<Page<Subscription>>;
     async fn create_subscription(
@@ -47,9 +55,10 @@ pub trait WebhookBackend: Send + Sync {
         limit: i64,
     ) -> ApiResult<CursorPage<AttemptLog>>;
     /// Queues a message again for one subscription, or for every one that has not received it.
+    /// `id` is a message id as `GET /webhooks/logs` shows it.
     async fn retry_message(
         &self,
-        id: &MessageId,
+        id: &str,
         subscription: Option<&SubscriptionId>,
     ) -> ApiResult<Requeued>;
     /// Queues again every failed or undelivered message of a subscription in a time window.
@@ -59,6 +68,15 @@ pub trait WebhookBackend: Send + Sync {
         since: Timestamp,
         until: Option<Timestamp>,
     ) -> ApiResult<Requeued>;
+}
+
+/// The delivery backend's part of `/health`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BackendHealth {
+    /// `ok` or `degraded` (the API keeps working; events wait in the outbox).
+    pub status: &'static str,
+    /// What is wrong, when degraded.
+    pub detail: Option<String>,
 }
 
 /// A subscription's health.
@@ -80,8 +98,10 @@ pub struct FailureStats {
 /// The answer of the test route: what the receiver said.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TestDelivery {
-    pub message_id: MessageId,
-    pub attempt: AttemptLog,
+    pub message_id: String,
+    /// The attempt; absent when the backend had not attempted it yet when the answer was
+    /// sent (Svix delivers asynchronously; see `GET /webhooks/logs/{subscription_id}`).
+    pub attempt: Option<AttemptLog>,
 }
 
 /// Filters of `GET /webhooks/logs`.
@@ -114,7 +134,8 @@ pub struct CursorPage<T> {
 /// One message and where it stands for each subscription.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageLog {
-    pub id: MessageId,
+    /// `msg_…`: the outbox message (embedded) or the Svix message.
+    pub id: String,
     pub event_id: String,
     pub event_type: String,
     pub created_at: Timestamp,
@@ -124,10 +145,12 @@ pub struct MessageLog {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryState {
     pub subscription_id: SubscriptionId,
-    pub sequence: i64,
+    /// Per-subscription sequence number (embedded engine; null under Svix).
+    pub sequence: Option<i64>,
     /// `pending`, `failed`, `delivered` or `exhausted`.
     pub status: String,
-    pub attempts: i64,
+    /// Attempts so far (embedded engine; null under Svix, which does not report it here).
+    pub attempts: Option<i64>,
     pub next_attempt_at: Option<Timestamp>,
     pub last_status_code: Option<i64>,
     pub last_error: Option<String>,
@@ -137,7 +160,7 @@ pub struct DeliveryState {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AttemptLog {
     pub id: String,
-    pub message_id: MessageId,
+    pub message_id: String,
     pub subscription_id: SubscriptionId,
     pub attempted_at: Timestamp,
     pub status_code: Option<i64>,
@@ -150,7 +173,8 @@ pub struct AttemptLog {
 /// What a retry or recover queued.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Requeued {
-    /// Deliveries queued again.
-    pub requeued: i64,
+    /// Deliveries queued again; null when the backend recovers in the background and
+    /// does not say how many (Svix).
+    pub requeued: Option<i64>,
     pub subscription_ids: Vec<SubscriptionId>,
 }

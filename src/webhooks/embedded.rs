@@ -71,12 +71,12 @@ fn delivery_state(row: &AnyRow) -> Result<DeliveryState, sqlx::Error> {
     };
     Ok(DeliveryState {
         subscription_id: row.try_get("subscription_id")?,
-        sequence: row.try_get("sequence")?,
+        sequence: Some(row.try_get("sequence")?),
         next_attempt_at: (status == "pending")
             .then(|| row.try_get("next_attempt_at"))
             .transpose()?,
         status: display,
-        attempts,
+        attempts: Some(attempts),
         last_status_code: row.try_get("last_status")?,
         last_error: row.try_get("last_error")?,
     })
@@ -187,17 +187,17 @@ impl WebhookBackend for EmbeddedBackend {
         .fetch_one(self.db.pool())
         .await?;
         Ok(TestDelivery {
-            message_id: message_id.clone(),
-            attempt: AttemptLog {
+            message_id: message_id.to_string(),
+            attempt: Some(AttemptLog {
                 id: attempt_id,
-                message_id,
+                message_id: message_id.to_string(),
                 subscription_id: id.clone(),
                 attempted_at: Timestamp(attempt.attempted_at),
                 status_code: attempt.status_code.map(i64::from),
                 response_body: attempt.response_body,
                 duration_ms: attempt.duration_ms,
                 error: attempt.error,
-            },
+            }),
         })
     }
 
@@ -295,7 +295,7 @@ impl WebhookBackend for EmbeddedBackend {
                 .await?;
             for row in &rows {
                 let message: MessageId = row.try_get("message_id")?;
-                if let Some(item) = items.iter_mut().find(|m| m.id == message) {
+                if let Some(item) = items.iter_mut().find(|m| m.id == message.as_str()) {
                     item.deliveries.push(delivery_state(row)?);
                 }
             }
@@ -334,9 +334,10 @@ impl WebhookBackend for EmbeddedBackend {
 
     async fn retry_message(
         &self,
-        id: &MessageId,
+        raw: &str,
         subscription: Option<&SubscriptionId>,
     ) -> ApiResult<Requeued> {
+        let id = &crate::http::parse_id(raw, "message", MessageId::parse)?;
         let payload: Option<Option<String>> =
             sqlx::query_scalar("SELECT payload FROM webhook_messages WHERE id = $1")
                 .bind(id)
@@ -393,7 +394,7 @@ impl WebhookBackend for EmbeddedBackend {
         tx.mark_emitted();
         tx.commit().await?;
         Ok(Requeued {
-            requeued: requeued.len() as i64,
+            requeued: Some(requeued.len() as i64),
             subscription_ids: requeued,
         })
     }
@@ -424,7 +425,7 @@ impl WebhookBackend for EmbeddedBackend {
         tx.mark_emitted();
         tx.commit().await?;
         Ok(Requeued {
-            requeued: count as i64,
+            requeued: Some(count as i64),
             subscription_ids: vec![id.clone()],
         })
     }

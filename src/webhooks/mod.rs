@@ -18,6 +18,7 @@ pub(crate) use outbox::{insert_message, queue_delivery};
 pub mod signing;
 pub mod ssrf;
 pub mod subscriptions;
+pub mod svix_backend;
 
 pub use delivery::DeliveryEngine;
 
@@ -29,6 +30,14 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(admin::router())
         .merge(inbound::router())
+        .merge(svix_backend::ops::router())
+}
+
+/// The configured backend, and the Svix backend itself when that is the one (its
+/// workers and the operational-webhook route need more than the trait).
+pub struct Backends {
+    pub webhooks: std::sync::Arc<dyn backend::WebhookBackend>,
+    pub svix: Option<std::sync::Arc<svix_backend::SvixBackend>>,
 }
 
 /// The backend chosen by `WEBHOOK_BACKEND`.
@@ -37,7 +46,7 @@ pub fn backend_for(
     db: &crate::db::Db,
     secrets: &crate::crypto::SecretBox,
     lookup: &std::sync::Arc<dyn ssrf::Lookup>,
-) -> anyhow::Result<std::sync::Arc<dyn backend::WebhookBackend>> {
+) -> anyhow::Result<Backends> {
     match settings.webhook_backend.as_str() {
         "embedded" => {
             let config = delivery::EngineConfig::from_settings(settings);
@@ -50,14 +59,23 @@ pub fn backend_for(
                 secrets.clone(),
                 config.timeout,
             );
-            Ok(std::sync::Arc::new(embedded::EmbeddedBackend::new(
-                db.clone(),
-                secrets.clone(),
-                sender,
-                config,
-            )))
+            Ok(Backends {
+                webhooks: std::sync::Arc::new(embedded::EmbeddedBackend::new(
+                    db.clone(),
+                    secrets.clone(),
+                    sender,
+                    config,
+                )),
+                svix: None,
+            })
         }
-        "svix" => anyhow::bail!("WEBHOOK_BACKEND=svix is not built yet; use embedded"),
+        "svix" => {
+            let svix = std::sync::Arc::new(svix_backend::SvixBackend::from_settings(settings, db)?);
+            Ok(Backends {
+                webhooks: svix.clone(),
+                svix: Some(svix),
+            })
+        }
         other => anyhow::bail!("WEBHOOK_BACKEND must be 'embedded' or 'svix', not '{other}'"),
     }
 }

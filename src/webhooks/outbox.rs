@@ -30,8 +30,8 @@ pub async fn insert_message(
     let message_id = MessageId::generate();
     let payload = serde_json::json!({ "data": event.data, "changed_fields": event.changed_fields });
     sqlx::query(
-        "INSERT INTO webhook_messages (id, event_id, event_type, payload, ids, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO webhook_messages (id, event_id, event_type, payload, ids, created_at, relayed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&message_id)
     .bind(EventId::generate())
@@ -39,6 +39,8 @@ pub async fn insert_message(
     .bind(payload.to_string())
     .bind(event.id_only_data().to_string())
     .bind(now)
+    // Nothing to hand over unless a relay (Svix) takes the message from here.
+    .bind((!tx.relays_outbox()).then_some(now))
     .execute(tx.conn())
     .await?;
     Ok(message_id)

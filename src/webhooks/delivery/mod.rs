@@ -18,7 +18,7 @@ mod send;
 
 pub use claim::json_rows;
 pub use record::Attempt;
-pub use send::{Envelope, HttpSender, guarded_client};
+pub use send::{Envelope, HttpSender, OutboxMessage, guarded_client};
 
 use crate::app::AppState;
 use crate::config::RetrySchedule;

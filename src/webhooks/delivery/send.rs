@@ -27,8 +27,9 @@ pub struct Envelope<'a> {
     pub timestamp: String,
     pub api_version: &'static str,
     /// Per-subscription sequence number (also the `ehrs-sequence` header): a gap means a
-    /// delivery is still to come (or was given up).
-    pub sequence: i64,
+    /// delivery is still to come (or was given up). Absent under Svix, which has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<i64>,
     pub data: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changed_fields: Option<Vec<String>>,
@@ -41,32 +42,64 @@ struct StoredPayload {
     changed_fields: Option<Vec<String>>,
 }
 
-impl Claimed {
-    /// The JSON body for this delivery's subscription (full or id-only data).
-    pub fn render_body(&self) -> Result<String, serde_json::Error> {
-        let payload = self.payload.as_deref().ok_or_else(|| {
+/// One outbox message as the envelope needs it.
+pub struct OutboxMessage<'a> {
+    pub message_id: &'a str,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub created_at: crate::time::Timestamp,
+    /// The stored payload column (`None` once retention cleared it).
+    pub payload: Option<&'a str>,
+    /// The identifiers-only rendering of `data`.
+    pub ids: &'a str,
+}
+
+impl OutboxMessage<'_> {
+    /// The JSON body of a delivery: full or identifiers-only `data`, with the
+    /// per-subscription sequence number when the backend has one.
+    pub fn render(
+        &self,
+        id_only: bool,
+        sequence: Option<i64>,
+    ) -> Result<String, serde_json::Error> {
+        let payload = self.payload.ok_or_else(|| {
             <serde_json::Error as serde::de::Error>::custom(
                 "the payload was cleared by the retention period",
             )
         })?;
         let stored: StoredPayload = serde_json::from_str(payload)?;
         let ids: Box<RawValue>;
-        let data = if self.payload_mode == "id_only" {
-            ids = RawValue::from_string(self.ids.clone())?;
+        let data = if id_only {
+            ids = RawValue::from_string(self.ids.to_string())?;
             &*ids
         } else {
             &*stored.data
         };
         serde_json::to_string(&Envelope {
-            event_type: &self.event_type,
-            event_id: &self.event_id,
-            webhook_id: self.message_id.as_str(),
+            event_type: self.event_type,
+            event_id: self.event_id,
+            webhook_id: self.message_id,
             timestamp: self.created_at.to_rfc3339(),
             api_version: API_VERSION,
-            sequence: self.sequence,
+            sequence,
             data,
             changed_fields: stored.changed_fields,
         })
+    }
+}
+
+impl Claimed {
+    /// The JSON body for this delivery's subscription (full or id-only data).
+    pub fn render_body(&self) -> Result<String, serde_json::Error> {
+        OutboxMessage {
+            message_id: self.message_id.as_str(),
+            event_id: &self.event_id,
+            event_type: &self.event_type,
+            created_at: self.created_at,
+            payload: self.payload.as_deref(),
+            ids: &self.ids,
+        }
+        .render(self.payload_mode == "id_only", Some(self.sequence))
     }
 }
 

@@ -36,6 +36,7 @@ pub struct TestApp {
 pub struct Cleanup {
     shutdown: Option<oneshot::Sender<()>>,
     engine: Option<ehrs::webhooks::DeliveryEngine>,
+    svix: Option<ehrs::webhooks::svix_backend::SvixWorkers>,
     _dir: tempfile::TempDir,
     pg_database: Option<String>,
 }
@@ -47,6 +48,9 @@ impl Cleanup {
         }
         if let Some(engine) = self.engine.take() {
             engine.stop().await;
+        }
+        if let Some(svix) = self.svix.take() {
+            svix.stop().await;
         }
         if let Some(name) = self.pg_database.take() {
             drop_postgres_database(&name).await;
@@ -153,14 +157,19 @@ impl TestApp {
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
             tokens,
         };
-        let engine = app
-            .state
-            .settings
-            .webhook_workers
+        let workers = app.state.settings.webhook_workers;
+        let engine = (workers && app.state.svix.is_none())
             .then(|| ehrs::webhooks::DeliveryEngine::start(&app.state));
+        let svix = app
+            .state
+            .svix
+            .as_ref()
+            .filter(|_| workers)
+            .map(|svix| svix.start());
         let cleanup = Cleanup {
             shutdown: Some(shutdown),
             engine,
+            svix,
             _dir: dir,
             pg_database,
         };

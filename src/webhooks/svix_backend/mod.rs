@@ -1,0 +1,221 @@
+//! The Svix backend (`WEBHOOK_BACKEND=svix`, SPEC §7): a Svix server delivers, EHRS keeps
+//! the outbox as the source of truth.
+//!
+//! - [`register`]: at start, get-or-create the application and upsert every event type
+//!   with its envelope schema; retried in the background while Svix is unreachable.
+//! - [`relay`]: hands each committed outbox message to Svix (`message.create` with the
+//!   event id as `eventId` and idempotency key) and marks it relayed.
+//! - [`admin`]: the administration API of SPEC §5 served by calling Svix.
+//! - [`ops`]: Svix operational webhooks drive auto-pause and failure statistics.
+//!
+//! Subscriptions are Svix endpoints whose `uid` is the subscription id (`sub_…`); the
+//! payload mode is in the endpoint's metadata and channel (`full` or `id_only`).
+
+pub mod admin;
+pub mod ops;
+pub mod register;
+pub mod relay;
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::error::ApiError;
+use anyhow::Context;
+use axum::http::StatusCode;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use svix::api::{Svix, SvixOptions};
+
+/// Endpoint metadata key holding the payload mode.
+const PAYLOAD_METADATA: &str = "ehrs_payload";
+
+pub struct SvixBackend {
+    client: Svix,
+    /// The application's uid (`SVIX_APP_ID`).
+    app: String,
+    db: Db,
+    ops_secret: Option<String>,
+    autopause_after: i64,
+    status: Mutex<Status>,
+    /// Whether some endpoint takes `id_only` payloads: only then does the relay send the
+    /// identifiers-only copy of each event (see [`relay`]).
+    wants_id_only: AtomicBool,
+    /// Wakes the workers when start-up registration succeeded.
+    registered_signal: tokio::sync::Notify,
+}
+
+/// What `/health` reports.
+#[derive(Default)]
+struct Status {
+    registered: bool,
+    /// The last failure to reach Svix (registration or relay); cleared by a success.
+    last_error: Option<String>,
+}
+
+impl SvixBackend {
+    pub fn from_settings(settings: &Settings, db: &Db) -> anyhow::Result<SvixBackend> {
+        let server_url = settings
+            .svix_server_url
+            .clone()
+            .context("WEBHOOK_BACKEND=svix needs SVIX_SERVER_URL (e.g. https://api.eu.svix.com)")?;
+        url::Url::parse(&server_url).context("SVIX_SERVER_URL is not a URL")?;
+        let token = settings
+            .svix_auth_token
+            .clone()
+            .context("WEBHOOK_BACKEND=svix needs SVIX_AUTH_TOKEN")?;
+        if let Some(secret) = &settings.svix_ops_webhook_secret {
+            svix::webhooks::Webhook::new(secret)
+                .map_err(|_| anyhow::anyhow!("SVIX_OPS_WEBHOOK_SECRET must be a whsec_… secret"))?;
+        }
+        if settings.svix_app_id.trim().is_empty() {
+            anyhow::bail!("SVIX_APP_ID must not be empty");
+        }
+        let options = SvixOptions {
+            server_url: Some(server_url),
+            timeout: Some(Duration::from_secs(10)),
+            // The relay and registration loops retry with their own backoff; one quick
+            // retry in the client smooths over a dropped connection.
+            num_retries: Some(1),
+            ..SvixOptions::default()
+        };
+        Ok(SvixBackend {
+            client: Svix::new(token, Some(options)),
+            app: settings.svix_app_id.clone(),
+            db: db.clone(),
+            ops_secret: settings.svix_ops_webhook_secret.clone(),
+            autopause_after: settings.webhook_autopause_after,
+            status: Mutex::default(),
+            wants_id_only: AtomicBool::new(false),
+            registered_signal: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_registered(&self) -> bool {
+        self.status().registered
+    }
+
+    fn note_success(&self) {
+        self.status().last_error = None;
+    }
+
+    fn note_failure(&self, err: &svix::error::Error) {
+        self.status().last_error = Some(describe(err));
+    }
+
+    fn set_wants_id_only(&self, wanted: bool) {
+        self.wants_id_only.store(wanted, Ordering::Relaxed);
+    }
+
+    /// Starts registration (retried until it succeeds) and the relay. Stop with
+    /// [`SvixWorkers::stop`]; an in-flight relay batch finishes first.
+    pub fn start(self: &Arc<Self>) -> SvixWorkers {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let registration = tokio::spawn(register::run_until_registered(
+            self.clone(),
+            stopped.clone(),
+        ));
+        let relay = tokio::spawn(relay::run(self.clone(), stopped));
+        SvixWorkers {
+            stop,
+            tasks: vec![registration, relay],
+        }
+    }
+}
+
+/// The running background tasks of the Svix backend.
+pub struct SvixWorkers {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SvixWorkers {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A one-line description of a Svix failure, safe to log and show (no token, no payload).
+fn describe(err: &svix::error::Error) -> String {
+    use svix::error::Error;
+    match err {
+        Error::Http(content) => match &content.payload {
+            Some(body) => format!(
+                "Svix answered {} ({}: {})",
+                content.status, body.code, body.detail
+            ),
+            None => format!("Svix answered {}", content.status),
+        },
+        Error::Validation(content) => format!("Svix refused the request ({})", content.status),
+        Error::Timeout { .. } => "Svix did not answer in time".to_string(),
+        Error::Generic(message) => format!("cannot reach Svix: {message}"),
+    }
+}
+
+/// The HTTP status of a Svix answer, when there was one.
+fn svix_status(err: &svix::error::Error) -> Option<StatusCode> {
+    match err {
+        svix::error::Error::Http(content) => Some(content.status),
+        svix::error::Error::Validation(content) => Some(content.status),
+        _ => None,
+    }
+}
+
+/// Maps a Svix failure onto our error contract. `what` and `id` name the resource for a
+/// 404. Client mistakes Svix caught become 4xx; Svix being down, slow or misconfigured
+/// becomes 502/503/504: never a 500 with a stack.
+fn api_error(err: svix::error::Error, what: &str, id: &str) -> ApiError {
+    use svix::error::Error;
+    let detail = describe(&err);
+    match &err {
+        Error::Http(content) => {
+            let svix = content
+                .payload
+                .as_ref()
+                .map(|body| json!({"code": body.code, "detail": body.detail}));
+            let details = json!({ "svix": svix });
+            match content.status.as_u16() {
+                404 => ApiError::not_found(what, id),
+                409 => ApiError::conflict("svix_conflict", detail).with_details(details),
+                400 | 413 => ApiError::unprocessable("svix_refused", detail).with_details(details),
+                429 => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "svix_rate_limited",
+                    "Svix is rate limiting EHRS; try again shortly",
+                )
+                .with_details(details),
+                401 | 403 => ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "svix_unauthorized",
+                    "Svix refused EHRS's credentials (check SVIX_AUTH_TOKEN)",
+                )
+                .with_details(details),
+                _ => ApiError::new(StatusCode::BAD_GATEWAY, "svix_unavailable", detail)
+                    .with_details(details),
+            }
+        }
+        Error::Validation(content) => {
+            let fields = content
+                .payload
+                .as_ref()
+                .map(|body| {
+                    body.detail
+                        .iter()
+                        .map(|e| json!({"field": e.loc.last(), "reason": e.msg}))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            ApiError::unprocessable("svix_validation_failed", "Svix refused the request")
+                .with_details(json!({ "fields": fields }))
+        }
+        Error::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "svix_timeout", detail),
+        Error::Generic(_) => ApiError::new(StatusCode::BAD_GATEWAY, "svix_unavailable", detail),
+    }
+}

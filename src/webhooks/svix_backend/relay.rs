@@ -1,0 +1,262 @@
+//! The relay: outbox → Svix. The outbox stays the source of truth: a message is marked
+//! relayed only after Svix accepted it, so a crash or an unreachable Svix loses nothing.
+//! Each message is created with the event id as Svix `eventId` and as idempotency key, so
+//! sending it again (after a crash between Svix's answer and our mark, or from a second
+//! process) never makes a second Svix message.
+//!
+//! Payload modes ride on Svix channels: every event goes out on channel `full`; when some
+//! endpoint takes `id_only` payloads, an identifiers-only copy goes out on channel
+//! `id_only` too (event id `<evt>.id_only`). Each EHRS endpoint listens on exactly one.
+
+use super::SvixBackend;
+use crate::db::now_ms;
+use crate::time::Timestamp;
+use crate::webhooks::delivery::{self, OutboxMessage};
+use sqlx::Row;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use svix::api::MessageCreateOptions;
+use svix::models::MessageIn;
+
+/// Messages read per round.
+const BATCH: i64 = 200;
+/// Messages in flight to Svix at once.
+const CONCURRENCY: usize = 8;
+/// How often the relay looks for work it was not woken for (another process's commits).
+const POLL: Duration = Duration::from_secs(1);
+/// How often the `id_only` flag is re-read from Svix (endpoints made elsewhere).
+const PAYLOAD_MODE_REFRESH: Duration = Duration::from_secs(60);
+
+pub const FULL_CHANNEL: &str = "full";
+pub const ID_ONLY_CHANNEL: &str = "id_only";
+
+/// Runs until `stopped`: waits for registration, then relays whatever is unrelayed,
+/// backing off (1 s doubling to 1 min, or Svix's `Retry-After`) while Svix fails.
+pub async fn run(backend: Arc<SvixBackend>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let committed = backend.db.committed_signal();
+    let mut backoff = Duration::ZERO;
+    let mut modes_read = Instant::now();
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let wait = if !backend.is_registered() {
+            // Registration wakes us; nothing may go to Svix before the event types exist.
+            let registered = backend.registered_signal.notified();
+            tokio::select! {
+                _ = registered => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stopped.changed() => return,
+            }
+            continue;
+        } else {
+            if modes_read.elapsed() > PAYLOAD_MODE_REFRESH {
+                modes_read = Instant::now();
+                if let Err(err) = super::admin::refresh_payload_modes(&backend).await {
+                    tracing::warn!(error = %super::describe(&err), "cannot read Svix endpoints' payload modes");
+                }
+            }
+            match relay_batch(&backend).await {
+                Ok(0) => {
+                    backoff = Duration::ZERO;
+                    POLL
+                }
+                Ok(_) => {
+                    backoff = Duration::ZERO;
+                    continue;
+                }
+                Err(RelayError::Database(err)) => {
+                    tracing::error!(error = %err, "relay cannot read or mark the outbox");
+                    POLL
+                }
+                Err(RelayError::Svix(err)) => {
+                    backoff = next_backoff(backoff);
+                    let wait = retry_after(&err).unwrap_or(backoff);
+                    tracing::warn!(error = %super::describe(&err), retry_in = ?wait, "Svix did not take the outbox; events wait there and are sent again");
+                    backend.note_failure(&err);
+                    wait
+                }
+            }
+        };
+        // A commit wakes an idle relay at once, but not one that is backing off.
+        let woken = committed.notified();
+        tokio::select! {
+            _ = woken, if backoff.is_zero() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+fn next_backoff(previous: Duration) -> Duration {
+    if previous.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        (previous * 2).min(Duration::from_secs(60))
+    }
+}
+
+/// Svix's 429 carries no parsed `Retry-After` in the client; a rate-limited relay waits
+/// at least 1 s, as the header would say.
+fn retry_after(err: &svix::error::Error) -> Option<Duration> {
+    (super::svix_status(err).map(|s| s.as_u16()) == Some(429)).then(|| Duration::from_secs(1))
+}
+
+enum RelayError {
+    Database(sqlx::Error),
+    Svix(svix::error::Error),
+}
+
+impl From<sqlx::Error> for RelayError {
+    fn from(err: sqlx::Error) -> Self {
+        RelayError::Database(err)
+    }
+}
+
+struct Unrelayed {
+    id: String,
+    event_id: String,
+    event_type: String,
+    payload: Option<String>,
+    ids: String,
+    created_at: Timestamp,
+}
+
+/// Relays one batch, oldest first. Returns how many messages were marked relayed; an
+/// error after some succeeded still marks those.
+async fn relay_batch(backend: &SvixBackend) -> Result<usize, RelayError> {
+    let rows = sqlx::query(
+        "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
+         WHERE relayed_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(BATCH)
+    .fetch_all(backend.db.pool())
+    .await?;
+    let messages = rows
+        .iter()
+        .map(|row| {
+            Ok(Unrelayed {
+                id: row.try_get("id")?,
+                event_id: row.try_get("event_id")?,
+                event_type: row.try_get("event_type")?,
+                payload: row.try_get("payload")?,
+                ids: row.try_get("ids")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let with_id_only = backend
+        .wants_id_only
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for chunk in messages.chunks(CONCURRENCY) {
+        let sends = chunk
+            .iter()
+            .map(|message| send(backend, message, with_id_only));
+        let results = futures_util::future::join_all(sends).await;
+        outcomes.extend(chunk.iter().map(|m| m.id.clone()).zip(results));
+    }
+    let mut relayed = Vec::new();
+    let mut failure = None;
+    for (id, outcome) in outcomes {
+        match outcome {
+            Ok(()) => relayed.push(id),
+            Err(err) => failure = Some(err),
+        }
+    }
+    mark_relayed(backend, &relayed).await?;
+    if !relayed.is_empty() {
+        metrics::counter!("ehrs_svix_relayed_total").increment(relayed.len() as u64);
+    }
+    match failure {
+        Some(err) => Err(RelayError::Svix(err)),
+        None => {
+            backend.note_success();
+            Ok(relayed.len())
+        }
+    }
+}
+
+/// Creates the message (and its identifiers-only copy when wanted) in Svix.
+async fn send(
+    backend: &SvixBackend,
+    message: &Unrelayed,
+    with_id_only: bool,
+) -> Result<(), svix::error::Error> {
+    let outbox = OutboxMessage {
+        message_id: &message.id,
+        event_id: &message.event_id,
+        event_type: &message.event_type,
+        created_at: message.created_at,
+        payload: message.payload.as_deref(),
+        ids: &message.ids,
+    };
+    let variants: &[(bool, &str)] = if with_id_only {
+        &[(false, FULL_CHANNEL), (true, ID_ONLY_CHANNEL)]
+    } else {
+        &[(false, FULL_CHANNEL)]
+    };
+    for &(id_only, channel) in variants {
+        // A payload cleared by retention (a message unrelayed for that long) goes out
+        // with identifiers only rather than never.
+        let body = outbox
+            .render(id_only, None)
+            .or_else(|_| outbox.render(true, None))
+            .map_err(|err| svix::error::Error::Generic(err.to_string()))?;
+        let payload: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|err| svix::error::Error::Generic(err.to_string()))?;
+        let event_id = if id_only {
+            format!("{}.{ID_ONLY_CHANNEL}", message.event_id)
+        } else {
+            message.event_id.clone()
+        };
+        let mut input = MessageIn::new(message.event_type.clone(), payload);
+        input.event_id = Some(event_id.clone());
+        input.channels = Some([channel.to_string()].into());
+        let options = MessageCreateOptions {
+            idempotency_key: Some(event_id),
+            with_content: Some(false),
+        };
+        match backend
+            .client
+            .message()
+            .create(backend.app.clone(), input, Some(options))
+            .await
+        {
+            Ok(_) => {}
+            // Svix already holds a message with this event id (the idempotency key had
+            // expired): it was relayed before.
+            Err(err) if super::svix_status(&err).map(|s| s.as_u16()) == Some(409) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+async fn mark_relayed(backend: &SvixBackend, ids: &[String]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE webhook_messages SET relayed_at = $2 WHERE id IN ({})",
+        delivery::json_rows(backend.db.backend(), "$1")
+    );
+    let ids = serde_json::to_string(ids).unwrap_or_default();
+    let mut tx = backend.db.begin().await?;
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(now_ms())
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await
+}
+
+/// Messages waiting for the relay (the backend's queue depth).
+pub async fn unrelayed(db: &crate::db::Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE relayed_at IS NULL")
+        .fetch_one(db.pool())
+        .await
+}
