@@ -95,6 +95,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         crate::webhooks::admin::list_audit,
         // inbound webhooks
         crate::webhooks::inbound::receiver::receive,
+        crate::webhooks::svix_backend::ops::receive,
         crate::webhooks::inbound::routes::list_sources,
         crate::webhooks::inbound::routes::create_source,
         crate::webhooks::inbound::routes::get_source,

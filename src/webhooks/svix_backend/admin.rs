@@ -246,6 +246,7 @@ impl SvixBackend {
                     Some(MessageAttemptListByMsgOptions {
                         endpoint_id: Some(endpoint.id.clone()),
                         limit: Some(10),
+                        with_content: Some(true),
                         ..Default::default()
                     }),
                 )
@@ -676,6 +677,8 @@ impl WebhookBackend for SvixBackend {
                 Some(MessageAttemptListByEndpointOptions {
                     limit: Some(limit as u64),
                     iterator: cursor.map(str::to_string),
+                    // Without it the client asks Svix to leave out the response bodies.
+                    with_content: Some(true),
                     ..Default::default()
                 }),
             )

@@ -160,7 +160,15 @@ pub struct LastAttempt {
     pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-async fn receive(
+/// Svix operational webhooks (WEBHOOK_BACKEND=svix): point a Svix operational-webhook
+/// endpoint here. Signed with `SVIX_OPS_WEBHOOK_SECRET` (Standard Webhooks headers).
+#[utoipa::path(post, path = "/api/v1/webhooks/internal/svix-ops", tag = "webhooks",
+    request_body(content = Object, description = "`{\"type\": \"message.attempt.failing\" | \"message.attempt.exhausted\" | \"message.attempt.recovered\" | \"endpoint.disabled\" | …, \"data\": {…}}`"),
+    responses((status = 204, description = "applied (or already applied, or not about an EHRS endpoint)"),
+        (status = 401, body = crate::error::ErrorBody, description = "signature missing or wrong, or no secret configured"),
+        (status = 404, body = crate::error::ErrorBody, description = "the Svix backend is not in use"),
+        (status = 502, body = crate::error::ErrorBody, description = "Svix could not be reached to pause the endpoint; Svix will send the webhook again")))]
+pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
@@ -292,7 +300,9 @@ async fn apply(backend: &SvixBackend, webhook_id: &str, event: &OpsEvent) -> Api
             let reason = format!(
                 "{} consecutive failed deliveries (last status: {})",
                 backend.autopause_after,
-                status.filter(|s| *s > 0).map_or("no answer".to_string(), |s| s.to_string())
+                status
+                    .filter(|s| *s > 0)
+                    .map_or("no answer".to_string(), |s| s.to_string())
             );
             // Exactly once, however many failures arrive together: only the update that
             // flips auto_paused from 0 returns a row.

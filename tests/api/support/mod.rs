@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod care;
+pub mod fake_svix;
 pub mod inbound;
 pub mod people;
 pub mod receiver;

@@ -1,0 +1,554 @@
+//! `WEBHOOK_BACKEND=svix` against the fake Svix server (real HTTP, Svix's JSON shapes and
+//! errors, real signed deliveries to local receivers). Each test runs on both databases.
+
+use crate::support::fake_svix::FakeSvix;
+use crate::support::{Backend, TestApp, TestReceiver};
+use ehrs::auth::Role;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const TOKEN: &str = "testsk_ehrs_fake_svix_token";
+const APP_UID: &str = "camp-test";
+const OPS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Declares a Svix-backend test on SQLite and PostgreSQL: `svix_test!(async fn name(app, svix) {..})`.
+/// With `down` first, the fake Svix is down when the server starts.
+macro_rules! svix_test {
+    ($(down = $down:expr,)? async fn $name:ident($app:ident, $svix:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($app: TestApp, $svix: FakeSvix) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Backend::Sqlite, false $(|| $down)?, body).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(Backend::Postgres, false $(|| $down)?, body).await;
+            }
+        }
+    };
+}
+
+async fn run<F, Fut>(backend: Backend, down: bool, body: F)
+where
+    F: FnOnce(TestApp, FakeSvix) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let svix = FakeSvix::start(TOKEN).await;
+    svix.set_down(down);
+    let url = svix.url().to_string();
+    let (app, cleanup) = TestApp::spawn_with(backend, move |s| {
+        s.webhook_backend = "svix".into();
+        s.svix_server_url = Some(url);
+        s.svix_auth_token = Some(TOKEN.into());
+        s.svix_app_id = APP_UID.into();
+        s.svix_ops_webhook_secret = Some(OPS_SECRET.into());
+        s.webhook_autopause_after = 3;
+    })
+    .await;
+    let outcome = tokio::spawn(body(app, svix)).await;
+    cleanup.run().await;
+    if let Err(err) = outcome
+        && err.is_panic()
+    {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+async fn health(app: &TestApp) -> Value {
+    app.request(reqwest::Method::GET, None, "/health", None)
+        .await
+        .expect(200)
+}
+
+async fn wait_until_registered(app: &TestApp) {
+    crate::support::eventually("registration with Svix", || async {
+        health(app).await["webhooks"] == "ok"
+    })
+    .await;
+}
+
+async fn create_camp(app: &TestApp) -> Value {
+    app.post(
+        Role::Admin,
+        "/api/v1/medical-camps",
+        &crate::camps::camp_body(),
+    )
+    .await
+    .expect(201)
+}
+
+/// Outbox event ids, oldest first.
+async fn outbox_event_ids(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT event_id FROM webhook_messages ORDER BY id")
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+/// Svix messages carrying our `camp.*` events (the fake also holds test messages).
+fn event_messages(svix: &FakeSvix) -> Vec<Value> {
+    svix.messages()
+        .into_iter()
+        .filter(|m| m["eventType"] != "webhook.test")
+        .collect()
+}
+
+/// Posts an operational webhook signed with `secret` (or unsigned with `None`).
+async fn post_ops(app: &TestApp, secret: Option<&str>, webhook_id: &str, body: &Value) -> u16 {
+    let payload = body.to_string();
+    let timestamp = chrono::Utc::now().timestamp();
+    let mut request = app
+        .client
+        .post(format!(
+            "{}/api/v1/webhooks/internal/svix-ops",
+            app.base_url
+        ))
+        .header("content-type", "application/json")
+        .header("svix-id", webhook_id)
+        .header("svix-timestamp", timestamp.to_string());
+    if let Some(secret) = secret {
+        let signature = svix::webhooks::Webhook::new(secret)
+            .unwrap()
+            .sign(webhook_id, timestamp, payload.as_bytes())
+            .unwrap();
+        request = request.header("svix-signature", signature);
+    }
+    request
+        .body(payload)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn endpoint_of(svix: &FakeSvix, subscription: &str) -> Value {
+    svix.endpoints()
+        .into_iter()
+        .find(|e| e["uid"] == subscription)
+        .unwrap_or_else(|| panic!("no Svix endpoint with uid {subscription}"))
+}
+
+svix_test!(async fn start_up_registers_the_application_and_every_event_type(app, svix) {
+    wait_until_registered(&app).await;
+    let apps = svix.apps();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0]["uid"], APP_UID);
+
+    let types = svix.event_types();
+    let names: std::collections::BTreeSet<&str> =
+        types.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let expected: std::collections::BTreeSet<&str> =
+        ehrs::webhooks::EventType::ALL.iter().map(|t| t.as_str()).collect();
+    assert_eq!(names, expected);
+    // Each schema is the envelope of the OpenAPI document, self-contained, and its
+    // example validates against it.
+    for event_type in &types {
+        let schema = &event_type["schemas"]["1"];
+        assert_eq!(schema["title"], event_type["name"]);
+        assert!(!schema.to_string().contains("#/components/"), "{schema}");
+        let validator = jsonschema::validator_for(schema).expect("a valid JSON schema");
+        let example = &schema["examples"][0];
+        assert!(validator.is_valid(example), "example of {} fails its schema", event_type["name"]);
+    }
+    let health = health(&app).await;
+    assert_eq!(health["webhook_backend"], "svix");
+    assert_eq!(health["status"], "ok");
+});
+
+svix_test!(down = true, async fn with_svix_down_the_api_works_and_nothing_is_lost(app, svix) {
+    let health_now = health(&app).await;
+    assert_eq!(health_now["webhooks"], "degraded");
+    assert!(health_now["webhooks_detail"].as_str().unwrap().contains("Svix"), "{health_now}");
+    // The clinical API does not wait for Svix.
+    create_camp(&app).await;
+    create_camp(&app).await;
+    assert_eq!(health(&app).await["queue_depth"], 2);
+    assert!(event_messages(&svix).is_empty());
+
+    svix.set_down(false);
+    wait_until_registered(&app).await;
+    crate::support::eventually("the outbox relayed", || async {
+        event_messages(&svix).len() == 2
+    })
+    .await;
+    let relayed: Vec<Value> = event_messages(&svix)
+        .iter()
+        .map(|m| m["eventId"].clone())
+        .collect();
+    let outbox: Vec<Value> = outbox_event_ids(&app).await.into_iter().map(Value::from).collect();
+    assert_eq!(relayed, outbox);
+    crate::support::eventually("queue drained", || async {
+        health(&app).await["queue_depth"] == 0
+    })
+    .await;
+});
+
+svix_test!(async fn svix_failing_mid_relay_loses_and_duplicates_nothing(app, svix) {
+    wait_until_registered(&app).await;
+    create_camp(&app).await;
+    crate::support::eventually("first event relayed", || async {
+        event_messages(&svix).len() == 1
+    })
+    .await;
+
+    // Svix goes down (and then rate-limits) while events keep coming.
+    svix.set_down(true);
+    for _ in 0..3 {
+        create_camp(&app).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(event_messages(&svix).len(), 1);
+    crate::support::eventually("degraded while Svix is down", || async {
+        health(&app).await["webhooks"] == "degraded"
+    })
+    .await;
+    svix.rate_limit_next(2);
+    svix.set_down(false);
+    crate::support::eventually("backlog relayed", || async {
+        event_messages(&svix).len() == 4
+    })
+    .await;
+
+    // A crash between Svix's answer and our mark: the relay sends the message again,
+    // and Svix's idempotency makes it the same message.
+    let creates = svix.message_create_requests();
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query("UPDATE webhook_messages SET relayed_at = NULL")
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    crate::support::eventually("re-relayed", || async {
+        svix.message_create_requests() >= creates + 4 && health(&app).await["queue_depth"] == 0
+    })
+    .await;
+    let messages = event_messages(&svix);
+    assert_eq!(messages.len(), 4, "one Svix message per event");
+    let mut event_ids: Vec<&str> = messages.iter().map(|m| m["eventId"].as_str().unwrap()).collect();
+    event_ids.sort();
+    event_ids.dedup();
+    assert_eq!(event_ids.len(), 4);
+    assert_eq!(health(&app).await["webhooks"], "ok");
+});
+
+svix_test!(async fn subscriptions_are_svix_endpoints(app, svix) {
+    wait_until_registered(&app).await;
+    let receiver = TestReceiver::start().await;
+    let created = app
+        .post(
+            Role::Admin,
+            "/api/v1/webhooks/subscriptions",
+            &json!({"url": receiver.url, "description": "lab", "event_types": ["camp.created"]}),
+        )
+        .await
+        .expect(201);
+    let id = created["id"].as_str().unwrap();
+    assert!(id.starts_with("sub_"));
+    assert_eq!(created["enabled"], true);
+    assert_eq!(created["payload"], "full");
+    let endpoint = endpoint_of(&svix, id);
+    assert_eq!(endpoint["url"], receiver.url);
+    assert_eq!(endpoint["description"], "lab");
+    assert_eq!(endpoint["channels"], json!(["full"]));
+    assert_eq!(endpoint["metadata"]["ehrs_payload"], "full");
+    // The secret we hand out is the one Svix signs with.
+    let secret = svix
+        .client()
+        .endpoint()
+        .get_secret(APP_UID.into(), id.into())
+        .await
+        .unwrap()
+        .key;
+    assert_eq!(created["secret"], secret);
+
+    let got = app.get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}")).await.expect(200);
+    assert_eq!(got["event_types"], json!(["camp.created"]));
+    let list = app.get(Role::Admin, "/api/v1/webhooks/subscriptions").await.expect(200);
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["id"], id);
+
+    let updated = app
+        .put(
+            Role::Admin,
+            &format!("/api/v1/webhooks/subscriptions/{id}"),
+            &json!({"event_types": [], "payload": "id_only"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(updated["payload"], "id_only");
+    assert_eq!(updated["event_types"], json!([]));
+    assert_eq!(updated["description"], "lab");
+    let endpoint = endpoint_of(&svix, id);
+    assert_eq!(endpoint["channels"], json!(["id_only"]));
+    assert_eq!(endpoint["url"], receiver.url);
+
+    let toggled = app
+        .put(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/toggle"), &json!({"enabled": false}))
+        .await
+        .expect(200);
+    assert_eq!(toggled["enabled"], false);
+    assert_eq!(endpoint_of(&svix, id)["disabled"], true);
+
+    let rotated = app
+        .post(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/rotate-secret"), &json!({}))
+        .await
+        .expect(200);
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    let held = svix.client().endpoint().get_secret(APP_UID.into(), id.into()).await.unwrap().key;
+    assert_eq!(held, new_secret);
+
+    assert_eq!(app.delete(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}")).await.status, 204);
+    assert!(svix.endpoints().is_empty());
+    let gone = app.get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}")).await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.error_code(), "not_found");
+    // Every change is audited, as with the embedded engine.
+    let audit = app.get(Role::Admin, "/api/v1/webhooks/audit").await.expect(200);
+    assert_eq!(audit["total"], 5);
+});
+
+svix_test!(async fn svix_delivers_what_the_outbox_holds_signed_with_the_subscription_secret(app, _svix) {
+    wait_until_registered(&app).await;
+    let full = TestReceiver::start().await;
+    let ids_only = TestReceiver::start().await;
+    let (_, full_secret) = app.subscribe(&full.url, &[], "full").await;
+    let (_, ids_secret) = app.subscribe(&ids_only.url, &[], "id_only").await;
+    let camp = create_camp(&app).await;
+
+    let got = full.wait_for(1, WAIT).await;
+    assert!(got[0].verify(&full_secret));
+    assert_eq!(got[0].json["type"], "camp.created");
+    assert_eq!(got[0].json["data"]["name"], camp["name"]);
+    let event_id = outbox_event_ids(&app).await.pop().unwrap();
+    assert_eq!(got[0].json["event_id"], event_id.as_str());
+    assert!(got[0].json.get("sequence").is_none());
+
+    let got = ids_only.wait_for(1, WAIT).await;
+    assert!(got[0].verify(&ids_secret));
+    assert_eq!(got[0].json["event_id"], event_id.as_str());
+    assert_eq!(got[0].json["data"]["id"], camp["id"]);
+    assert!(got[0].json["data"].get("name").is_none(), "no clinical fields: {}", got[0].json);
+    // Neither receiver got the other's copy.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(full.received().len(), 1);
+    assert_eq!(ids_only.received().len(), 1);
+});
+
+svix_test!(async fn re_enabling_replays_what_svix_skipped_while_disabled(app, svix) {
+    wait_until_registered(&app).await;
+    let receiver = TestReceiver::start().await;
+    let (id, _) = app.subscribe(&receiver.url, &[], "full").await;
+    let toggle = format!("/api/v1/webhooks/subscriptions/{id}/toggle");
+    app.put(Role::Admin, &toggle, &json!({"enabled": false})).await.expect(200);
+    create_camp(&app).await;
+    crate::support::eventually("relayed", || async { event_messages(&svix).len() == 1 }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty(), "a disabled endpoint gets nothing");
+
+    app.put(Role::Admin, &toggle, &json!({"enabled": true})).await.expect(200);
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].json["type"], "camp.created");
+    assert_eq!(svix.replay_calls().len(), 1);
+});
+
+svix_test!(async fn logs_retry_recover_test_and_stats_are_served_by_svix(app, svix) {
+    wait_until_registered(&app).await;
+    let receiver = TestReceiver::start().await;
+    let (id, _) = app.subscribe(&receiver.url, &[], "full").await;
+    create_camp(&app).await;
+    receiver.wait_for(1, WAIT).await;
+    svix.wait_for_attempts(1, WAIT).await;
+
+    let logs = app.get(Role::Admin, "/api/v1/webhooks/logs").await.expect(200);
+    let message = &logs["items"][0];
+    assert_eq!(message["event_type"], "camp.created");
+    assert_eq!(message["event_id"], outbox_event_ids(&app).await[0].as_str());
+    assert_eq!(message["deliveries"][0]["subscription_id"], id.as_str());
+    assert_eq!(message["deliveries"][0]["status"], "delivered");
+    let svix_message = message["id"].as_str().unwrap().to_string();
+    let filtered = app
+        .get(Role::Admin, &format!("/api/v1/webhooks/logs?subscription_id={id}&status=delivered"))
+        .await
+        .expect(200);
+    assert_eq!(filtered["items"][0]["id"], svix_message.as_str());
+    let none = app.get(Role::Admin, "/api/v1/webhooks/logs?status=exhausted").await.expect(200);
+    assert_eq!(none["items"], json!([]));
+    assert_eq!(app.get(Role::Admin, "/api/v1/webhooks/logs?status=lost").await.status, 400);
+
+    let attempts = app.get(Role::Admin, &format!("/api/v1/webhooks/logs/{id}")).await.expect(200);
+    assert_eq!(attempts["items"][0]["status_code"], 200);
+    assert_eq!(attempts["items"][0]["message_id"], svix_message.as_str());
+
+    // Retry by Svix's id, and by our outbox id (looked up by event id).
+    let retried = app
+        .post(Role::Admin, &format!("/api/v1/webhooks/logs/{svix_message}/retry"), &json!({"subscription_id": id}))
+        .await
+        .expect(202);
+    assert_eq!(retried["requeued"], 1);
+    let outbox_id: String = sqlx::query_scalar("SELECT id FROM webhook_messages")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    app.post(Role::Admin, &format!("/api/v1/webhooks/logs/{outbox_id}/retry"), &json!({"subscription_id": id}))
+        .await
+        .expect(202);
+    assert_eq!(svix.resend_calls().len(), 2);
+    receiver.wait_for(3, WAIT).await;
+    assert_eq!(app.post(Role::Admin, "/api/v1/webhooks/logs/msg_nope/retry", &json!({})).await.status, 404);
+
+    // Svix recovers at most 14 days back; its refusal is a clear 422.
+    let recover_path = format!("/api/v1/webhooks/subscriptions/{id}/recover");
+    let too_old = app.post(Role::Admin, &recover_path, &json!({"since": "2020-01-01T00:00:00Z"})).await;
+    assert_eq!(too_old.status, 422);
+    assert_eq!(too_old.body["error"]["details"]["fields"][0]["field"], "since");
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let recovered = app.post(Role::Admin, &recover_path, &json!({"since": since})).await.expect(202);
+    assert_eq!(recovered["requeued"], Value::Null);
+    assert_eq!(svix.recover_calls().len(), 1);
+
+    let tested = app.post(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/test"), &json!({})).await.expect(200);
+    assert!(tested["message_id"].as_str().unwrap().starts_with("msg_"));
+    assert_eq!(tested["attempt"]["status_code"], 200);
+
+    let stats = app.get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/failure-stats")).await.expect(200);
+    assert_eq!(stats["consecutive_failures"], 0);
+    assert_eq!(stats["enabled"], true);
+    assert_eq!(stats["auto_paused"], false);
+});
+
+svix_test!(async fn svix_errors_become_clear_json_errors(app, svix) {
+    wait_until_registered(&app).await;
+    let missing = app.get(Role::Admin, "/api/v1/webhooks/subscriptions/sub_01jdq3v8m2x7c9k4t6w0y5z1ab").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.error_code(), "not_found");
+
+    svix.rate_limit_next(1);
+    let limited = app.get(Role::Admin, "/api/v1/webhooks/subscriptions").await;
+    assert_eq!(limited.status, 503);
+    assert_eq!(limited.error_code(), "svix_rate_limited");
+
+    svix.set_down(true);
+    let down = app.get(Role::Admin, "/api/v1/webhooks/subscriptions").await;
+    assert_eq!(down.status, 502);
+    assert_eq!(down.error_code(), "svix_unavailable");
+    assert_eq!(down.body["error"]["details"]["svix"]["code"], "server_error");
+
+    // A write that Svix could not take changes nothing here either.
+    let receiver = TestReceiver::start().await;
+    let refused = app
+        .post(Role::Admin, "/api/v1/webhooks/subscriptions", &json!({"url": receiver.url}))
+        .await;
+    assert_eq!(refused.status, 502);
+    assert_eq!(app.get(Role::Admin, "/api/v1/webhooks/audit").await.expect(200)["total"], 0);
+    svix.set_down(false);
+    assert!(svix.endpoints().is_empty());
+    // Non-admins never reach Svix.
+    assert_eq!(app.get(Role::Doctor, "/api/v1/webhooks/subscriptions").await.status, 403);
+});
+
+svix_test!(async fn operational_webhooks_are_verified_and_drive_auto_pause(app, svix) {
+    wait_until_registered(&app).await;
+    let receiver = TestReceiver::start().await;
+    let (id, _) = app.subscribe(&receiver.url, &[], "full").await;
+    let endpoint_id = endpoint_of(&svix, &id)["id"].as_str().unwrap().to_string();
+    let failing = |n: usize| {
+        json!({"type": "message.attempt.failing", "data": {
+            "appId": "app_x", "appUid": APP_UID, "endpointId": endpoint_id, "msgId": format!("msg_{n}"),
+            "msgEventId": null,
+            "lastAttempt": {"id": format!("atmpt_{n}"), "responseStatusCode": 500, "timestamp": "2026-11-29T10:00:00Z"}}})
+    };
+
+    // Unsigned, wrongly signed, or signed with another secret: 401, no effect.
+    assert_eq!(post_ops(&app, None, "msg_ops_0", &failing(0)).await, 401);
+    assert_eq!(post_ops(&app, Some("whsec_QmFkU2VjcmV0QmFkU2VjcmV0QmFkU2Vj"), "msg_ops_0", &failing(0)).await, 401);
+    let stats_path = format!("/api/v1/webhooks/subscriptions/{id}/failure-stats");
+    assert_eq!(app.get(Role::Admin, &stats_path).await.expect(200)["consecutive_failures"], 0);
+
+    assert_eq!(post_ops(&app, Some(OPS_SECRET), "msg_ops_1", &failing(1)).await, 204);
+    // Svix retrying the same operational webhook changes nothing.
+    assert_eq!(post_ops(&app, Some(OPS_SECRET), "msg_ops_1", &failing(1)).await, 204);
+    assert_eq!(app.get(Role::Admin, &stats_path).await.expect(200)["consecutive_failures"], 1);
+
+    // A recovery resets the streak.
+    let mut recovered = failing(2);
+    recovered["type"] = json!("message.attempt.recovered");
+    recovered["data"]["lastAttempt"]["responseStatusCode"] = json!(200);
+    assert_eq!(post_ops(&app, Some(OPS_SECRET), "msg_ops_2", &recovered).await, 204);
+    let stats = app.get(Role::Admin, &stats_path).await.expect(200);
+    assert_eq!(stats["consecutive_failures"], 0);
+    assert!(stats["last_success_at"].is_string());
+
+    // Three in a row (the configured limit), arriving together: paused exactly once.
+    let patches_before = svix.requests("PATCH /api/v1/app/{app_id}/endpoint/{endpoint_id}");
+    let posts = (3..7).map(|n| {
+        let app = &app;
+        let body = failing(n);
+        async move { post_ops(app, Some(OPS_SECRET), &format!("msg_ops_{n}"), &body).await }
+    });
+    let statuses = futures_util::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == 204), "{statuses:?}");
+    let stats = app.get(Role::Admin, &stats_path).await.expect(200);
+    assert_eq!(stats["consecutive_failures"], 4);
+    assert_eq!(stats["auto_paused"], true);
+    assert_eq!(stats["enabled"], false);
+    assert!(stats["paused_reason"].as_str().unwrap().contains("consecutive"), "{stats}");
+    assert_eq!(endpoint_of(&svix, &id)["disabled"], true);
+    assert_eq!(
+        svix.requests("PATCH /api/v1/app/{app_id}/endpoint/{endpoint_id}") - patches_before,
+        1,
+        "disabled once"
+    );
+    let subscription = app.get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}")).await.expect(200);
+    assert!(subscription["paused_reason"].is_string());
+
+    // Re-enabling resets the streak and the pause.
+    app.put(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/toggle"), &json!({"enabled": true}))
+        .await
+        .expect(200);
+    let stats = app.get(Role::Admin, &stats_path).await.expect(200);
+    assert_eq!(stats["consecutive_failures"], 0);
+    assert_eq!(stats["auto_paused"], false);
+    assert_eq!(endpoint_of(&svix, &id)["disabled"], false);
+
+    // Svix disabling the endpoint itself is recorded as an automatic pause.
+    svix.client()
+        .endpoint()
+        .patch(APP_UID.into(), id.clone(), svix::models::EndpointPatch { disabled: Some(true), ..Default::default() })
+        .await
+        .unwrap();
+    let disabled = json!({"type": "endpoint.disabled", "data": {
+        "appId": "app_x", "appUid": APP_UID, "endpointId": endpoint_id, "endpointUid": null,
+        "failSince": "2026-11-24T10:00:00Z"}});
+    assert_eq!(post_ops(&app, Some(OPS_SECRET), "msg_ops_9", &disabled).await, 204);
+    let stats = app.get(Role::Admin, &stats_path).await.expect(200);
+    assert_eq!(stats["auto_paused"], true);
+    assert!(stats["paused_reason"].as_str().unwrap().contains("Svix"), "{stats}");
+
+    // Events about other applications or unknown types are acknowledged and ignored.
+    let mut other = failing(10);
+    other["data"]["appUid"] = json!("someone-else");
+    assert_eq!(post_ops(&app, Some(OPS_SECRET), "msg_ops_10", &other).await, 204);
+    assert_eq!(post_ops(&app, Some(OPS_SECRET), "msg_ops_11", &json!({"type": "endpoint.created", "data": {}})).await, 204);
+    let malformed = app
+        .client
+        .post(format!("{}/api/v1/webhooks/internal/svix-ops", app.base_url))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status().as_u16(), 401, "unsigned garbage is refused before parsing");
+});
+
+db_test!(async fn the_svix_ops_route_is_404_under_the_embedded_engine(app) {
+    let status = post_ops(&app, Some(OPS_SECRET), "msg_1", &json!({"type": "endpoint.disabled", "data": {}})).await;
+    assert_eq!(status, 404);
+});
