@@ -100,7 +100,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let db = state.db.clone();
     let engine = (state.settings.webhook_workers && state.svix.is_none())
         .then(|| ehrs::webhooks::DeliveryEngine::start(&state));
-    let svix_workers = state.svix.as_ref().map(|svix| svix.start());
+    let svix_workers = state
+        .svix
+        .as_ref()
+        .map(|svix| svix.start(state.settings.webhook_workers));
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let job_runner = ehrs::jobs::spawn_runner(state.clone(), jobs_stopped);
     app::serve(listener, app::router(state), shutdown_signal()).await?;

@@ -13,8 +13,12 @@ use sqlx::Row;
 pub async fn emit(tx: &mut Tx, event: Event) -> Result<MessageId, sqlx::Error> {
     let now = Timestamp::now();
     let message_id = insert_message(tx, &event, now).await?;
-    let sequences = next_sequences(tx, event.event_type.as_str()).await?;
-    insert_deliveries(tx, &message_id, &sequences, now).await?;
+    // Under Svix the relay hands the message over and Svix fans it out; local
+    // subscriptions (left from the embedded engine) get nothing queued.
+    if !tx.relays_outbox() {
+        let sequences = next_sequences(tx, event.event_type.as_str()).await?;
+        insert_deliveries(tx, &message_id, &sequences, now).await?;
+    }
     metrics::counter!("ehrs_events_emitted_total", "event_type" => event.event_type.as_str())
         .increment(1);
     tx.mark_emitted();

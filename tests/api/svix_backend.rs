@@ -552,3 +552,23 @@ db_test!(async fn the_svix_ops_route_is_404_under_the_embedded_engine(app) {
     let status = post_ops(&app, Some(OPS_SECRET), "msg_1", &json!({"type": "endpoint.disabled", "data": {}})).await;
     assert_eq!(status, 404);
 });
+
+svix_test!(async fn subscriptions_left_from_the_embedded_engine_get_nothing_queued(app, svix) {
+    wait_until_registered(&app).await;
+    // A subscription row from before the switch to Svix.
+    let leftover = ehrs::webhooks::subscriptions::NewSubscription {
+        url: "https://lab.example.org/hook".into(),
+        description: String::new(),
+        event_types: vec![],
+        payload: ehrs::webhooks::subscriptions::PayloadMode::Full,
+    };
+    let mut tx = app.state.db.begin().await.unwrap();
+    ehrs::webhooks::subscriptions::insert(&mut tx, &leftover, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &app.state.secrets)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    create_camp(&app).await;
+    crate::support::eventually("relayed", || async { event_messages(&svix).len() == 1 }).await;
+    assert_eq!(app.count_rows("webhook_deliveries").await, 0);
+});

@@ -111,19 +111,19 @@ impl SvixBackend {
         self.wants_id_only.store(wanted, Ordering::Relaxed);
     }
 
-    /// Starts registration (retried until it succeeds) and the relay. Stop with
-    /// [`SvixWorkers::stop`]; an in-flight relay batch finishes first.
-    pub fn start(self: &Arc<Self>) -> SvixWorkers {
+    /// Starts registration (retried until it succeeds) and, with `relay`, the relay
+    /// (`EHRS_WEBHOOK_WORKERS`). Stop with [`SvixWorkers::stop`]; an in-flight relay batch
+    /// finishes first.
+    pub fn start(self: &Arc<Self>, relay: bool) -> SvixWorkers {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let registration = tokio::spawn(register::run_until_registered(
+        let mut tasks = vec![tokio::spawn(register::run_until_registered(
             self.clone(),
             stopped.clone(),
-        ));
-        let relay = tokio::spawn(relay::run(self.clone(), stopped));
-        SvixWorkers {
-            stop,
-            tasks: vec![registration, relay],
+        ))];
+        if relay {
+            tasks.push(tokio::spawn(relay::run(self.clone(), stopped)));
         }
+        SvixWorkers { stop, tasks }
     }
 }
 

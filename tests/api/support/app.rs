@@ -160,12 +160,7 @@ impl TestApp {
         let workers = app.state.settings.webhook_workers;
         let engine = (workers && app.state.svix.is_none())
             .then(|| ehrs::webhooks::DeliveryEngine::start(&app.state));
-        let svix = app
-            .state
-            .svix
-            .as_ref()
-            .filter(|_| workers)
-            .map(|svix| svix.start());
+        let svix = app.state.svix.as_ref().map(|svix| svix.start(workers));
         let cleanup = Cleanup {
             shutdown: Some(shutdown),
             engine,
