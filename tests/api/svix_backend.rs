@@ -572,3 +572,28 @@ svix_test!(async fn subscriptions_left_from_the_embedded_engine_get_nothing_queu
     crate::support::eventually("relayed", || async { event_messages(&svix).len() == 1 }).await;
     assert_eq!(app.count_rows("webhook_deliveries").await, 0);
 });
+
+svix_test!(async fn a_message_svix_refuses_stays_in_the_outbox_and_holds_nothing_up(app, svix) {
+    wait_until_registered(&app).await;
+    // An outbox row Svix will refuse (422: not a valid event type name).
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO webhook_messages (id, event_id, event_type, payload, ids, created_at, relayed_at) \
+         VALUES ('msg_00000000000000000000000001', 'evt_00000000000000000000000001', 'not a type!', '{\"data\":{}}', '{}', 1, NULL)",
+    )
+    .execute(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    for _ in 0..3 {
+        create_camp(&app).await;
+    }
+    crate::support::eventually("the others relayed", || async { event_messages(&svix).len() == 3 }).await;
+    crate::support::eventually("the refusal shown", || async {
+        let health = health(&app).await;
+        health["webhooks"] == "degraded" && health["queue_depth"] == 1
+    })
+    .await;
+    let health = health(&app).await;
+    assert!(health["webhooks_detail"].as_str().unwrap().contains("422"), "{health}");
+});

@@ -69,6 +69,15 @@ pub async fn run(backend: Arc<SvixBackend>, mut stopped: tokio::sync::watch::Rec
                     tracing::error!(error = %err, "relay cannot read or mark the outbox");
                     POLL
                 }
+                Err(RelayError::Svix(err)) if is_refusal(&err) => {
+                    // Svix is up but refuses one message (a 4xx other than 408/409/429):
+                    // the others went through; that one is tried again each round, and
+                    // /health shows why. No backoff: it must not hold the rest up.
+                    tracing::error!(error = %super::describe(&err), "Svix refused an outbox message; it stays in the outbox and is tried again");
+                    backend.note_failure(&err);
+                    backoff = Duration::ZERO;
+                    POLL
+                }
                 Err(RelayError::Svix(err)) => {
                     backoff = next_backoff(backoff);
                     let wait = retry_after(&err).unwrap_or(backoff);
@@ -100,6 +109,12 @@ fn next_backoff(previous: Duration) -> Duration {
 /// at least 1 s, as the header would say.
 fn retry_after(err: &svix::error::Error) -> Option<Duration> {
     (super::svix_status(err).map(|s| s.as_u16()) == Some(429)).then(|| Duration::from_secs(1))
+}
+
+/// A 4xx that sending again will not change (Svix is up and says no to this message).
+fn is_refusal(err: &svix::error::Error) -> bool {
+    super::svix_status(err)
+        .is_some_and(|s| s.is_client_error() && ![408, 409, 429].contains(&s.as_u16()))
 }
 
 enum RelayError {
@@ -157,14 +172,26 @@ async fn relay_batch(backend: &SvixBackend) -> Result<usize, RelayError> {
             .iter()
             .map(|message| send(backend, message, with_id_only));
         let results = futures_util::future::join_all(sends).await;
+        // Svix down or throttling: stop here rather than knock on every message.
+        let unavailable = results
+            .iter()
+            .any(|r| r.as_ref().is_err_and(|err| !is_refusal(err)));
         outcomes.extend(chunk.iter().map(|m| m.id.clone()).zip(results));
+        if unavailable {
+            break;
+        }
     }
     let mut relayed = Vec::new();
     let mut failure = None;
     for (id, outcome) in outcomes {
         match outcome {
             Ok(()) => relayed.push(id),
-            Err(err) => failure = Some(err),
+            // Keep the error that says Svix is unavailable over a single refusal.
+            Err(err) => {
+                if failure.as_ref().is_none_or(is_refusal) {
+                    failure = Some(err);
+                }
+            }
         }
     }
     mark_relayed(backend, &relayed).await?;
