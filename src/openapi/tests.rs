@@ -25,6 +25,8 @@ const PUBLIC: &[&str] = &[
     "/docs",
     // Authenticated by the partner's HMAC signature, not a bearer token.
     "/api/v1/webhooks/inbound/{source_id}",
+    // Authenticated by Svix's signature (SVIX_OPS_WEBHOOK_SECRET).
+    "/api/v1/webhooks/internal/svix-ops",
 ];
 
 #[test]
