@@ -1,7 +1,7 @@
 //! `/auth/login`, `/auth/me` and admin user management at `/users`.
 
 use super::model::{LoginRequest, NewUser, TokenResponse, User, UserUpdate};
-use super::{CurrentUser, Permission, repo};
+use super::{CurrentUser, Require, can, repo};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
@@ -59,10 +59,9 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<
     responses((status = 200, body = Page<User>), (status = 403, body = crate::error::ErrorBody)))]
 async fn list_users(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageUsers>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<User>>> {
-    user.require(Permission::ManageUsers)?;
     let (limit, offset) = page.resolve()?;
     let (items, total) = repo::list(&state.db, limit, offset).await?;
     Ok(Json(Page {
@@ -77,10 +76,9 @@ async fn list_users(
     responses((status = 201, body = User), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 async fn create_user(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageUsers>,
     ApiJson(body): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    user.require(Permission::ManageUsers)?;
     body.validate()?;
     let hash = super::hash_password(body.password).await?;
     let mut tx = state.db.begin().await?;
@@ -95,10 +93,9 @@ async fn create_user(
     responses((status = 200, body = User), (status = 404, body = crate::error::ErrorBody)))]
 async fn get_user(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageUsers>,
     Path(user_id): Path<String>,
 ) -> ApiResult<Json<User>> {
-    user.require(Permission::ManageUsers)?;
     let id = parse_id(&user_id, "user", UserId::parse)?;
     let found = repo::get(&state.db, &id).await?;
     found
@@ -111,11 +108,10 @@ async fn get_user(
     responses((status = 200, body = User), (status = 404, body = crate::error::ErrorBody)))]
 async fn update_user(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageUsers>,
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
-    user.require(Permission::ManageUsers)?;
     let id = parse_id(&user_id, "user", UserId::parse)?;
     body.validate()?;
     let hash = match body.password {

@@ -3,7 +3,7 @@
 use super::model::{AttendanceUpdate, Camp, CampFilter, CampInput};
 use super::repo;
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::CampId;
@@ -64,10 +64,9 @@ async fn list_camps(
     responses((status = 201, body = Camp), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_camp(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageCamps>,
     ApiJson(body): ApiJson<CampInput>,
 ) -> ApiResult<(StatusCode, Json<Camp>)> {
-    user.require(Permission::ManageCamps)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
     let camp = repo::insert(&mut tx, &body).await?;
@@ -93,11 +92,10 @@ async fn get_camp(
     responses((status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_camp(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageCamps>,
     Path(camp_id): Path<String>,
     ApiJson(body): ApiJson<CampInput>,
 ) -> ApiResult<Json<Camp>> {
-    user.require(Permission::ManageCamps)?;
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -121,10 +119,9 @@ async fn update_camp(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_camp(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageCamps>,
     Path(camp_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    user.require(Permission::ManageCamps)?;
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     let mut tx = state.db.begin().await?;
     let camp = repo::delete(&mut tx, &id)
@@ -141,11 +138,10 @@ async fn delete_camp(
     responses((status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_attendance(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::UpdateAttendance>,
     Path(camp_id): Path<String>,
     ApiJson(body): ApiJson<AttendanceUpdate>,
 ) -> ApiResult<Json<Camp>> {
-    user.require(Permission::UpdateAttendance)?;
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;

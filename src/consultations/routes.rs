@@ -3,7 +3,7 @@
 use super::model::{AssignDoctor, Consultation, ConsultationFilter, ConsultationUpdate, closed};
 use super::repo;
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
@@ -33,10 +33,9 @@ pub fn router() -> Router<AppState> {
     responses((status = 201, body = Consultation), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn assign_doctor(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::AssignDoctor>,
     ApiJson(body): ApiJson<AssignDoctor>,
 ) -> ApiResult<(StatusCode, Json<Consultation>)> {
-    user.require(Permission::AssignDoctor)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
     let (patient, doctor, camp) = check_assignment(&mut tx, &body).await?;
@@ -160,11 +159,10 @@ async fn get_consultation(
     responses((status = 200, body = Consultation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_consultation(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::Consult>,
     Path(consultation_id): Path<String>,
     ApiJson(body): ApiJson<ConsultationUpdate>,
 ) -> ApiResult<Json<Consultation>> {
-    user.require(Permission::Consult)?;
     let id = parse_id(&consultation_id, "consultation", ConsultationId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;

@@ -3,7 +3,7 @@
 use super::model::{Doctor, DoctorFilter, DoctorInput};
 use super::repo;
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
@@ -55,10 +55,9 @@ async fn list_doctors(
         (status = 422, body = ErrorBody)))]
 async fn create_doctor(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageDoctors>,
     ApiJson(body): ApiJson<DoctorInput>,
 ) -> ApiResult<(StatusCode, Json<Doctor>)> {
-    user.require(Permission::ManageDoctors)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
     let link = linked_user(&mut tx, &body).await?;
@@ -91,11 +90,10 @@ async fn get_doctor(
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_doctor(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageDoctors>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<DoctorInput>,
 ) -> ApiResult<Json<Doctor>> {
-    user.require(Permission::ManageDoctors)?;
     let id = parse_id(&raw, "doctor", DoctorId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -117,10 +115,9 @@ async fn update_doctor(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_doctor(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageDoctors>,
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
-    user.require(Permission::ManageDoctors)?;
     let id = parse_id(&raw, "doctor", DoctorId::parse)?;
     let mut tx = state.db.begin().await?;
     repo::delete(&mut tx, &id)

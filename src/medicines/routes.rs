@@ -3,7 +3,7 @@
 use super::model::{Medicine, MedicineFilter, MedicineInput};
 use super::repo;
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::MedicineId;
@@ -56,10 +56,9 @@ async fn list_medicines(
     responses((status = 201, body = Medicine), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_medicine(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageMedicines>,
     ApiJson(body): ApiJson<MedicineInput>,
 ) -> ApiResult<(StatusCode, Json<Medicine>)> {
-    user.require(Permission::ManageMedicines)?;
     let body = body.trimmed();
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -89,11 +88,10 @@ async fn get_medicine(
     responses((status = 200, body = Medicine), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_medicine(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageMedicines>,
     Path(medicine_id): Path<String>,
     ApiJson(body): ApiJson<MedicineInput>,
 ) -> ApiResult<Json<Medicine>> {
-    user.require(Permission::ManageMedicines)?;
     let id = parse_id(&medicine_id, "medicine", MedicineId::parse)?;
     let body = body.trimmed();
     body.validate()?;
@@ -112,10 +110,9 @@ async fn update_medicine(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_medicine(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageMedicines>,
     Path(medicine_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    user.require(Permission::ManageMedicines)?;
     let id = parse_id(&medicine_id, "medicine", MedicineId::parse)?;
     let mut tx = state.db.begin().await?;
     repo::delete(&mut tx, &id)

@@ -4,7 +4,7 @@
 use super::model::{BookNo, Registration, RegistrationInput};
 use super::repo;
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::CampId;
@@ -30,11 +30,10 @@ pub fn router() -> Router<AppState> {
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Require<can::RegisterPatients>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<RegistrationInput>,
 ) -> ApiResult<(StatusCode, Json<Registration>)> {
-    user.require(Permission::RegisterPatients)?;
     let book_no = BookNo::from_path(&raw)?;
     let mut tx = state.db.begin().await?;
     // The path names the patient first (404), then the body's camp (422).

@@ -3,7 +3,7 @@
 use super::model::{BookNo, NewPatient, Patient, PatientFilter, PatientPatch};
 use super::repo;
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams};
 use crate::ids::CampId;
@@ -57,10 +57,9 @@ async fn list_patients(
         (status = 422, body = ErrorBody)))]
 async fn create_patient(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::RegisterPatients>,
     ApiJson(body): ApiJson<NewPatient>,
 ) -> ApiResult<(StatusCode, Json<Patient>)> {
-    user.require(Permission::RegisterPatients)?;
     let book_no = body.check()?;
     let mut tx = state.db.begin().await?;
     let patient = repo::insert(&mut tx, &book_no, &body)
@@ -97,11 +96,10 @@ async fn get_patient(
         (status = 422, body = ErrorBody)))]
 async fn update_patient(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::RegisterPatients>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<PatientPatch>,
 ) -> ApiResult<Json<Patient>> {
-    user.require(Permission::RegisterPatients)?;
     let book_no = BookNo::from_path(&raw)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;

@@ -5,7 +5,7 @@ use super::model::{
 };
 use super::repo;
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::consultations::model::{ConsultationStatus, closed};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -44,11 +44,10 @@ pub fn router() -> Router<AppState> {
     responses((status = 201, body = Prescription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_prescription(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::Prescribe>,
     Path(consultation_id): Path<String>,
     ApiJson(body): ApiJson<NewPrescription>,
 ) -> ApiResult<(StatusCode, Json<Prescription>)> {
-    user.require(Permission::Prescribe)?;
     let consultation_id = parse_id(&consultation_id, "consultation", ConsultationId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -147,11 +146,10 @@ async fn list_prescriptions(
     responses((status = 200, body = Prescription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_prescription(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::Dispense>,
     Path(prescription_id): Path<String>,
     ApiJson(body): ApiJson<PrescriptionUpdate>,
 ) -> ApiResult<Json<Prescription>> {
-    user.require(Permission::Dispense)?;
     let id = parse_id(&prescription_id, "prescription", PrescriptionId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;

@@ -6,7 +6,7 @@ use super::model::{
 };
 use super::repo;
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::consultations;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
@@ -78,10 +78,9 @@ async fn get_entry(
     responses((status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_status(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::UpdateQueue>,
     ApiJson(body): ApiJson<StatusUpdate>,
 ) -> ApiResult<Json<QueueEntry>> {
-    user.require(Permission::UpdateQueue)?;
     let id = parse_id(&body.queue_entry_id, "queue entry", QueueEntryId::parse)?;
     let to = body.status;
     let mut tx = state.db.begin().await?;
@@ -122,10 +121,9 @@ async fn update_status(
     responses((status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_priority(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::UpdateQueue>,
     ApiJson(body): ApiJson<PriorityUpdate>,
 ) -> ApiResult<Json<QueueEntry>> {
-    user.require(Permission::UpdateQueue)?;
     let id = parse_id(&body.queue_entry_id, "queue entry", QueueEntryId::parse)?;
     let mut tx = state.db.begin().await?;
     let before = repo::lock(&mut tx, &id)

@@ -3,7 +3,7 @@
 use super::model::{Vitals, VitalsInput};
 use super::repo;
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, VitalsId};
@@ -33,11 +33,10 @@ pub fn router() -> Router<AppState> {
         (status = 422, body = ErrorBody)))]
 async fn record_vitals(
     State(state): State<AppState>,
-    user: CurrentUser,
+    user: Require<can::RecordVitals>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<VitalsInput>,
 ) -> ApiResult<(StatusCode, Json<Vitals>)> {
-    user.require(Permission::RecordVitals)?;
     let book_no = BookNo::from_path(&raw)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;

@@ -84,3 +84,17 @@ db_test!(async fn a_disabled_user_loses_access_at_once(app) {
         .expect(200);
     assert_eq!(app.get(Role::Volunteer, "/api/v1/auth/me").await.status, 401);
 });
+
+db_test!(async fn a_role_that_may_not_write_gets_403_whatever_body_it_sent(app) {
+    // The role is checked before the body is read: no 422 hints to a caller who may not act.
+    let bad_patient = app.post(Role::Pharmacist, "/api/v1/patients", &serde_json::json!({"name": 5})).await;
+    assert_eq!(bad_patient.status, 403);
+    assert_eq!(bad_patient.error_code(), "forbidden");
+    let malformed = app
+        .send_raw(reqwest::Method::POST, Role::Doctor, "/api/v1/medical-camps", "application/json", b"{\"name\":".to_vec())
+        .await;
+    assert_eq!(malformed.status, 403);
+    let users = app.post(Role::Nurse, "/api/v1/users", &serde_json::json!({})).await;
+    assert_eq!(users.status, 403);
+    assert_eq!(app.count_rows("patients").await, 0);
+});

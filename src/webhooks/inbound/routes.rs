@@ -8,7 +8,7 @@ use super::model::{
 use super::repo::{self, SourceFields};
 use super::{actions, receiver};
 use crate::app::AppState;
-use crate::auth::{CurrentUser, Permission};
+use crate::auth::{Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{InboundEventId, InboundSourceId};
@@ -60,10 +60,9 @@ fn new_secret() -> String {
     responses((status = 200, body = Page<InboundSource>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_sources(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageWebhooks>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<InboundSource>>> {
-    user.require(Permission::ManageWebhooks)?;
     let (limit, offset) = page.resolve()?;
     let (rows, total) = repo::list_sources(&state.db, limit, offset).await?;
     let items = rows.iter().map(repo::SourceRow::to_source).collect();
@@ -81,10 +80,9 @@ async fn list_sources(
     responses((status = 201, body = InboundSourceWithSecret), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_source(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageWebhooks>,
     ApiJson(body): ApiJson<InboundSourceInput>,
 ) -> ApiResult<(StatusCode, Json<InboundSourceWithSecret>)> {
-    user.require(Permission::ManageWebhooks)?;
     body.validate()?;
     let id = InboundSourceId::generate();
     let secret = new_secret();
@@ -117,10 +115,9 @@ async fn create_source(
     responses((status = 200, body = InboundSource), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn get_source(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageWebhooks>,
     Path(source_id): Path<String>,
 ) -> ApiResult<Json<InboundSource>> {
-    user.require(Permission::ManageWebhooks)?;
     let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
     let row = repo::get_source(&state.db, &id)
         .await?
@@ -135,11 +132,10 @@ async fn get_source(
     responses((status = 200, body = InboundSource), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_source(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageWebhooks>,
     Path(source_id): Path<String>,
     ApiJson(body): ApiJson<InboundSourceInput>,
 ) -> ApiResult<Json<InboundSource>> {
-    user.require(Permission::ManageWebhooks)?;
     let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -174,10 +170,9 @@ async fn update_source(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn delete_source(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageWebhooks>,
     Path(source_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    user.require(Permission::ManageWebhooks)?;
     let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
     let mut tx = state.db.begin().await?;
     if !repo::delete_source(&mut tx, &id).await? {
@@ -192,10 +187,9 @@ async fn delete_source(
     responses((status = 200, body = InboundSourceWithSecret), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn rotate_secret(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageWebhooks>,
     Path(source_id): Path<String>,
 ) -> ApiResult<Json<InboundSourceWithSecret>> {
-    user.require(Permission::ManageWebhooks)?;
     let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
     let secret = new_secret();
     let mut tx = state.db.begin().await?;
@@ -214,10 +208,9 @@ async fn rotate_secret(
     responses((status = 200, body = Page<InboundEventView>), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_events(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageWebhooks>,
     ApiQuery(filter): ApiQuery<InboundEventFilter>,
 ) -> ApiResult<Json<Page<InboundEventView>>> {
-    user.require(Permission::ManageWebhooks)?;
     let (limit, offset) = PageParams {
         limit: filter.limit,
         offset: filter.offset,
@@ -244,10 +237,9 @@ async fn list_events(
     responses((status = 200, body = InboundEventView), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn get_event(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageWebhooks>,
     Path(event_id): Path<String>,
 ) -> ApiResult<Json<InboundEventView>> {
-    user.require(Permission::ManageWebhooks)?;
     let id = parse_id(&event_id, "inbound event", InboundEventId::parse)?;
     let event = repo::get_event(&state.db, &id).await?;
     event
@@ -260,10 +252,9 @@ async fn get_event(
     responses((status = 202, body = InboundEventView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry_event(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _user: Require<can::ManageWebhooks>,
     Path(event_id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<InboundEventView>)> {
-    user.require(Permission::ManageWebhooks)?;
     let id = parse_id(&event_id, "inbound event", InboundEventId::parse)?;
     let event = repo::get_event(&state.db, &id)
         .await?
