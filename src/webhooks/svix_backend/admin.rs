@@ -117,6 +117,24 @@ fn display_status(status: MessageStatus, next_attempt: bool) -> &'static str {
     }
 }
 
+/// One subscription's state for a message, from what Svix reports (Svix does not say
+/// how many attempts were made or what the last one answered).
+fn delivery_state(
+    subscription_id: SubscriptionId,
+    status: MessageStatus,
+    next_attempt: Option<chrono::DateTime<chrono::Utc>>,
+) -> DeliveryState {
+    DeliveryState {
+        subscription_id,
+        sequence: None,
+        status: display_status(status, next_attempt.is_some()).to_string(),
+        attempts: None,
+        next_attempt_at: next_attempt.map(Into::into),
+        last_status_code: None,
+        last_error: None,
+    }
+}
+
 fn check_status_filter(status: Option<&str>) -> ApiResult<()> {
     match status {
         None | Some("pending" | "failed" | "delivered" | "exhausted") => Ok(()),
@@ -293,16 +311,12 @@ impl SvixBackend {
             .data
             .iter()
             .filter_map(|destination| {
-                Some(DeliveryState {
-                    subscription_id: SubscriptionId::parse(destination.uid.as_deref()?)?,
-                    sequence: None,
-                    status: display_status(destination.status, destination.next_attempt.is_some())
-                        .to_string(),
-                    attempts: None,
-                    next_attempt_at: destination.next_attempt.map(Into::into),
-                    last_status_code: None,
-                    last_error: None,
-                })
+                let id = SubscriptionId::parse(destination.uid.as_deref()?)?;
+                Some(delivery_state(
+                    id,
+                    destination.status,
+                    destination.next_attempt,
+                ))
             })
             .collect())
     }
@@ -600,15 +614,7 @@ impl WebhookBackend for SvixBackend {
                     .data
                     .into_iter()
                     .map(|m| MessageLog {
-                        deliveries: vec![DeliveryState {
-                            subscription_id: id.clone(),
-                            sequence: None,
-                            status: display_status(m.status, m.next_attempt.is_some()).to_string(),
-                            attempts: None,
-                            next_attempt_at: m.next_attempt.map(Into::into),
-                            last_status_code: None,
-                            last_error: None,
-                        }],
+                        deliveries: vec![delivery_state(id.clone(), m.status, m.next_attempt)],
                         id: m.id,
                         event_id: m.event_id.unwrap_or_default(),
                         event_type: m.event_type,

@@ -91,35 +91,36 @@ async fn ensure_row(tx: &mut crate::db::Tx, id: &SubscriptionId) -> Result<(), s
     Ok(())
 }
 
-/// Re-enabled: the streak and the pause are over.
-pub async fn reset(db: &Db, id: &SubscriptionId) -> Result<(), sqlx::Error> {
+/// Runs one counter update (`$1` = subscription id, `$2` = now) on the endpoint's row.
+async fn update_row(db: &Db, id: &SubscriptionId, sql: &'static str) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     ensure_row(&mut tx, id).await?;
-    sqlx::query(
-        "UPDATE svix_endpoint_health SET consecutive_failures = 0, auto_paused = 0, \
-         paused_reason = NULL, paused_at = NULL, disabled_at = NULL, updated_at = $2 \
-         WHERE subscription_id = $1",
-    )
-    .bind(id)
-    .bind(now_ms())
-    .execute(tx.conn())
-    .await?;
+    sqlx::query(sql)
+        .bind(id)
+        .bind(now_ms())
+        .execute(tx.conn())
+        .await?;
     tx.commit().await
 }
 
+/// Re-enabled: the streak and the pause are over.
+pub async fn reset(db: &Db, id: &SubscriptionId) -> Result<(), sqlx::Error> {
+    update_row(db, id, RESET).await
+}
+
+const RESET: &str = "UPDATE svix_endpoint_health SET consecutive_failures = 0, auto_paused = 0, \
+     paused_reason = NULL, paused_at = NULL, disabled_at = NULL, updated_at = $2 \
+     WHERE subscription_id = $1";
+
 /// Disabled by an admin: remembered so that re-enabling replays what Svix skipped.
 pub async fn note_disabled(db: &Db, id: &SubscriptionId) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    ensure_row(&mut tx, id).await?;
-    sqlx::query(
+    update_row(
+        db,
+        id,
         "UPDATE svix_endpoint_health SET disabled_at = COALESCE(disabled_at, $2), updated_at = $2 \
          WHERE subscription_id = $1",
     )
-    .bind(id)
-    .bind(now_ms())
-    .execute(tx.conn())
-    .await?;
-    tx.commit().await
+    .await
 }
 
 pub async fn forget(db: &Db, id: &SubscriptionId) -> Result<(), sqlx::Error> {
@@ -344,15 +345,11 @@ async fn apply(backend: &SvixBackend, webhook_id: &str, event: &OpsEvent) -> Api
             .await?;
         }
         Effect::Enabled => {
-            sqlx::query(
-                "UPDATE svix_endpoint_health SET consecutive_failures = 0, auto_paused = 0, \
-                 paused_reason = NULL, paused_at = NULL, disabled_at = NULL, updated_at = $2 \
-                 WHERE subscription_id = $1",
-            )
-            .bind(&id)
-            .bind(now)
-            .execute(tx.conn())
-            .await?;
+            sqlx::query(RESET)
+                .bind(&id)
+                .bind(now)
+                .execute(tx.conn())
+                .await?;
         }
         Effect::Deleted => {
             sqlx::query("DELETE FROM svix_endpoint_health WHERE subscription_id = $1")
