@@ -330,20 +330,20 @@ impl WebhookBackend for SvixBackend {
 
     fn health(&self) -> BackendHealth {
         let status = self.status();
-        match (&status.last_error, status.registered) {
-            (None, true) => BackendHealth {
-                status: "ok",
-                detail: None,
-            },
-            (error, registered) => BackendHealth {
-                status: "degraded",
-                detail: Some(match (error, registered) {
-                    (Some(error), false) => format!("not registered with Svix yet: {error}"),
-                    (None, false) => "registering with Svix".to_string(),
-                    (Some(error), true) => error.clone(),
-                    (None, true) => unreachable!(),
-                }),
-            },
+        let detail = match (&status.last_error, status.registered) {
+            (None, true) => {
+                return BackendHealth {
+                    status: "ok",
+                    detail: None,
+                };
+            }
+            (None, false) => "registering with Svix".to_string(),
+            (Some(error), false) => format!("not registered with Svix yet: {error}"),
+            (Some(error), true) => error.clone(),
+        };
+        BackendHealth {
+            status: "degraded",
+            detail: Some(detail),
         }
     }
 
