@@ -155,7 +155,27 @@ fn describe(err: &svix::error::Error) -> String {
         },
         Error::Validation(content) => format!("Svix refused the request ({})", content.status),
         Error::Timeout { .. } => "Svix did not answer in time".to_string(),
-        Error::Generic(message) => format!("cannot reach Svix: {message}"),
+        Error::Generic(message) => format!("cannot reach Svix ({})", connection_failure(message)),
+    }
+}
+
+/// The client reports connection failures as the Debug text of hyper's error; name the
+/// usual causes plainly.
+fn connection_failure(message: &str) -> String {
+    let known = [
+        ("Connection refused", "connection refused"),
+        ("ConnectionRefused", "connection refused"),
+        ("dns error", "the host name does not resolve"),
+        ("failed to lookup", "the host name does not resolve"),
+        ("certificate", "TLS certificate rejected"),
+        (
+            "EOF while parsing",
+            "an answer that is not the JSON expected",
+        ),
+    ];
+    match known.iter().find(|(needle, _)| message.contains(needle)) {
+        Some((_, plain)) => plain.to_string(),
+        None => message.chars().take(200).collect(),
     }
 }
 
@@ -217,5 +237,57 @@ fn api_error(err: svix::error::Error, what: &str, id: &str) -> ApiError {
         }
         Error::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "svix_timeout", detail),
         Error::Generic(_) => ApiError::new(StatusCode::BAD_GATEWAY, "svix_unavailable", detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use svix::error::{Error, HttpErrorContent};
+    use svix::models::HttpErrorOut;
+
+    fn http(status: u16) -> Error {
+        Error::Http(HttpErrorContent {
+            status: StatusCode::from_u16(status).unwrap(),
+            payload: Some(HttpErrorOut::new("code".into(), "detail".into())),
+        })
+    }
+
+    #[test]
+    fn svix_failures_map_to_client_or_gateway_errors_never_500() {
+        let cases = [
+            (http(404), 404, "not_found"),
+            (http(409), 409, "svix_conflict"),
+            (http(400), 422, "svix_refused"),
+            (http(429), 503, "svix_rate_limited"),
+            (http(401), 502, "svix_unauthorized"),
+            (http(500), 502, "svix_unavailable"),
+            (
+                Error::Timeout {
+                    elapsed: None,
+                    timeout: None,
+                },
+                504,
+                "svix_timeout",
+            ),
+            (Error::Generic("refused".into()), 502, "svix_unavailable"),
+        ];
+        for (err, status, code) in cases {
+            let mapped = api_error(err, "subscription", "sub_x");
+            assert_eq!((mapped.status.as_u16(), mapped.code), (status, code));
+        }
+    }
+
+    #[test]
+    fn connection_failures_are_named_plainly() {
+        let refused = r#"hyper_util::client::legacy::Error(Connect, ConnectError("tcp connect error", 127.0.0.1:9, Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }))"#;
+        assert_eq!(
+            describe(&Error::Generic(refused.into())),
+            "cannot reach Svix (connection refused)"
+        );
+        assert_eq!(
+            describe(&http(503)),
+            "Svix answered 503 Service Unavailable (code: detail)"
+        );
     }
 }
