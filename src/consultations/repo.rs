@@ -168,18 +168,10 @@ pub async fn get_in(tx: &mut Tx, id: &ConsultationId) -> Result<Option<Consultat
 
 /// The consultation, its row locked (PostgreSQL) for a read-then-modify.
 pub async fn lock(tx: &mut Tx, id: &ConsultationId) -> Result<Option<Consultation>, sqlx::Error> {
-    let sql = format!(
-        "SELECT id FROM consultations WHERE id = $1{}",
-        tx.for_update()
-    );
-    let found: Option<ConsultationId> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?;
-    match found {
-        Some(_) => get_in(tx, id).await,
-        None => Ok(None),
+    if !tx.lock_row("consultations", id.as_str()).await? {
+        return Ok(None);
     }
+    get_in(tx, id).await
 }
 
 /// Writes the clinical text fields (the caller merges the partial update first).

@@ -47,6 +47,18 @@ impl Tx {
         self.backend
     }
 
+    /// Locks the row of `table` with this `id` for the rest of the transaction
+    /// (PostgreSQL; SQLite's write transaction already excludes other writers), before a
+    /// read-then-modify. False when there is no such row.
+    pub async fn lock_row(&mut self, table: &'static str, id: &str) -> Result<bool, sqlx::Error> {
+        let sql = format!("SELECT 1 FROM {table} WHERE id = $1{}", self.for_update());
+        let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// The connection to run queries on: `query.execute(tx.conn())`.
     pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.inner

@@ -58,18 +58,10 @@ pub async fn get_in(tx: &mut Tx, id: &PrescriptionId) -> Result<Option<Prescript
 /// The prescription, its row locked (PostgreSQL) for a read-then-modify: a second
 /// dispenser of the same prescription waits here, then sees it `given`.
 pub async fn lock(tx: &mut Tx, id: &PrescriptionId) -> Result<Option<Prescription>, sqlx::Error> {
-    let sql = format!(
-        "SELECT id FROM prescriptions WHERE id = $1{}",
-        tx.for_update()
-    );
-    let found: Option<PrescriptionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?;
-    match found {
-        Some(_) => get_in(tx, id).await,
-        None => Ok(None),
+    if !tx.lock_row("prescriptions", id.as_str()).await? {
+        return Ok(None);
     }
+    get_in(tx, id).await
 }
 
 /// Writes the dispatch state, only while the prescription is not `given` yet, so it is

@@ -73,18 +73,10 @@ pub async fn of_consultation(
 
 /// The entry, its row locked (PostgreSQL) for a read-then-modify.
 pub async fn lock(tx: &mut Tx, id: &QueueEntryId) -> Result<Option<QueueEntry>, sqlx::Error> {
-    let sql = format!(
-        "SELECT id FROM queue_entries WHERE id = $1{}",
-        tx.for_update()
-    );
-    let found: Option<QueueEntryId> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?;
-    match found {
-        Some(_) => get_in(tx, id).await,
-        None => Ok(None),
+    if !tx.lock_row("queue_entries", id.as_str()).await? {
+        return Ok(None);
     }
+    get_in(tx, id).await
 }
 
 /// Moves the entry from `from` to `to`, only if it is still in `from`: of two concurrent
