@@ -115,6 +115,17 @@ pub struct Page<T> {
     pub offset: i64,
 }
 
+impl<T> Page<T> {
+    pub fn new(items: Vec<T>, total: i64, limit: i64, offset: i64) -> Page<T> {
+        Page {
+            items,
+            total,
+            limit,
+            offset,
+        }
+    }
+}
+
 /// Reads a typed id from a path segment; a malformed id cannot name anything, so it is 404.
 pub fn parse_id<T>(
     raw: &str,

@@ -64,12 +64,7 @@ async fn list_users(
 ) -> ApiResult<Json<Page<User>>> {
     let (limit, offset) = page.resolve()?;
     let (items, total) = repo::list(&state.db, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUser,

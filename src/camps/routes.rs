@@ -52,12 +52,7 @@ async fn list_camps(
         offset,
     )
     .await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 #[utoipa::path(post, path = "/api/v1/medical-camps", tag = "camps", security(("bearer" = [])), request_body = CampInput,

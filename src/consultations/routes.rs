@@ -131,12 +131,7 @@ async fn list_consultations(
         status: filter.status,
     };
     let (items, total) = repo::list(&state.db, &list_filter, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 #[utoipa::path(get, path = "/api/v1/consultations/{consultation_id}", tag = "consultations", security(("bearer" = [])),

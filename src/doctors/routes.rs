@@ -42,12 +42,7 @@ async fn list_doctors(
         .map(str::trim)
         .filter(|s| !s.is_empty());
     let (items, total) = repo::list(&state.db, specialty, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 #[utoipa::path(post, path = "/api/v1/doctors", tag = "doctors", security(("bearer" = [])), request_body = DoctorInput,

@@ -44,12 +44,7 @@ async fn list_medicines(
         offset,
     )
     .await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 #[utoipa::path(post, path = "/api/v1/medicines", tag = "medicines", security(("bearer" = [])), request_body = MedicineInput,

@@ -89,12 +89,7 @@ async fn list_for_patient(
         .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
     let (items, total) =
         repo::registrations_of_patient(&state.db, &patient.id, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 /// The patients registered at a camp, in arrival order.
@@ -113,10 +108,5 @@ async fn list_for_camp(
         return Err(ApiError::not_found("camp", &camp));
     }
     let (items, total) = repo::registrations_at_camp(&state.db, &camp, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }

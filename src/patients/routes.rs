@@ -43,12 +43,7 @@ async fn list_patients(
     };
     let q = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let (items, total) = repo::list(&state.db, q, camp.as_ref(), limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 /// Registers a new patient; emits `patient.registered`.

@@ -85,12 +85,7 @@ async fn list_for_consultation(
         return Err(ApiError::not_found("consultation", &id));
     }
     let (items, total) = repo::list_for_consultation(&state.db, &id, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 #[utoipa::path(get, path = "/api/v1/consultations/prescriptions/{prescription_id}", tag = "prescriptions", security(("bearer" = [])),
@@ -128,12 +123,7 @@ async fn list_prescriptions(
         offset,
     )
     .await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 /// The pharmacy's update. `given` is final and takes `quantity` units from the stock of

@@ -49,12 +49,7 @@ async fn list_queue(
         offset,
     )
     .await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 #[utoipa::path(get, path = "/api/v1/queue/{queue_entry_id}", tag = "queue", security(("bearer" = [])),

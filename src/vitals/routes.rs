@@ -72,12 +72,7 @@ async fn list_vitals(
         .await?
         .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
     let (items, total) = repo::list_for_patient(&state.db, &patient.id, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 #[utoipa::path(get, path = "/api/v1/vitals/{vitals_id}", tag = "vitals", security(("bearer" = [])),

@@ -433,10 +433,5 @@ async fn list_audit(
         .map(subscription_id)
         .transpose()?;
     let (items, total) = audit::list(&state.db, subscription.as_ref(), limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }

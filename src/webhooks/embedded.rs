@@ -103,12 +103,7 @@ impl WebhookBackend for EmbeddedBackend {
 
     async fn list_subscriptions(&self, limit: i64, offset: i64) -> ApiResult<Page<Subscription>> {
         let (items, total) = subscriptions::list(&self.db, limit, offset).await?;
-        Ok(Page {
-            items,
-            total,
-            limit,
-            offset,
-        })
+        Ok(Page::new(items, total, limit, offset))
     }
 
     async fn create_subscription(

@@ -66,12 +66,7 @@ async fn list_sources(
     let (limit, offset) = page.resolve()?;
     let (rows, total) = repo::list_sources(&state.db, limit, offset).await?;
     let items = rows.iter().map(repo::SourceRow::to_source).collect();
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 /// Creates a source; the answer carries its secret, this once only.
@@ -225,12 +220,7 @@ async fn list_events(
         offset,
     )
     .await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page::new(items, total, limit, offset)))
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/inbound-events/{event_id}", tag = "inbound webhooks", security(("bearer" = [])),

@@ -367,12 +367,7 @@ impl WebhookBackend for SvixBackend {
             .skip(offset as usize)
             .take(limit as usize)
             .collect();
-        Ok(Page {
-            items,
-            total,
-            limit,
-            offset,
-        })
+        Ok(Page::new(items, total, limit, offset))
     }
 
     async fn create_subscription(
