@@ -28,6 +28,15 @@ fn http_error(error: Error) -> (u16, String) {
     }
 }
 
+/// The endpoint's current signing secret.
+async fn secret_of(svix: &Svix, app: &str, endpoint: &str) -> String {
+    svix.endpoint()
+        .get_secret(app.to_string(), endpoint.to_string())
+        .await
+        .unwrap()
+        .key
+}
+
 async fn app_with_event_type(svix: &Svix) -> String {
     let app_in = ApplicationIn {
         uid: Some("clinic-1".into()),
@@ -177,12 +186,7 @@ async fn messages_are_idempotent_unique_by_event_id_and_delivered_signed() {
         .create(app.clone(), EndpointIn::new(receiver.url.clone()), None)
         .await
         .unwrap();
-    let secret = svix
-        .endpoint()
-        .get_secret(app.clone(), ep.id.clone())
-        .await
-        .unwrap()
-        .key;
+    let secret = secret_of(&svix, &app, &ep.id).await;
     assert!(secret.starts_with("whsec_"));
 
     let msg = MessageIn {
@@ -326,12 +330,7 @@ async fn a_rotated_secret_signs_alongside_the_old_one() {
         .create(app.clone(), EndpointIn::new(receiver.url.clone()), None)
         .await
         .unwrap();
-    let old = svix
-        .endpoint()
-        .get_secret(app.clone(), ep.id.clone())
-        .await
-        .unwrap()
-        .key;
+    let old = secret_of(&svix, &app, &ep.id).await;
 
     let rotated = svix
         .endpoint()
@@ -343,12 +342,7 @@ async fn a_rotated_secret_signs_alongside_the_old_one() {
         )
         .await
         .unwrap();
-    let new = svix
-        .endpoint()
-        .get_secret(app.clone(), ep.id.clone())
-        .await
-        .unwrap()
-        .key;
+    let new = secret_of(&svix, &app, &ep.id).await;
     assert_ne!(new, old);
     assert_eq!(rotated.key, new);
 
