@@ -33,12 +33,6 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db, settings: Settings, keys: Keys) -> anyhow::Result<Self> {
-        // Under Svix, outbox messages wait for the relay instead of the embedded engine.
-        let db = if settings.webhook_backend == "svix" {
-            db.with_outbox_relay()
-        } else {
-            db
-        };
         let secrets = crate::crypto::SecretBox::new(&keys.data);
         let lookup: Arc<dyn crate::webhooks::ssrf::Lookup> =
             Arc::new(crate::webhooks::ssrf::SystemLookup);

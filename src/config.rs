@@ -86,11 +86,13 @@ pub struct Settings {
     #[arg(long, env = "EHRS_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
     pub webhook_retention_days: i64,
 
-    /// Deliveries in flight at once, over all subscriptions.
+    /// Shared delivery slots: beyond its own one slot, a subscription's extra deliveries
+    /// in flight come from this pool (so at most this plus one per subscription).
     #[arg(long, env = "EHRS_WEBHOOK_CONCURRENCY", default_value_t = 64)]
     pub webhook_concurrency: usize,
 
-    /// Deliveries in flight at once to one subscription.
+    /// Deliveries in flight at once to one subscription (one while its endpoint is not
+    /// answering: timed out or unreachable, until it answers again).
     #[arg(long, env = "EHRS_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 8)]
     pub webhook_endpoint_concurrency: usize,
 

@@ -1,11 +1,20 @@
 //! Benchmarks that print figures (never asserted in tests: these machines are noisy).
 //!
-//! `cargo run --release --bin ehrs-bench -- delivery [--events N] [--receivers N] [--concurrency N]`
+//! `cargo run --release --bin ehrs-bench -- suite [--events N] [--postgres URL]` prints,
+//! in one run, every figure the pipeline is judged by:
 //!
 //! 1. Ceiling: signed POSTs straight to a local receiver, no storage at all.
-//! 2. End to end: the clinical API on SQLite (a fresh temporary database) with the
-//!    embedded engine delivering to N local receivers: events accepted per second,
-//!    deliveries per second, API latency, and commit-to-receiver latency.
+//! 2. API-only writes on SQLite (no subscription).
+//! 3. End to end with one subscription, on SQLite and on PostgreSQL (a fresh database
+//!    made on the server at `--postgres`, dropped after): events accepted per second,
+//!    deliveries per second, API p50/p99, commit-to-receiver p50/p99.
+//! 4. A paced 400 writes/s for 10 s with 10 subscriptions against none: API p50/p99 of
+//!    each, and whether delivery kept pace.
+//! 5. Peak RSS of each scenario (VmHWM, reset between scenarios; the load generator and
+//!    receivers share the process, so it is an upper bound for the server).
+//!
+//! `… -- delivery [--events N] [--receivers N] [--concurrency N]` runs 1 and one end-to-end
+//! scenario on SQLite alone.
 //!
 //! Everything runs in this one process on 127.0.0.1: load generator, server, engine and
 //! receivers share the machine's cores, as they would on a small camp server.
@@ -40,6 +49,22 @@ enum Command {
         /// API requests in flight at once.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+    },
+    /// Every figure in one run: ceiling, API only, end to end on SQLite and PostgreSQL,
+    /// paced 400 writes/s with 10 subscriptions against none, peak RSS.
+    Suite {
+        /// Writes per closed-loop scenario.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// API requests in flight at once (closed-loop scenarios).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// A PostgreSQL server to make a scratch database on (omit to skip PostgreSQL).
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Length of the paced scenarios.
+        #[arg(long, default_value_t = 10)]
+        paced_seconds: u32,
     },
 }
 
@@ -141,8 +166,9 @@ where
     (latencies, started.elapsed())
 }
 
-/// Signed POSTs with no storage: the most any webhook sender could do here.
-async fn ceiling(events: usize, concurrency: usize) {
+/// Signed POSTs with no storage: the most any webhook sender could do here. Returns one
+/// POST's p50 latency (ms).
+async fn ceiling(events: usize, concurrency: usize) -> f64 {
     let (url, stats) = start_receiver().await;
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -179,16 +205,101 @@ async fn ceiling(events: usize, concurrency: usize) {
         events as f64 / wall.as_secs_f64(),
         wall.as_secs_f64()
     );
+    let p50 = p(&latencies, 0.5);
     println!("  one loopback POST: {}", summary(latencies));
+    p50
 }
 
-async fn end_to_end(events: usize, receivers: usize, concurrency: usize) {
+/// Where a scenario's server keeps its data.
+#[derive(Clone)]
+enum Store {
+    Sqlite,
+    /// A PostgreSQL server: a fresh database is made on it and dropped after.
+    Postgres(String),
+}
+
+impl Store {
+    fn name(&self) -> &'static str {
+        match self {
+            Store::Sqlite => "SQLite",
+            Store::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// How the API is loaded: a fixed number of requests in flight, or an open-loop rate.
+#[derive(Clone, Copy)]
+enum Load {
+    Closed { concurrency: usize },
+    Paced { per_second: u32 },
+}
+
+struct Report {
+    accepted_per_s: f64,
+    api_ms: Vec<f64>,
+    delivered: usize,
+    expected: usize,
+    deliveries_per_s: f64,
+    commit_to_receiver_ms: Vec<f64>,
+    /// Last delivery after the last API answer.
+    drain: Duration,
+    peak_rss_kb: u64,
+}
+
+/// Peak resident set of this process since the last reset, in KiB.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets the peak resident set (`VmHWM`) to the current one.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn postgres_database(admin_url: &str, create: bool) -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("ehrs_bench_{}", std::process::id());
+    let mut conn = sqlx::AnyConnection::connect(admin_url)
+        .await
+        .expect("the --postgres server must accept connections");
+    let sql = if create {
+        format!("CREATE DATABASE {name}")
+    } else {
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    };
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+/// Runs one scenario on a fresh server: `events` camp creations through the API with
+/// `receivers` subscriptions (each a local receiver), waiting for every delivery.
+async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) -> Report {
     let dir = std::env::temp_dir().join(format!("ehrs-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut settings = Settings::defaults();
     settings.data_dir = dir.clone();
     settings.admin_password = Some("bench-password-1".into());
     settings.webhooks_allow_insecure = true;
+    if let Store::Postgres(admin_url) = store {
+        settings.database_url = Some(postgres_database(admin_url, true).await);
+        settings.jwt_secret = Some("bench-jwt-secret-0123456789abcdef".into());
+        settings.secret_key = Some(base64_key());
+    }
+    reset_peak_rss();
     let (state, _) = app::prepare(settings).await.expect("server prepares");
     let engine = ehrs::webhooks::DeliveryEngine::start(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -230,7 +341,7 @@ async fn end_to_end(events: usize, receivers: usize, concurrency: usize) {
 
     let started = Instant::now();
     let api = client.clone();
-    let (latencies, wall) = drive(events, concurrency, move |i| {
+    let create = move |i: usize| {
         let api = api.clone();
         let url = format!("{base}/api/v1/medical-camps");
         let token = token.clone();
@@ -244,8 +355,12 @@ async fn end_to_end(events: usize, receivers: usize, concurrency: usize) {
                 .unwrap();
             assert_eq!(response.status(), 201);
         }
-    })
-    .await;
+    };
+    let (latencies, wall) = match load {
+        Load::Closed { concurrency } => drive(events, concurrency, create).await,
+        Load::Paced { per_second } => paced(events, per_second, create).await,
+    };
+    let api_done = Instant::now();
     let expected = events * receivers;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -253,7 +368,7 @@ async fn end_to_end(events: usize, receivers: usize, concurrency: usize) {
         if delivered >= expected || Instant::now() > deadline {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let last = all_stats
         .iter()
@@ -266,26 +381,155 @@ async fn end_to_end(events: usize, receivers: usize, concurrency: usize) {
         .iter()
         .flat_map(|s| s.lock().unwrap().latencies_ms.clone())
         .collect();
-
-    println!("end to end (SQLite, {receivers} receiver(s), {concurrency} API requests in flight):");
-    println!(
-        "  events accepted: {:.0}/s ({events} in {:.2} s)",
-        events as f64 / wall.as_secs_f64(),
-        wall.as_secs_f64()
-    );
-    println!("  API latency: {}", summary(latencies));
-    println!(
-        "  deliveries: {:.0}/s ({delivered} of {expected} in {:.2} s, first request to last delivery)",
-        delivered as f64 / delivery_wall.as_secs_f64(),
-        delivery_wall.as_secs_f64()
-    );
-    println!(
-        "  commit-to-receiver latency: {}",
-        summary(commit_to_receiver)
-    );
+    let peak_rss_kb = peak_rss_kb();
     engine.stop().await;
     state.db.close().await;
+    if let Store::Postgres(admin_url) = store {
+        postgres_database(admin_url, false).await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
+    Report {
+        accepted_per_s: events as f64 / wall.as_secs_f64(),
+        api_ms: latencies,
+        delivered,
+        expected,
+        deliveries_per_s: delivered as f64 / delivery_wall.as_secs_f64(),
+        commit_to_receiver_ms: commit_to_receiver,
+        drain: last.saturating_duration_since(api_done),
+        peak_rss_kb,
+    }
+}
+
+/// A fixed 32-byte key, base64, for the PostgreSQL scenarios' `EHRS_SECRET_KEY`.
+fn base64_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
+
+/// Sends `total` jobs at `per_second`, open loop (a late answer does not delay the next
+/// request); returns per-job latencies (ms) and the wall time.
+async fn paced<F, Fut>(total: usize, per_second: u32, job: F) -> (Vec<f64>, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let started = Instant::now();
+    let interval = Duration::from_secs(1) / per_second;
+    let mut running = Vec::with_capacity(total);
+    for i in 0..total {
+        tokio::time::sleep_until((started + interval * i as u32).into()).await;
+        let work = job(i);
+        running.push(tokio::spawn(async move {
+            let t = Instant::now();
+            work.await;
+            t.elapsed().as_secs_f64() * 1000.0
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for task in running {
+        latencies.push(task.await.unwrap());
+    }
+    (latencies, started.elapsed())
+}
+
+fn print_report(title: &str, report: &Report, events: usize) {
+    println!("{title}:");
+    println!(
+        "  events accepted: {:.0}/s ({events} writes)",
+        report.accepted_per_s
+    );
+    println!("  API latency: {}", summary(report.api_ms.clone()));
+    if report.expected > 0 {
+        println!(
+            "  deliveries: {:.0}/s ({} of {}, first request to last delivery; last delivery {:.0} ms after the last API answer)",
+            report.deliveries_per_s,
+            report.delivered,
+            report.expected,
+            report.drain.as_secs_f64() * 1000.0
+        );
+        println!(
+            "  commit-to-receiver latency: {}",
+            summary(report.commit_to_receiver_ms.clone())
+        );
+    }
+    println!("  peak RSS: {:.1} MB", report.peak_rss_kb as f64 / 1024.0);
+}
+
+fn p(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    percentile(&sorted, q)
+}
+
+async fn suite(events: usize, concurrency: usize, postgres: Option<String>, paced_seconds: u32) {
+    let ceiling_p50 = ceiling(events, concurrency).await;
+    let closed = Load::Closed { concurrency };
+    let api_only = end_to_end(&Store::Sqlite, events, 0, closed).await;
+    print_report("API only (SQLite, no subscription)", &api_only, events);
+    let mut stores = vec![Store::Sqlite];
+    stores.extend(postgres.map(Store::Postgres));
+    let mut e2e = Vec::new();
+    for store in &stores {
+        let report = end_to_end(store, events, 1, closed).await;
+        print_report(
+            &format!(
+                "end to end ({}, 1 subscription, {concurrency} in flight)",
+                store.name()
+            ),
+            &report,
+            events,
+        );
+        e2e.push((store.name(), report));
+    }
+    let rate = 400;
+    let paced_events = (rate * paced_seconds) as usize;
+    let load = Load::Paced { per_second: rate };
+    let quiet = end_to_end(&Store::Sqlite, paced_events, 0, load).await;
+    print_report(
+        "paced 400 writes/s, SQLite, no subscription",
+        &quiet,
+        paced_events,
+    );
+    let busy = end_to_end(&Store::Sqlite, paced_events, 10, load).await;
+    print_report(
+        "paced 400 writes/s, SQLite, 10 subscriptions",
+        &busy,
+        paced_events,
+    );
+
+    println!();
+    println!("summary (targets from the pipeline issue):");
+    println!(
+        "  API-only writes on SQLite: {:.0}/s (target >= 8,000)",
+        api_only.accepted_per_s
+    );
+    for (name, report) in &e2e {
+        let target = if *name == "SQLite" { "2,700" } else { "1,700" };
+        println!(
+            "  end to end on {name}: {:.0} events/s (target >= {target}); commit->receiver p50 {:.2} ms (target <= 2 x one POST = {:.2} ms)",
+            report.deliveries_per_s.min(report.accepted_per_s),
+            p(&report.commit_to_receiver_ms, 0.5),
+            2.0 * ceiling_p50
+        );
+    }
+    let kept_pace = busy.delivered == busy.expected && busy.drain < Duration::from_secs(1);
+    println!(
+        "  paced 400/s: API p50 {:.2} ms with 10 subscriptions vs {:.2} ms with none ({:.2}x, target <= 1.25x); p99 {:.2} vs {:.2} ms; delivery {}",
+        p(&busy.api_ms, 0.5),
+        p(&quiet.api_ms, 0.5),
+        p(&busy.api_ms, 0.5) / p(&quiet.api_ms, 0.5),
+        p(&busy.api_ms, 0.99),
+        p(&quiet.api_ms, 0.99),
+        if kept_pace {
+            "kept pace"
+        } else {
+            "fell behind"
+        }
+    );
+    println!(
+        "  peak RSS under the paced 10-subscription load: {:.1} MB (target < 60 MB)",
+        busy.peak_rss_kb as f64 / 1024.0
+    );
 }
 
 #[tokio::main]
@@ -298,7 +542,26 @@ async fn main() {
             concurrency,
         } => {
             ceiling(events, concurrency).await;
-            end_to_end(events, receivers, concurrency).await;
+            let report = end_to_end(
+                &Store::Sqlite,
+                events,
+                receivers,
+                Load::Closed { concurrency },
+            )
+            .await;
+            print_report(
+                &format!(
+                    "end to end (SQLite, {receivers} receiver(s), {concurrency} API requests in flight)"
+                ),
+                &report,
+                events,
+            );
         }
+        Command::Suite {
+            events,
+            concurrency,
+            postgres,
+            paced_seconds,
+        } => suite(events, concurrency, postgres, paced_seconds).await,
     }
 }

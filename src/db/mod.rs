@@ -18,22 +18,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// A write transaction. Besides the SQL it remembers whether an event was emitted in it,
-/// so that [`Tx::commit`] can wake the delivery workers the moment the event is durable.
+/// A write transaction. Besides the SQL it carries the commit hooks asked for by code
+/// that ran in it ([`Tx::notify_on_commit`]): each named signal is woken once the
+/// transaction is durable, never on rollback.
 pub struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Any>,
-    emitted: bool,
-    committed: Arc<Notify>,
+    signals: CommitSignals,
+    wake: Vec<Arc<Notify>>,
     backend: Backend,
-    relay_outbox: bool,
 }
 
 impl Tx {
-    /// True when outbox messages wait for a relay (the Svix backend) after commit.
-    pub fn relays_outbox(&self) -> bool {
-        self.relay_outbox
-    }
-
     /// `" FOR UPDATE"` on PostgreSQL, nothing on SQLite (whose write transactions already
     /// exclude each other): append it to a read whose row the transaction will modify.
     pub fn for_update(&self) -> &'static str {
@@ -64,21 +59,38 @@ impl Tx {
         &mut self.inner
     }
 
-    /// Marks that this transaction carries outbox rows (called by `webhooks::emit`).
-    pub fn mark_emitted(&mut self) {
-        self.emitted = true;
+    /// Wakes the waiters of the signal `name` (see [`Db::commit_signal`]) after this
+    /// transaction commits. Asking twice wakes once.
+    pub fn notify_on_commit(&mut self, name: &'static str) {
+        let signal = self.signals.get(name);
+        if !self.wake.iter().any(|s| Arc::ptr_eq(s, &signal)) {
+            self.wake.push(signal);
+        }
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.inner.commit().await?;
-        if self.emitted {
-            self.committed.notify_one();
+        for signal in self.wake {
+            signal.notify_one();
         }
         Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         self.inner.rollback().await
+    }
+}
+
+/// Named wake-up signals shared by every handle of one database: a transaction asks for
+/// one to be woken after its commit; a worker waits on it. Generic on purpose: the
+/// database layer knows nothing of who waits.
+#[derive(Clone, Debug, Default)]
+struct CommitSignals(Arc<std::sync::Mutex<std::collections::HashMap<&'static str, Arc<Notify>>>>);
+
+impl CommitSignals {
+    fn get(&self, name: &'static str) -> Arc<Notify> {
+        let mut signals = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        signals.entry(name).or_default().clone()
     }
 }
 
@@ -95,29 +107,9 @@ pub struct Db {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
-    /// Signalled after every commit that emitted an event.
-    committed: Arc<Notify>,
-    /// SQLite only: deliveries claimed by this process's engines and not yet recorded.
-    /// One process owns a SQLite database's deliveries (see [`Db::lock_workers`]), so
-    /// claims need no lease row, and the single writer is not taken for claiming.
-    local_claims: LocalClaims,
-    /// SQLite only: the file whose lock marks the process that delivers for this database.
-    worker_lock: Arc<std::sync::Mutex<WorkerLock>>,
-    /// Outbox messages are handed to an external backend (Svix) by a relay: they are
-    /// written unrelayed. Otherwise the embedded engine delivers them from its own queue.
-    relay_outbox: bool,
-}
-
-/// Claimed delivery ids with their subscription ids. An async mutex: a claim holds it
-/// from reading due rows to recording its picks, and the recorder takes it after its
-/// commit to forget recorded ones, so a claim never acts on rows read before a commit
-/// and forgotten after it.
-pub type LocalClaims = Arc<tokio::sync::Mutex<std::collections::HashMap<String, String>>>;
-
-#[derive(Debug, Default)]
-struct WorkerLock {
+    signals: CommitSignals,
+    /// SQLite: the database file.
     path: Option<std::path::PathBuf>,
-    held: Option<std::fs::File>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -138,10 +130,8 @@ impl Db {
                 backend: Backend::Postgres,
                 read: pool.clone(),
                 write: pool,
-                committed: Arc::default(),
-                local_claims: Arc::default(),
-                worker_lock: Arc::default(),
-                relay_outbox: false,
+                signals: CommitSignals::default(),
+                path: None,
             });
         }
         if !url.starts_with("sqlite:") {
@@ -150,18 +140,13 @@ impl Db {
         let (url, path) = sqlite_url(url)?;
         let write = sqlite_pool(&url, 1).await?;
         let read = sqlite_pool(&url, pool_size.max(2)).await?;
-        let lock_path = std::path::PathBuf::from(format!("{}.workers.lock", path.display()));
+        spawn_checkpointer(read.clone());
         Ok(Db {
             backend: Backend::Sqlite,
             read,
             write,
-            committed: Arc::default(),
-            local_claims: Arc::default(),
-            worker_lock: Arc::new(std::sync::Mutex::new(WorkerLock {
-                path: Some(lock_path),
-                held: None,
-            })),
-            relay_outbox: false,
+            signals: CommitSignals::default(),
+            path: Some(path),
         })
     }
 
@@ -169,10 +154,9 @@ impl Db {
         self.backend
     }
 
-    /// This handle's outbox messages are relayed to an external backend (see the field).
-    pub fn with_outbox_relay(mut self) -> Db {
-        self.relay_outbox = true;
-        self
+    /// SQLite: the database file (`None` on PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
     }
 
     /// The pool for reads outside a transaction.
@@ -188,54 +172,16 @@ impl Db {
         };
         Ok(Tx {
             inner,
-            emitted: false,
-            committed: self.committed.clone(),
+            signals: self.signals.clone(),
+            wake: Vec::new(),
             backend: self.backend,
-            relay_outbox: self.relay_outbox,
         })
     }
 
-    /// SQLite: the in-process claim table shared by this database's engines.
-    pub fn local_claims(&self) -> LocalClaims {
-        self.local_claims.clone()
-    }
-
-    /// SQLite: takes the lock that makes this process the one delivering for the database
-    /// (an exclusive lock on `<db file>.workers.lock`, released by the OS if the process
-    /// dies). False when another process holds it. Always true on PostgreSQL, where
-    /// claims are leases in the database and any number of processes share the work.
-    pub fn lock_workers(&self) -> bool {
-        let mut lock = self.worker_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.backend == Backend::Postgres || lock.held.is_some() {
-            return true;
-        }
-        let Some(path) = lock.path.clone() else {
-            return true;
-        };
-        let file = match std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-        {
-            Ok(file) => file,
-            Err(err) => {
-                tracing::warn!(error = %err, path = %path.display(), "cannot open the worker lock file");
-                return false;
-            }
-        };
-        match file.try_lock() {
-            Ok(()) => {
-                lock.held = Some(file);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Woken after each commit that carried an event (see [`Tx::commit`]).
-    pub fn committed_signal(&self) -> Arc<Notify> {
-        self.committed.clone()
+    /// The signal `name`, woken after each commit of a transaction that asked for it
+    /// with [`Tx::notify_on_commit`].
+    pub fn commit_signal(&self, name: &'static str) -> Arc<Notify> {
+        self.signals.get(name)
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -295,9 +241,12 @@ async fn sqlite_pool(url: &str, size: u32) -> anyhow::Result<AnyPool> {
             Box::pin(async move {
                 // WAL lets readers run beside the writer; NORMAL sync is durable against
                 // process crashes (our failure model) at a fraction of FULL's fsyncs.
+                // No automatic checkpoint: it would run inside whichever commit crossed the
+                // threshold, an fsync on the API's path; `spawn_checkpointer` does it instead.
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                     PRAGMA wal_autocheckpoint = 0;",
                 )
                 .await?;
                 Ok(())
@@ -306,6 +255,30 @@ async fn sqlite_pool(url: &str, size: u32) -> anyhow::Result<AnyPool> {
         .connect(url)
         .await
         .with_context(|| "cannot open the SQLite database".to_string())
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Checkpoints the WAL in the background, off every commit's path: a PASSIVE checkpoint
+/// from a reader connection copies what it can without waiting for (or blocking) the
+/// writer, and the writer starts the WAL over once a checkpoint completed. Stops when the
+/// pool is closed.
+fn spawn_checkpointer(pool: AnyPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !pool.is_closed() {
+            tick.tick().await;
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+                && !pool.is_closed()
+            {
+                tracing::warn!(error = %err, "WAL checkpoint failed; will retry");
+            }
+        }
+    });
 }
 
 /// Current time in Unix milliseconds, the unit of every timestamp column.
@@ -339,7 +312,14 @@ mod tests {
                 .fetch_one(pool)
                 .await
                 .unwrap();
-            assert_eq!((mode.as_str(), sync, fk, busy), ("wal", 1, 1, 10000));
+            let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(
+                (mode.as_str(), sync, fk, busy, autocheckpoint),
+                ("wal", 1, 1, 10000, 0)
+            );
         }
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);

@@ -4,6 +4,7 @@
 use super::backend::*;
 use super::delivery::{self, EngineConfig, HttpSender};
 use super::events::{Event, EventType};
+use super::outbox::REQUEUE_SIGNAL;
 use super::signing;
 use super::subscriptions::{
     self, NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
@@ -133,6 +134,7 @@ impl WebhookBackend for EmbeddedBackend {
         let updated = subscriptions::update(&mut tx, id, input)
             .await?
             .ok_or_else(|| not_found(id))?;
+        tx.notify_on_commit(REQUEUE_SIGNAL); // held deliveries go out with the new settings
         tx.commit().await?;
         Ok(updated)
     }
@@ -142,6 +144,7 @@ impl WebhookBackend for EmbeddedBackend {
         if !subscriptions::delete(&mut tx, id).await? {
             return Err(not_found(id));
         }
+        tx.notify_on_commit(REQUEUE_SIGNAL);
         tx.commit().await?;
         Ok(())
     }
@@ -151,9 +154,9 @@ impl WebhookBackend for EmbeddedBackend {
         let updated = subscriptions::set_enabled(&mut tx, id, enabled)
             .await?
             .ok_or_else(|| not_found(id))?;
-        if enabled {
-            tx.mark_emitted(); // wake the dispatcher for the held backlog
-        }
+        // The dispatcher drops what it holds for a disabled subscription, or claims the
+        // held backlog of an enabled one.
+        tx.notify_on_commit(REQUEUE_SIGNAL);
         tx.commit().await?;
         Ok(updated)
     }
@@ -170,7 +173,7 @@ impl WebhookBackend for EmbeddedBackend {
         let now = Timestamp::now();
         let hold = now.millis() + self.config.timeout.as_millis() as i64 * 2 + 5_000;
         let mut tx = self.db.begin().await?;
-        let message_id = super::insert_message(&mut tx, &event, now).await?;
+        let message_id = super::insert_message(&mut tx, &event, now, false).await?;
         let delivery_id = super::queue_delivery(&mut tx, &message_id, id, now, Some(hold)).await?;
         tx.commit().await?;
         let attempt =
@@ -207,6 +210,7 @@ impl WebhookBackend for EmbeddedBackend {
             subscriptions::rotate_secret(&mut tx, id, &secret, overlap_until, &self.secrets)
                 .await?
                 .ok_or_else(|| not_found(id))?;
+        tx.notify_on_commit(REQUEUE_SIGNAL);
         tx.commit().await?;
         Ok(SubscriptionWithSecret {
             subscription,
@@ -386,7 +390,7 @@ impl WebhookBackend for EmbeddedBackend {
             super::queue_delivery(&mut tx, id, subscription, Timestamp(now), None).await?;
             requeued.push(subscription.clone());
         }
-        tx.mark_emitted();
+        tx.notify_on_commit(REQUEUE_SIGNAL);
         tx.commit().await?;
         Ok(Requeued {
             requeued: Some(requeued.len() as i64),
@@ -417,7 +421,7 @@ impl WebhookBackend for EmbeddedBackend {
         .execute(tx.conn())
         .await?
         .rows_affected();
-        tx.mark_emitted();
+        tx.notify_on_commit(REQUEUE_SIGNAL);
         tx.commit().await?;
         Ok(Requeued {
             requeued: Some(count as i64),

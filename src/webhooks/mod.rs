@@ -9,7 +9,7 @@ pub mod delivery;
 pub mod embedded;
 pub mod events;
 pub mod inbound;
-mod outbox;
+pub mod outbox;
 pub mod retention;
 
 pub use events::{Event, EventType};

@@ -238,3 +238,89 @@ db_test!(async fn a_rolled_back_transaction_leaves_no_event(app) {
     assert_eq!(app.count_rows("webhook_messages").await, 0);
     assert_eq!(app.count_rows("webhook_deliveries").await, 0);
 });
+
+db_test!(async fn late_commits_are_never_skipped_and_sequences_follow_commit_horizon(app) {
+    // Two engines on one database (two instances on PostgreSQL), two subscriptions, and
+    // writers whose commits land out of id order: the first transaction emits first and
+    // commits last, while thirty others emit and commit around it.
+    use ehrs::webhooks::{Event, EventType, emit};
+    let first = TestReceiver::start().await;
+    let second = TestReceiver::start().await;
+    app.subscribe(&first.url, &[], "full").await;
+    app.subscribe(&second.url, &[], "id_only").await;
+    let other_engine = ehrs::webhooks::DeliveryEngine::start(&app.state);
+    let db = app.state.db.clone();
+
+    let slow = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut tx = db.begin().await.unwrap();
+            let id = emit(&mut tx, Event::new(EventType::CampCreated, &json!({"id": "camp_slow"}))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            tx.commit().await.unwrap();
+            id
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quick = (0..30).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis((i * 7 % 23) as u64)).await;
+            let mut tx = db.begin().await.unwrap();
+            emit(&mut tx, Event::new(EventType::CampCreated, &json!({"id": format!("camp_{i}")}))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis((i * 13 % 17) as u64)).await;
+            tx.commit().await.unwrap();
+        })
+    });
+    futures_util::future::join_all(quick).await;
+    let slow_id = slow.await.unwrap();
+
+    for receiver in [&first, &second] {
+        let got = receiver.wait_for(31, PATIENCE).await;
+        let mut sequences: Vec<i64> = got.iter().map(|r| r.json["sequence"].as_i64().unwrap()).collect();
+        sequences.sort();
+        assert_eq!(sequences, (1..=31).collect::<Vec<_>>(), "every number once, none skipped");
+        let mut ids: Vec<&str> = got.iter().map(|r| r.webhook_id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 31, "every message once");
+        // PostgreSQL: the slow transaction's id is below every other writer's, and the
+        // fan-out reads below the snapshot horizon in transaction-id order, so it is not
+        // overtaken; SQLite: it held the one writer, so it committed first.
+        let slow_delivery = got.iter().find(|r| r.webhook_id() == slow_id.as_str()).unwrap();
+        assert_eq!(slow_delivery.json["sequence"], 1);
+    }
+    other_engine.stop().await;
+    assert_eq!(app.count_rows("webhook_deliveries").await, 62);
+});
+
+db_test!(
+    settings = |s| {
+        s.webhook_concurrency = 64;
+        s.webhook_endpoint_concurrency = 8;
+        s.webhook_timeout = Duration::from_secs(10);
+    },
+    async fn fifty_hung_endpoints_do_not_hold_back_a_healthy_one(app) {
+        // Fifty endpoints accept and do not answer (8 s, under the 10 s timeout) beside one
+        // healthy endpoint: before the first hung request completes, every healthy delivery
+        // has arrived, because each endpoint has a slot of its own that the shared pool's
+        // hung holders cannot take.
+        let mut hung = Vec::new();
+        for _ in 0..50 {
+            let receiver = TestReceiver::start().await;
+            receiver.always(Reply::Stall(Duration::from_secs(8)));
+            app.subscribe(&receiver.url, &[], "full").await;
+            hung.push(receiver);
+        }
+        let healthy = TestReceiver::start().await;
+        app.subscribe(&healthy.url, &[], "full").await;
+        for _ in 0..8 {
+            create_camp(&app).await;
+        }
+        healthy.wait_for(8, PATIENCE).await;
+        let completed: usize = hung.iter().map(|r| r.completed()).sum();
+        assert_eq!(completed, 0, "all 8 healthy deliveries arrived while every hung endpoint still held its requests");
+        let held: usize = hung.iter().map(|r| r.received().len()).sum();
+        assert!(held <= 50 + 64, "the hung endpoints hold their own slots and at most the shared pool: {held}");
+    }
+);

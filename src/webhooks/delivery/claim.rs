@@ -1,9 +1,10 @@
 //! SQL of the delivery engine: claiming due deliveries and releasing claims.
 //!
-//! On PostgreSQL a claim is a lease in the row (`locked_until`, `locked_by`), so several
-//! processes share the work. On SQLite one process delivers (it holds the database's
-//! worker lock), so a claim is an entry in that process's memory and claiming never
-//! waits for the single writer.
+//! New deliveries reach the dispatcher from the fan-out, already leased and in memory;
+//! claiming is for the rest: retries coming due, a backlog the dispatcher had no room
+//! for, re-enabled or recovered subscriptions, and leases of a crashed engine. A claim
+//! is a lease in the row (`locked_until`, `locked_by`), so several processes on
+//! PostgreSQL share the work and a crashed process's claims come back.
 //!
 //! A claim reads, per enabled subscription with free slots, that subscription's oldest due
 //! deliveries through the `(subscription_id, status, next_attempt_at, sequence)` index —
@@ -36,6 +37,10 @@ pub struct Claimed {
     pub secret_enc: String,
     pub previous_secret_enc: Option<String>,
     pub previous_secret_until: Option<i64>,
+    /// When this engine's lease on the row ends (`None`: held by the caller, who sends
+    /// it at once).
+    #[sqlx(default)]
+    pub lease_until: Option<i64>,
 }
 
 /// A JSON array parameter expanded to rows, per dialect.
@@ -46,13 +51,6 @@ pub fn json_rows(backend: Backend, param: &str) -> String {
     }
 }
 
-/// Enabled subscriptions, the only ones whose deliveries are claimed.
-pub async fn enabled_subscriptions(db: &Db) -> Result<Vec<SubscriptionId>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM webhook_subscriptions WHERE enabled = 1 ORDER BY id")
-        .fetch_all(db.pool())
-        .await
-}
-
 /// Claims the due deliveries of `wants` (subscription, how many), oldest first within a
 /// subscription so its deliveries go out in sequence order.
 pub async fn claim(
@@ -61,20 +59,8 @@ pub async fn claim(
     wants: &[(SubscriptionId, usize)],
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let now = now_ms();
-    let local = (db.backend() == Backend::Sqlite).then(|| db.local_claims());
-    let mut local_guard = match &local {
-        Some(claims) => Some(claims.lock().await),
-        None => None,
-    };
     let mut candidates: Vec<Claimed> = Vec::new();
     for (subscription, count) in wants {
-        // Rows this process already holds are still 'pending' until recorded: read past them.
-        let held = local_guard.as_ref().map_or(0, |claims| {
-            claims
-                .values()
-                .filter(|s| *s == subscription.as_str())
-                .count()
-        });
         let rows: Vec<Claimed> = sqlx::query_as(
             "SELECT d.id AS delivery_id, d.message_id, d.subscription_id, d.sequence, d.attempts, \
                     m.event_id, m.event_type, m.payload, m.ids, m.created_at, \
@@ -88,37 +74,22 @@ pub async fn claim(
         )
         .bind(subscription)
         .bind(now)
-        .bind((*count + held) as i64)
+        .bind(*count as i64)
         .fetch_all(db.pool())
         .await?;
         candidates.extend(rows);
     }
-    if let Some(claims) = local_guard.as_mut() {
-        // SQLite: this process alone delivers for the database (Db::lock_workers), so the
-        // claim is an entry in memory; a crash forgets it and the row is simply due again.
-        let mut taken: std::collections::HashMap<SubscriptionId, usize> = Default::default();
-        candidates.retain(|c| {
-            let room = wants
-                .iter()
-                .find(|(s, _)| *s == c.subscription_id)
-                .map_or(0, |(_, n)| *n);
-            let used = taken.entry(c.subscription_id.clone()).or_default();
-            if claims.contains_key(c.delivery_id.as_str()) || *used >= room {
-                return false;
-            }
-            *used += 1;
-            claims.insert(c.delivery_id.to_string(), c.subscription_id.to_string());
-            true
-        });
-        return Ok(candidates);
-    }
     if candidates.is_empty() {
         return Ok(candidates);
     }
-    let locked = lock(db, config, &candidates, now).await?;
+    let (locked, lease_until) = lock(db, config, &candidates, now).await?;
     Ok(candidates
         .into_iter()
         .filter(|c| locked.contains(&c.delivery_id))
+        .map(|c| Claimed {
+            lease_until: Some(lease_until),
+            ..c
+        })
         .collect())
 }
 
@@ -139,13 +110,14 @@ pub async fn by_id(db: &Db, id: &DeliveryId) -> Result<Option<Claimed>, sqlx::Er
     .await
 }
 
-/// Takes the lease on those candidates still free; returns the ids this engine now holds.
+/// Takes the lease on those candidates still free; returns the ids this engine now holds
+/// and when the lease ends.
 async fn lock(
     db: &Db,
     config: &EngineConfig,
     candidates: &[Claimed],
     now: i64,
-) -> Result<Vec<DeliveryId>, sqlx::Error> {
+) -> Result<(Vec<DeliveryId>, i64), sqlx::Error> {
     let backend = db.backend();
     let wanted = serde_json::to_string(
         &candidates
@@ -177,19 +149,7 @@ async fn lock(
         .fetch_all(tx.conn())
         .await?;
     tx.commit().await?;
-    Ok(locked)
-}
-
-/// When the next scheduled retry (of an enabled subscription) comes due, if any.
-pub async fn next_due(db: &Db) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT MIN(next_attempt_at) FROM webhook_deliveries \
-         WHERE status = 'pending' AND next_attempt_at > $1 \
-           AND subscription_id IN (SELECT id FROM webhook_subscriptions WHERE enabled = 1)",
-    )
-    .bind(now_ms())
-    .fetch_one(db.pool())
-    .await
+    Ok((locked, lease_end))
 }
 
 /// Releases the claims of engine `instance` that were not finished (graceful stop).
@@ -200,6 +160,42 @@ pub async fn release_unfinished(db: &Db, instance: &str) -> Result<u64, sqlx::Er
          WHERE locked_by = $1 AND status = 'pending'",
     )
     .bind(instance)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// Releases this engine's leases on `ids` (deliveries it will not send after all: their
+/// subscription was disabled or changed while they waited in memory).
+pub async fn release(db: &Db, instance: &str, ids: &[DeliveryId]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE webhook_deliveries SET locked_until = NULL, locked_by = NULL \
+         WHERE id IN ({}) AND locked_by = $2 AND status = 'pending'",
+        json_rows(db.backend(), "$1")
+    );
+    let mut tx = db.begin().await?;
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+        .bind(instance)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await
+}
+
+/// SQLite, at the start of the one engine allowed to deliver for the file: every lease
+/// in it belongs to a process that is gone (a crash), so all are released at once
+/// instead of waiting for them to run out.
+pub async fn release_all(db: &Db) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let released = sqlx::query(
+        "UPDATE webhook_deliveries SET locked_until = NULL, locked_by = NULL \
+         WHERE locked_until IS NOT NULL AND status = 'pending'",
+    )
     .execute(tx.conn())
     .await?
     .rows_affected();

@@ -1,35 +1,44 @@
 //! The embedded delivery engine.
 //!
-//! One dispatcher task per process claims due deliveries (a lease in `locked_until`, so a
-//! crashed process's claims come back; `FOR UPDATE SKIP LOCKED` on PostgreSQL so several
-//! processes share the work), and runs each one as its own task: sign, POST, classify.
-//! Outcomes go to a recorder task that writes attempts, statuses, retries and failure
-//! counters in batches. Concurrency is bounded globally and per subscription, and the
-//! claim itself takes at most a subscription's free slots, so a stalled endpoint only
-//! ever holds its own slots, never the others'.
+//! Emission writes one outbox row ([`crate::webhooks::emit`]). One dispatcher task per
+//! engine, woken the moment such a transaction commits, fans the new messages out
+//! (`fanout.rs`: deliveries with per-subscription sequence numbers, leased to this
+//! engine) and sends them straight from memory: no re-read of what it just wrote. Each
+//! send runs as its own task: sign, POST, classify; outcomes go to a recorder task that
+//! writes attempts, statuses, retries and failure counters in batches that take a
+//! bounded share of the writer (`record.rs`). Slots are per subscription with a shared
+//! pool, and an endpoint that stops answering drops to one probing slot (`lanes.rs`), so
+//! however many endpoints hang, a healthy one's deliveries leave at once.
 //!
-//! The dispatcher wakes the moment a transaction that emitted an event commits
-//! ([`crate::db::Tx::commit`]), when a slot frees, when the next retry is due, and in any
-//! case once a second (other processes' events on a shared PostgreSQL).
+//! The database stays the durable log. Retries coming due, a backlog the dispatcher had
+//! no room for, re-enabled or recovered subscriptions and a crashed engine's leases are
+//! claimed from it (`claim.rs`), at once when an administrator's change asks for it,
+//! when a retry is due, and in a sweep once a second; several engines on PostgreSQL
+//! divide that work by leases with `FOR UPDATE SKIP LOCKED`, and one of them at a time
+//! fans out (an advisory lock). On SQLite one process delivers for a file (a lock file
+//! beside it), and at its start every lease left in the file is released.
 
 mod claim;
+mod fanout;
+mod lanes;
 mod record;
 mod send;
 
 pub use claim::json_rows;
 pub use record::Attempt;
-pub use send::{Envelope, HttpSender, OutboxMessage, guarded_client};
+pub use send::{Envelope, FailureKind, HttpSender, OutboxMessage, guarded_client};
 
 use crate::app::AppState;
 use crate::config::RetrySchedule;
 use crate::db::{Db, now_ms};
 use crate::ids::SubscriptionId;
+use crate::webhooks::outbox::{OUTBOX_SIGNAL, REQUEUE_SIGNAL};
+use lanes::{Lanes, Slot};
 use record::Outcome;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// Engine settings, taken from [`crate::config::Settings`].
 #[derive(Debug, Clone)]
@@ -80,6 +89,7 @@ pub async fn deliver_now(
     let outcome = sender.deliver(claimed).await;
     let attempt = outcome.attempt.clone();
     record::write(db, config, std::slice::from_ref(&outcome)).await?;
+    db.commit_signal(REQUEUE_SIGNAL).notify_one(); // a pause it caused must be seen
     Ok(attempt)
 }
 
@@ -90,26 +100,26 @@ pub struct DeliveryEngine {
     maintenance: tokio::task::JoinHandle<()>,
 }
 
-/// Slots in use, globally and per subscription.
-#[derive(Default)]
-struct InFlight {
-    total: usize,
-    per_subscription: HashMap<SubscriptionId, usize>,
-}
-
 impl DeliveryEngine {
     pub fn start(state: &AppState) -> DeliveryEngine {
         let config = EngineConfig::from_settings(&state.settings);
         let sender = HttpSender::new(state, config.timeout);
         let (stop, stop_rx) = watch::channel(false);
-        let dispatcher = if state.db.lock_workers() {
-            tokio::spawn(dispatch(state.db.clone(), config, sender, stop_rx.clone()))
-        } else {
-            tracing::error!(
-                "another ehrs process is delivering webhooks for this SQLite database; this one will not \
-                 (run one process per SQLite file, or use PostgreSQL for several)"
-            );
-            tokio::spawn(async {})
+        let dispatcher = match lock_workers(&state.db) {
+            WorkerLock::Elsewhere => {
+                tracing::error!(
+                    "another ehrs process is delivering webhooks for this SQLite database; this one will not \
+                     (run one process per SQLite file, or use PostgreSQL for several)"
+                );
+                tokio::spawn(async {})
+            }
+            lock => tokio::spawn(dispatch(
+                state.db.clone(),
+                config,
+                sender,
+                stop_rx.clone(),
+                lock == WorkerLock::First,
+            )),
         };
         let maintenance = tokio::spawn(maintain(
             state.db.clone(),
@@ -133,73 +143,201 @@ impl DeliveryEngine {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkerLock {
+    /// This process just became the one delivering for the database (or it is
+    /// PostgreSQL, where any number of processes share the work).
+    First,
+    /// Another engine of this process already holds it.
+    Again,
+    /// Another process holds it: this one must not deliver.
+    Elsewhere,
+}
+
+/// SQLite files this process delivers for, with the open lock file of each.
+static WORKER_LOCKS: std::sync::Mutex<Vec<(std::path::PathBuf, std::fs::File)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// SQLite: takes the lock that makes this process the one delivering for the database,
+/// an exclusive lock on `<db file>.workers.lock`, released by the OS if the process dies.
+fn lock_workers(db: &Db) -> WorkerLock {
+    let Some(db_path) = db.sqlite_path() else {
+        return WorkerLock::First;
+    };
+    let path = std::path::PathBuf::from(format!("{}.workers.lock", db_path.display()));
+    let mut held = WORKER_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    if held.iter().any(|(p, _)| *p == path) {
+        return WorkerLock::Again;
+    }
+    let file = match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(err) => {
+            tracing::warn!(error = %err, path = %path.display(), "cannot open the worker lock file");
+            return WorkerLock::Elsewhere;
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            held.push((path, file));
+            WorkerLock::First
+        }
+        Err(_) => WorkerLock::Elsewhere,
+    }
+}
+
+/// What the recorder tells the dispatcher.
+enum Recorded {
+    /// It disabled subscriptions: drop what is held for them.
+    Paused,
+    /// It scheduled a retry due at this time (Unix ms).
+    RetryAt(i64),
+}
+
+/// A send that finished: its slot, and whether the endpoint failed to answer.
+type Finished = (Slot, bool);
+
 async fn dispatch(
     db: Db,
     config: EngineConfig,
     sender: HttpSender,
     mut stop: watch::Receiver<bool>,
+    first: bool,
 ) {
-    let committed = db.committed_signal();
-    let freed = Arc::new(Notify::new());
-    let in_flight = Arc::new(Mutex::new(InFlight::default()));
-    let endpoint_slots: Arc<Mutex<HashMap<SubscriptionId, Arc<Semaphore>>>> = Arc::default();
+    if first
+        && db.sqlite_path().is_some()
+        && let Err(err) = claim::release_all(&db).await
+    {
+        tracing::warn!(error = %err, "could not release the leases of a previous run; they come back when they end");
+    }
+    let outbox = db.commit_signal(OUTBOX_SIGNAL);
+    let requeue = db.commit_signal(REQUEUE_SIGNAL);
     let (outcomes, outcomes_rx) = mpsc::channel::<Outcome>(4096);
-    let recorder = tokio::spawn(record::run(db.clone(), config.clone(), outcomes_rx));
+    let (news, mut news_rx) = mpsc::unbounded_channel::<Recorded>();
+    let recorder = tokio::spawn(record::run(db.clone(), config.clone(), outcomes_rx, news));
+    let (finished, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
+    let mut lanes = Lanes::new(config.global_concurrency, config.endpoint_concurrency);
+    let mut enabled: Vec<SubscriptionId> = Vec::new();
     let mut tasks = JoinSet::new();
-    let mut rotation = 0usize;
+    let mut sweep_at = Instant::now();
+    let (mut refresh, mut fan_out) = (true, true);
 
     loop {
         if *stop.borrow() {
             break;
         }
-        let wants = match plan(&db, &in_flight, &config, &mut rotation).await {
-            Ok(wants) => wants,
-            Err(err) => {
-                tracing::warn!(error = %err, "reading subscriptions failed; will retry");
-                Vec::new()
+        if refresh {
+            refresh = false;
+            match fanout::enabled_targets(db.pool()).await {
+                Ok(targets) => apply_targets(&db, &config, &mut lanes, &mut enabled, targets).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading subscriptions failed; will retry");
+                    refresh = true;
+                }
             }
-        };
-        let requested: usize = wants.iter().map(|(_, n)| n).sum();
-        let mut more_waiting = false;
-        if requested > 0 {
-            match claim::claim(&db, &config, &wants).await {
-                Ok(batch) => {
-                    more_waiting = batch.len() == requested;
-                    for delivery in batch {
-                        let slot = endpoint_slot(
-                            &endpoint_slots,
-                            &delivery.subscription_id,
-                            config.endpoint_concurrency,
-                        );
-                        take_slot(&in_flight, &delivery.subscription_id);
-                        let sender = sender.clone();
-                        let outcomes = outcomes.clone();
-                        let in_flight = in_flight.clone();
-                        let freed = freed.clone();
-                        tasks.spawn(async move {
-                            let subscription = delivery.subscription_id.clone();
-                            let _permit = slot.acquire_owned().await;
-                            let outcome = sender.deliver(delivery).await;
-                            let _ = outcomes.send(outcome).await;
-                            release_slot(&in_flight, &subscription);
-                            freed.notify_one();
-                        });
+        }
+        if fan_out {
+            fan_out = false;
+            loop {
+                match fanout::run_batch(&db, &config, &|s| lanes.room(s)).await {
+                    Ok(batch) => {
+                        let more = batch.messages >= fanout::BATCH as usize;
+                        if let Some(targets) = batch.targets {
+                            apply_targets(&db, &config, &mut lanes, &mut enabled, targets).await;
+                        }
+                        for subscription in &batch.overflowed {
+                            lanes.mark_backlog(subscription);
+                        }
+                        for delivery in batch.leased {
+                            lanes.push(delivery);
+                        }
+                        if !more {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "fanning out outbox messages failed; will retry");
+                        break;
                     }
                 }
-                Err(err) => {
-                    tracing::warn!(error = %err, "claiming deliveries failed; will retry");
-                }
             }
         }
-        while tasks.try_join_next().is_some() {}
-        if more_waiting {
-            continue;
+        let sweep = Instant::now() >= sweep_at;
+        if sweep {
+            sweep_at = Instant::now() + config.poll_interval;
         }
-        let wait = next_wake(&db, &config).await;
+        let wants = lanes.wants(&enabled, sweep);
+        if !wants.is_empty() {
+            match claim::claim(&db, &config, &wants).await {
+                Ok(claimed) => {
+                    for (subscription, asked) in &wants {
+                        let got = claimed
+                            .iter()
+                            .filter(|c| c.subscription_id == *subscription)
+                            .count();
+                        lanes.claimed(subscription, *asked, got);
+                    }
+                    for delivery in claimed {
+                        lanes.push(delivery);
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "claiming deliveries failed; will retry"),
+            }
+        }
+        if !enabled.is_empty() {
+            enabled.rotate_left(1); // no subscription is always served last
+        }
+        let latest_start = now_ms() + (config.timeout + LEASE_MARGIN).as_millis() as i64;
+        while let Some((delivery, slot)) = lanes.next_ready(&enabled) {
+            if delivery.lease_until.is_some_and(|end| end < latest_start) {
+                // Held in memory too long: its lease may end mid-attempt, when another
+                // engine could claim it. Let the lease run out; a claim takes it then.
+                lanes.cancel(&slot);
+                lanes.mark_backlog(&slot.subscription);
+                continue;
+            }
+            let sender = sender.clone();
+            let outcomes = outcomes.clone();
+            let finished = finished.clone();
+            tasks.spawn(async move {
+                let outcome = sender.deliver(delivery).await;
+                let unresponsive = outcome
+                    .attempt
+                    .failure
+                    .is_some_and(FailureKind::is_unresponsive);
+                let _ = outcomes.send(outcome).await;
+                let _ = finished.send((slot, unresponsive));
+            });
+        }
+        while tasks.try_join_next().is_some() {}
+
         tokio::select! {
-            _ = committed.notified() => {}
-            _ = freed.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = outbox.notified() => fan_out = true,
+            _ = requeue.notified() => {
+                refresh = true;
+                sweep_at = Instant::now();
+            }
+            Some(news) = news_rx.recv() => match news {
+                Recorded::Paused => refresh = true,
+                Recorded::RetryAt(due) => {
+                    let wait = Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64);
+                    sweep_at = sweep_at.min(Instant::now() + wait);
+                }
+            },
+            Some((slot, unresponsive)) = finished_rx.recv() => {
+                lanes.finish(&slot, unresponsive);
+                while let Ok((slot, unresponsive)) = finished_rx.try_recv() {
+                    lanes.finish(&slot, unresponsive);
+                }
+            }
+            _ = tokio::time::sleep_until(sweep_at) => {
+                // Other processes' commits on a shared PostgreSQL wake nobody here.
+                fan_out = true;
+            }
             _ = stop.changed() => {}
         }
     }
@@ -213,8 +351,46 @@ async fn dispatch(
     }
     drop(outcomes);
     let _ = recorder.await;
+    // What was held in memory or still in flight is leased to this engine: release it.
     if let Err(err) = claim::release_unfinished(&db, &config.instance).await {
         tracing::warn!(error = %err, "could not release unfinished claims; they come back when their lease ends");
+    }
+}
+
+/// Room kept between a lease's end and the latest time an attempt may start under it.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+
+/// Brings the dispatcher's view of the enabled subscriptions up to date: drops (and
+/// releases) what is held for subscriptions no longer enabled, and sends what is held for
+/// the others with their current URL, payload mode and secrets.
+async fn apply_targets(
+    db: &Db,
+    config: &EngineConfig,
+    lanes: &mut Lanes,
+    enabled: &mut Vec<SubscriptionId>,
+    targets: Vec<fanout::Target>,
+) {
+    let ids: Vec<SubscriptionId> = targets.iter().map(|t| t.id.clone()).collect();
+    let dropped = lanes.retain_enabled(&ids);
+    if let Err(err) = claim::release(db, &config.instance, &dropped).await {
+        tracing::warn!(error = %err, "could not release deliveries of disabled subscriptions; they come back when their lease ends");
+    }
+    for target in targets {
+        lanes.refresh(&target.id, |delivery| {
+            delivery.url.clone_from(&target.url);
+            delivery.payload_mode.clone_from(&target.payload_mode);
+            delivery.secret_enc.clone_from(&target.secret_enc);
+            delivery
+                .previous_secret_enc
+                .clone_from(&target.previous_secret_enc);
+            delivery.previous_secret_until = target.previous_secret_until;
+        });
+    }
+    if *enabled != ids {
+        let mut ids = ids;
+        // Keep the rotation's place for subscriptions that stay.
+        ids.sort_by_key(|id| enabled.iter().position(|e| e == id).unwrap_or(usize::MAX));
+        *enabled = ids;
     }
 }
 
@@ -238,86 +414,5 @@ async fn maintain(db: Db, retention_days: i64, mut stop: watch::Receiver<bool>) 
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = stop.changed() => return,
         }
-    }
-}
-
-/// What to claim now: for each enabled subscription with free slots, how many (within
-/// the global slots left). The starting subscription rotates so none is always last.
-async fn plan(
-    db: &Db,
-    in_flight: &Mutex<InFlight>,
-    config: &EngineConfig,
-    rotation: &mut usize,
-) -> Result<Vec<(SubscriptionId, usize)>, sqlx::Error> {
-    let mut subscriptions = claim::enabled_subscriptions(db).await?;
-    if subscriptions.is_empty() {
-        return Ok(Vec::new());
-    }
-    *rotation = rotation.wrapping_add(1);
-    let start = *rotation % subscriptions.len();
-    subscriptions.rotate_left(start);
-    let in_flight = in_flight.lock().unwrap();
-    let mut free = config.global_concurrency.saturating_sub(in_flight.total);
-    let mut wants = Vec::new();
-    for subscription in subscriptions {
-        if free == 0 {
-            break;
-        }
-        let busy = in_flight
-            .per_subscription
-            .get(&subscription)
-            .copied()
-            .unwrap_or(0);
-        let take = config.endpoint_concurrency.saturating_sub(busy).min(free);
-        if take > 0 {
-            free -= take;
-            wants.push((subscription, take));
-        }
-    }
-    Ok(wants)
-}
-
-fn take_slot(in_flight: &Mutex<InFlight>, subscription: &SubscriptionId) {
-    let mut in_flight = in_flight.lock().unwrap();
-    in_flight.total += 1;
-    *in_flight
-        .per_subscription
-        .entry(subscription.clone())
-        .or_default() += 1;
-}
-
-fn release_slot(in_flight: &Mutex<InFlight>, subscription: &SubscriptionId) {
-    let mut in_flight = in_flight.lock().unwrap();
-    in_flight.total = in_flight.total.saturating_sub(1);
-    if let Some(n) = in_flight.per_subscription.get_mut(subscription) {
-        *n -= 1;
-        if *n == 0 {
-            in_flight.per_subscription.remove(subscription);
-        }
-    }
-}
-
-fn endpoint_slot(
-    slots: &Mutex<HashMap<SubscriptionId, Arc<Semaphore>>>,
-    subscription: &SubscriptionId,
-    size: usize,
-) -> Arc<Semaphore> {
-    slots
-        .lock()
-        .unwrap()
-        .entry(subscription.clone())
-        .or_insert_with(|| Arc::new(Semaphore::new(size)))
-        .clone()
-}
-
-/// How long to sleep: until the next retry is due, at most the poll interval. (New
-/// events and freed slots wake the dispatcher earlier.)
-async fn next_wake(db: &Db, config: &EngineConfig) -> Duration {
-    match claim::next_due(db).await {
-        Ok(Some(due)) => {
-            let wait = due.saturating_sub(now_ms()).max(1) as u64;
-            Duration::from_millis(wait).min(config.poll_interval)
-        }
-        _ => config.poll_interval,
     }
 }

@@ -17,6 +17,8 @@ pub struct Attempt {
     pub status_code: Option<u16>,
     pub response_body: Option<String>,
     pub error: Option<String>,
+    /// Why there was no HTTP answer, when there was none.
+    pub failure: Option<super::send::FailureKind>,
     pub retry_after: Option<Duration>,
     pub attempted_at: i64,
     pub duration_ms: i64,
@@ -47,52 +49,84 @@ impl Attempt {
 }
 
 const BATCH: usize = 256;
+/// At most one recording transaction starts per interval: under load outcomes pile up
+/// into bigger batches instead of taking the single SQLite writer away from API writes
+/// more often. Recording is bookkeeping: a few milliseconds later changes nothing a
+/// receiver sees.
+const RECORD_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Runs until every sender has dropped its end of the channel.
-pub async fn run(db: Db, config: EngineConfig, mut outcomes: mpsc::Receiver<Outcome>) {
+/// Runs until every sender has dropped its end of the channel. `news` tells the
+/// dispatcher which subscriptions a batch disabled (it drops what it holds for them) and
+/// when the retries it scheduled come due.
+pub async fn run(
+    db: Db,
+    config: EngineConfig,
+    mut outcomes: mpsc::Receiver<Outcome>,
+    news: mpsc::UnboundedSender<super::Recorded>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
-    let local_claims = (db.backend() == crate::db::Backend::Sqlite).then(|| db.local_claims());
     while outcomes.recv_many(&mut batch, BATCH).await > 0 {
+        let started = tokio::time::Instant::now();
         let mut tries = 0;
         loop {
             match write(&db, &config, &batch).await {
-                Ok(()) => break,
+                Ok(written) => {
+                    if !written.paused.is_empty() {
+                        let _ = news.send(super::Recorded::Paused);
+                    }
+                    if let Some(due) = written.next_retry {
+                        let _ = news.send(super::Recorded::RetryAt(due));
+                    }
+                    break;
+                }
                 Err(err) if tries < 5 => {
                     tries += 1;
                     tracing::warn!(error = %err, "recording delivery outcomes failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * tries)).await;
                 }
                 Err(err) => {
-                    // The deliveries stay claimed until their lease ends and are then sent
+                    // The deliveries stay leased until their lease ends and are then sent
                     // again (same webhook-id): at least once, never lost.
                     tracing::error!(error = %err, count = batch.len(), "could not record delivery outcomes");
                     break;
                 }
             }
         }
-        // Recorded (or given up: then due again) — either way no longer held here.
-        if let Some(claims) = &local_claims {
-            let mut claims = claims.lock().await;
-            for outcome in &batch {
-                claims.remove(outcome.delivery.delivery_id.as_str());
-            }
-        }
         batch.clear();
+        tokio::time::sleep_until(started + RECORD_INTERVAL).await;
     }
 }
 
+/// What recording a batch changed that the dispatcher must know.
+#[derive(Debug, Default)]
+pub(super) struct Written {
+    /// Subscriptions the batch disabled.
+    pub paused: Vec<SubscriptionId>,
+    /// The earliest retry it scheduled.
+    pub next_retry: Option<i64>,
+}
+
+/// Records a batch in one transaction.
 pub(super) async fn write(
     db: &Db,
     config: &EngineConfig,
     batch: &[Outcome],
-) -> Result<(), sqlx::Error> {
+) -> Result<Written, sqlx::Error> {
+    let mut next_retry: Option<i64> = None;
     let mut tx = db.begin().await?;
-    insert_attempts(&mut tx, batch).await?;
+    // A subscription deleted while its delivery was in flight took the delivery row with
+    // it: that outcome has nothing left to record.
+    let existing = existing_deliveries(&mut tx, batch).await?;
+    let batch: Vec<&Outcome> = batch
+        .iter()
+        .filter(|o| existing.contains(&o.delivery.delivery_id))
+        .collect();
+    insert_attempts(&mut tx, &batch).await?;
     // Per subscription, in order: failures since the last success, and whether one succeeded.
     let mut counters: HashMap<&SubscriptionId, (i64, bool)> = HashMap::new();
     let mut gone = Vec::new();
     let mut delivered: HashMap<u16, Vec<&DeliveryId>> = HashMap::new();
-    for outcome in batch {
+    for &outcome in &batch {
         let verdict = outcome.attempt.verdict();
         let counter = counters
             .entry(&outcome.delivery.subscription_id)
@@ -108,7 +142,10 @@ pub(super) async fn write(
             }
             Verdict::Failed | Verdict::Gone => {
                 counter.0 += 1;
-                update_failed_delivery(&mut tx, config, outcome, verdict).await?;
+                if let Some(due) = update_failed_delivery(&mut tx, config, outcome, verdict).await?
+                {
+                    next_retry = Some(next_retry.map_or(due, |t: i64| t.min(due)));
+                }
             }
         }
         if verdict == Verdict::Gone {
@@ -154,21 +191,40 @@ pub(super) async fn write(
         }
     }
     tx.commit().await?;
-    for subscription in paused {
+    for subscription in &paused {
         tracing::warn!(subscription = %subscription, "webhook subscription disabled automatically");
         metrics::counter!("ehrs_subscriptions_paused_total").increment(1);
     }
     for outcome in batch {
         observe(outcome);
     }
-    Ok(())
+    Ok(Written {
+        paused: paused.into_iter().cloned().collect(),
+        next_retry,
+    })
+}
+
+async fn existing_deliveries(
+    tx: &mut Tx,
+    batch: &[Outcome],
+) -> Result<std::collections::HashSet<DeliveryId>, sqlx::Error> {
+    let ids: Vec<&DeliveryId> = batch.iter().map(|o| &o.delivery.delivery_id).collect();
+    let sql = format!(
+        "SELECT id FROM webhook_deliveries WHERE id IN ({})",
+        super::claim::json_rows(tx.backend(), "$1")
+    );
+    let found: Vec<DeliveryId> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(tx.conn())
+        .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// Rows per multi-row INSERT: few statements per batch, and few distinct SQL texts for
 /// the prepared-statement cache.
 const INSERT_CHUNK: usize = 64;
 
-async fn insert_attempts(tx: &mut Tx, batch: &[Outcome]) -> Result<(), sqlx::Error> {
+async fn insert_attempts(tx: &mut Tx, batch: &[&Outcome]) -> Result<(), sqlx::Error> {
     for chunk in batch.chunks(INSERT_CHUNK) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
@@ -193,7 +249,7 @@ async fn insert_attempts(tx: &mut Tx, batch: &[Outcome]) -> Result<(), sqlx::Err
             rows.join(", ")
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for outcome in chunk {
+        for &outcome in chunk {
             let attempt = &outcome.attempt;
             query = query
                 .bind(AttemptId::generate())
@@ -232,12 +288,13 @@ async fn mark_delivered(
     Ok(())
 }
 
+/// Records a failed attempt; returns when the retry is due, if one is scheduled.
 async fn update_failed_delivery(
     tx: &mut Tx,
     config: &EngineConfig,
     outcome: &Outcome,
     verdict: Verdict,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<i64>, sqlx::Error> {
     let attempt = &outcome.attempt;
     let attempt_number = outcome.delivery.attempts + 1;
     // A failed delivery with a retry ahead stays 'pending' (claimable when due).
@@ -265,7 +322,7 @@ async fn update_failed_delivery(
     .bind(crate::db::now_ms())
     .execute(tx.conn())
     .await?;
-    Ok(())
+    Ok((status == "pending").then_some(next_attempt_at))
 }
 
 /// The wait before the next attempt after attempt number `attempt_number` failed, or

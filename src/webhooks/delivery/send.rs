@@ -141,14 +141,16 @@ impl HttpSender {
             Ok((status, retry_after, body)) => Attempt {
                 status_code: Some(status),
                 response_body: Some(body),
+                failure: None,
                 error: None,
                 retry_after,
                 attempted_at,
                 duration_ms: started.elapsed().as_millis() as i64,
             },
-            Err(error) => Attempt {
+            Err((kind, error)) => Attempt {
                 status_code: None,
                 response_body: None,
+                failure: Some(kind),
                 error: Some(error),
                 retry_after: None,
                 attempted_at,
@@ -182,13 +184,18 @@ impl HttpSender {
         Ok(keys)
     }
 
-    async fn post(&self, delivery: &Claimed) -> Result<(u16, Option<Duration>, String), String> {
-        let url = reqwest::Url::parse(&delivery.url).map_err(|e| format!("invalid URL: {e}"))?;
-        ssrf::check_literal_host(&url, self.policy).map_err(|e| e.to_string())?;
+    async fn post(
+        &self,
+        delivery: &Claimed,
+    ) -> Result<(u16, Option<Duration>, String), (FailureKind, String)> {
+        let refused = |e: String| (FailureKind::Refused, e);
+        let url =
+            reqwest::Url::parse(&delivery.url).map_err(|e| refused(format!("invalid URL: {e}")))?;
+        ssrf::check_literal_host(&url, self.policy).map_err(|e| refused(e.to_string()))?;
         let body = delivery
             .render_body()
-            .map_err(|e| format!("cannot render the payload: {e}"))?;
-        let keys = self.signing_keys(delivery)?;
+            .map_err(|e| refused(format!("cannot render the payload: {e}")))?;
+        let keys = self.signing_keys(delivery).map_err(refused)?;
         let msg_id = delivery.message_id.as_str();
         let timestamp = chrono::Utc::now().timestamp();
         let signature = signing::signature_header(&keys, msg_id, timestamp, body.as_bytes());
@@ -263,16 +270,34 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::from_secs(seconds.min(86_400)))
 }
 
+/// Why an attempt got no HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No answer within the timeout.
+    Timeout,
+    /// The connection could not be made (refused, unreachable, name not resolved).
+    Connect,
+    /// Refused before or while sending (bad URL, SSRF guard, TLS, protocol error).
+    Refused,
+}
+
+impl FailureKind {
+    /// The endpoint is not answering: the dispatcher drops it to one probing slot.
+    pub fn is_unresponsive(self) -> bool {
+        matches!(self, FailureKind::Timeout | FailureKind::Connect)
+    }
+}
+
 /// A transport error in a few words (no URL query strings or headers).
-fn describe_error(err: reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timed out"
+fn describe_error(err: reqwest::Error) -> (FailureKind, String) {
+    let (failure, kind) = if err.is_timeout() {
+        (FailureKind::Timeout, "timed out")
     } else if err.is_connect() {
-        "connection failed"
+        (FailureKind::Connect, "connection failed")
     } else if err.is_redirect() {
-        "redirect refused"
+        (FailureKind::Refused, "redirect refused")
     } else {
-        "request failed"
+        (FailureKind::Refused, "request failed")
     };
     let mut detail = String::new();
     let mut source = std::error::Error::source(&err);
@@ -280,11 +305,12 @@ fn describe_error(err: reqwest::Error) -> String {
         detail = cause.to_string();
         source = cause.source();
     }
-    if detail.is_empty() {
+    let message = if detail.is_empty() {
         kind.to_string()
     } else {
         format!("{kind}: {detail}")
-    }
+    };
+    (failure, message)
 }
 
 #[cfg(test)]

@@ -33,7 +33,9 @@ pub const ID_ONLY_CHANNEL: &str = "id_only";
 /// Runs until `stopped`: waits for registration, then relays whatever is unrelayed,
 /// backing off (1 s doubling to 1 min, or Svix's `Retry-After`) while Svix fails.
 pub async fn run(backend: Arc<SvixBackend>, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let committed = backend.db.committed_signal();
+    let committed = backend
+        .db
+        .commit_signal(crate::webhooks::outbox::OUTBOX_SIGNAL);
     let mut backoff = Duration::ZERO;
     let mut modes_read = Instant::now();
     loop {

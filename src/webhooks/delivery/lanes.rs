@@ -1,0 +1,305 @@
+//! The dispatcher's in-memory state: one lane per subscription with the deliveries it
+//! holds (leased, in sequence order) and its slots in use. Pure: no I/O, no clock, so
+//! the slot rules are unit-tested.
+//!
+//! Slots. Every subscription has one slot of its own; up to `endpoint_concurrency - 1`
+//! more come from a shared pool of `global_concurrency`. An endpoint whose last attempt
+//! got no answer (timed out, or the connection failed) is *probing*: it keeps only its
+//! own slot until it answers again. So however many endpoints hang, each costs at most
+//! one slot once it has timed out, the shared pool comes back, and a healthy endpoint
+//! always has its own slot to send with at once, even while hung endpoints still hold
+//! shared slots for their first timeout.
+
+use super::claim::Claimed;
+use crate::ids::{DeliveryId, SubscriptionId};
+use std::collections::{HashMap, VecDeque};
+
+/// Deliveries one lane takes into memory from the fan-out; beyond this they wait in
+/// the database for the claim path (a slow endpoint must not pile up memory, nor hold
+/// leases longer than they last).
+pub const HELD_PER_LANE: usize = 512;
+
+#[derive(Debug, Default)]
+pub struct Lane {
+    pub queue: VecDeque<Claimed>,
+    pub in_flight: usize,
+    pub probing: bool,
+    /// Deliveries may wait in the database for this lane (the fan-out overflowed, or a
+    /// claim came back full): claim again when there is room.
+    pub backlog: bool,
+}
+
+/// A started send: which lane, and whether it took a shared slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub subscription: SubscriptionId,
+    pub shared: bool,
+}
+
+#[derive(Debug)]
+pub struct Lanes {
+    lanes: HashMap<SubscriptionId, Lane>,
+    shared_in_use: usize,
+    global: usize,
+    per_endpoint: usize,
+}
+
+impl Lanes {
+    pub fn new(global: usize, per_endpoint: usize) -> Lanes {
+        Lanes {
+            lanes: HashMap::new(),
+            shared_in_use: 0,
+            global,
+            per_endpoint: per_endpoint.max(1),
+        }
+    }
+
+    /// How many more deliveries `subscription` can take into memory.
+    pub fn room(&self, subscription: &SubscriptionId) -> usize {
+        let held = self.lanes.get(subscription).map_or(0, |l| l.queue.len());
+        HELD_PER_LANE.saturating_sub(held)
+    }
+
+    pub fn push(&mut self, delivery: Claimed) {
+        self.lanes
+            .entry(delivery.subscription_id.clone())
+            .or_default()
+            .queue
+            .push_back(delivery);
+    }
+
+    pub fn mark_backlog(&mut self, subscription: &SubscriptionId) {
+        self.lanes.entry(subscription.clone()).or_default().backlog = true;
+    }
+
+    /// Slots `lane` could start now, counting the shared pool.
+    fn free_slots(&self, lane: &Lane) -> usize {
+        let cap = if lane.probing { 1 } else { self.per_endpoint };
+        let own = usize::from(lane.in_flight == 0);
+        let shared_wanted = cap.saturating_sub(lane.in_flight.max(1));
+        let shared = shared_wanted.min(self.global.saturating_sub(self.shared_in_use));
+        if lane.in_flight >= cap {
+            0
+        } else {
+            own + shared
+        }
+    }
+
+    /// Takes the next delivery of the first lane in `order` that may start one now.
+    /// Returns it with the slot it holds.
+    pub fn next_ready(&mut self, order: &[SubscriptionId]) -> Option<(Claimed, Slot)> {
+        for subscription in order {
+            let Some(lane) = self.lanes.get(subscription) else {
+                continue;
+            };
+            if lane.queue.is_empty() || self.free_slots(lane) == 0 {
+                continue;
+            }
+            let shared = lane.in_flight > 0;
+            let lane = self.lanes.get_mut(subscription).expect("present");
+            let delivery = lane.queue.pop_front().expect("not empty");
+            lane.in_flight += 1;
+            if shared {
+                self.shared_in_use += 1;
+            }
+            return Some((
+                delivery,
+                Slot {
+                    subscription: subscription.clone(),
+                    shared,
+                },
+            ));
+        }
+        None
+    }
+
+    /// A send finished. `unresponsive`: it got no answer (the lane starts probing);
+    /// otherwise any HTTP answer ends probing.
+    pub fn finish(&mut self, slot: &Slot, unresponsive: bool) {
+        if slot.shared {
+            self.shared_in_use = self.shared_in_use.saturating_sub(1);
+        }
+        if let Some(lane) = self.lanes.get_mut(&slot.subscription) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+            lane.probing = unresponsive;
+        }
+    }
+
+    /// Gives back a slot that was taken but not used (its lane's probing state stays).
+    pub fn cancel(&mut self, slot: &Slot) {
+        if slot.shared {
+            self.shared_in_use = self.shared_in_use.saturating_sub(1);
+        }
+        if let Some(lane) = self.lanes.get_mut(&slot.subscription) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Subscriptions whose lane holds nothing and has free slots, with how many to claim
+    /// from the database; `all` adds lanes without a known backlog (a periodic sweep for
+    /// retries coming due and other engines' leftovers).
+    pub fn wants(&self, enabled: &[SubscriptionId], all: bool) -> Vec<(SubscriptionId, usize)> {
+        let idle = Lane::default();
+        enabled
+            .iter()
+            .filter_map(|id| {
+                let lane = self.lanes.get(id).unwrap_or(&idle);
+                if !lane.queue.is_empty() || !(all || lane.backlog) {
+                    return None;
+                }
+                let free = self.free_slots(lane);
+                (free > 0).then(|| (id.clone(), free))
+            })
+            .collect()
+    }
+
+    /// Records what a claim for `subscription` brought: a full claim means more may wait.
+    pub fn claimed(&mut self, subscription: &SubscriptionId, asked: usize, got: usize) {
+        self.lanes.entry(subscription.clone()).or_default().backlog = got >= asked;
+    }
+
+    /// Drops what the lanes of subscriptions outside `enabled` hold (disabled or deleted
+    /// while waiting in memory); returns the dropped deliveries' ids, to release.
+    pub fn retain_enabled(&mut self, enabled: &[SubscriptionId]) -> Vec<DeliveryId> {
+        let mut dropped = Vec::new();
+        for (id, lane) in self.lanes.iter_mut() {
+            if !enabled.contains(id) {
+                dropped.extend(lane.queue.drain(..).map(|d| d.delivery_id));
+                lane.backlog = false;
+            }
+        }
+        self.lanes
+            .retain(|id, lane| enabled.contains(id) || lane.in_flight > 0);
+        dropped
+    }
+
+    /// Updates what queued deliveries of `subscription` are sent with (URL, payload mode,
+    /// secrets), after an administrator changed it.
+    pub fn refresh(&mut self, subscription: &SubscriptionId, apply: impl Fn(&mut Claimed)) {
+        if let Some(lane) = self.lanes.get_mut(subscription) {
+            lane.queue.iter_mut().for_each(apply);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.lanes.values().map(|l| l.queue.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::MessageId;
+    use crate::time::Timestamp;
+
+    fn delivery(subscription: &SubscriptionId, sequence: i64) -> Claimed {
+        Claimed {
+            delivery_id: DeliveryId::generate(),
+            message_id: MessageId::generate(),
+            subscription_id: subscription.clone(),
+            sequence,
+            attempts: 0,
+            event_id: String::new(),
+            event_type: String::new(),
+            payload: None,
+            ids: String::new(),
+            created_at: Timestamp(0),
+            url: String::new(),
+            payload_mode: "full".into(),
+            secret_enc: String::new(),
+            previous_secret_enc: None,
+            previous_secret_until: None,
+            lease_until: None,
+        }
+    }
+
+    fn start_all(lanes: &mut Lanes, order: &[SubscriptionId]) -> Vec<Slot> {
+        std::iter::from_fn(|| lanes.next_ready(order).map(|(_, slot)| slot)).collect()
+    }
+
+    #[test]
+    fn hung_endpoints_never_take_a_healthy_endpoints_own_slot() {
+        // A shared pool of 8, 8 per endpoint; 50 endpoints hang on their first sends.
+        let mut lanes = Lanes::new(8, 8);
+        let hung: Vec<SubscriptionId> = (0..50).map(|_| SubscriptionId::generate()).collect();
+        for id in &hung {
+            for seq in 1..=10 {
+                lanes.push(delivery(id, seq));
+            }
+        }
+        let started = start_all(&mut lanes, &hung);
+        assert_eq!(
+            started.len(),
+            50 + 8,
+            "own slot each, plus the shared pool once"
+        );
+        let healthy = SubscriptionId::generate();
+        lanes.push(delivery(&healthy, 1));
+        lanes.push(delivery(&healthy, 2));
+        let order: Vec<SubscriptionId> = hung.iter().chain([&healthy]).cloned().collect();
+        let (first, slot) = lanes
+            .next_ready(&order)
+            .expect("the healthy lane starts at once");
+        assert_eq!((first.sequence, slot.shared), (1, false));
+        assert!(
+            lanes.next_ready(&order).is_none(),
+            "the pool is still taken"
+        );
+
+        // The hung sends time out: each hung endpoint drops to one probing slot, and the
+        // shared pool is free again for the healthy one.
+        for slot in &started {
+            lanes.finish(slot, true);
+        }
+        let (second, slot) = lanes.next_ready(&[healthy.clone()]).unwrap();
+        assert_eq!((second.sequence, slot.shared), (2, true));
+        let probes = start_all(&mut lanes, &hung);
+        assert_eq!(probes.len(), 50, "one probe per hung endpoint, no more");
+        assert!(probes.iter().all(|s| !s.shared));
+    }
+
+    #[test]
+    fn an_answer_ends_probing_and_a_lane_keeps_sequence_order() {
+        let mut lanes = Lanes::new(64, 4);
+        let id = SubscriptionId::generate();
+        for seq in 1..=6 {
+            lanes.push(delivery(&id, seq));
+        }
+        let order = [id.clone()];
+        let (d, slot) = lanes.next_ready(&order).unwrap();
+        assert_eq!(d.sequence, 1);
+        lanes.finish(&slot, true);
+        let (d, probe) = lanes.next_ready(&order).unwrap();
+        assert_eq!(d.sequence, 2);
+        assert!(lanes.next_ready(&order).is_none(), "probing: one at a time");
+        lanes.finish(&probe, false);
+        let sequences: Vec<i64> =
+            std::iter::from_fn(|| lanes.next_ready(&order).map(|(d, _)| d.sequence)).collect();
+        assert_eq!(
+            sequences,
+            [3, 4, 5, 6],
+            "answering again: back to four at once, in order"
+        );
+    }
+
+    #[test]
+    fn disabled_lanes_drop_what_they_hold() {
+        let mut lanes = Lanes::new(64, 8);
+        let kept = SubscriptionId::generate();
+        let gone = SubscriptionId::generate();
+        lanes.push(delivery(&kept, 1));
+        let dropped_delivery = delivery(&gone, 1);
+        let dropped_id = dropped_delivery.delivery_id.clone();
+        lanes.push(dropped_delivery);
+        assert_eq!(
+            lanes.retain_enabled(std::slice::from_ref(&kept)),
+            [dropped_id]
+        );
+        assert_eq!(lanes.held(), 1);
+        assert_eq!(
+            lanes.wants(&[kept.clone(), gone.clone()], true),
+            [(gone, 8)]
+        );
+    }
+}
