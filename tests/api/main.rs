@@ -18,6 +18,7 @@ mod operations;
 mod patients;
 mod prescriptions;
 mod queue;
+mod scripts;
 mod ssrf;
 mod svix_backend;
 mod vitals;
