@@ -106,6 +106,8 @@ pub struct Db {
     /// Outbox messages are handed to an external backend (Svix) by a relay: they are
     /// written unrelayed. Otherwise the embedded engine delivers them from its own queue.
     relay_outbox: bool,
+    /// SQLite only: the file locked while migrating (see [`Db::migrate`]).
+    migrate_lock: Option<std::path::PathBuf>,
 }
 
 /// Claimed delivery ids with their subscription ids. An async mutex: a claim holds it
@@ -142,6 +144,7 @@ impl Db {
                 local_claims: Arc::default(),
                 worker_lock: Arc::default(),
                 relay_outbox: false,
+                migrate_lock: None,
             });
         }
         if !url.starts_with("sqlite:") {
@@ -162,6 +165,7 @@ impl Db {
                 held: None,
             })),
             relay_outbox: false,
+            migrate_lock: Some(format!("{}.migrate.lock", path.display()).into()),
         })
     }
 
@@ -238,10 +242,21 @@ impl Db {
         self.committed.clone()
     }
 
+    /// Applies pending migrations; safe when several processes start at once on one
+    /// database. On PostgreSQL sqlx's migrator holds an advisory lock while it reads and
+    /// applies. On SQLite its lock is a no-op: two processes would both see a migration
+    /// as pending and the second would fail re-running it ("table already exists"), so
+    /// an exclusive lock on `<db file>.migrate.lock` serialises them instead (the second
+    /// then finds nothing to do). The lock file is not the database file itself: closing
+    /// any descriptor of that file would drop SQLite's own POSIX locks in this process.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let _guard = match self.migrate_lock.clone() {
+            Some(path) => Some(lock_file(path).await?),
+            None => None,
         };
         migrator
             .run(&self.write)
@@ -257,6 +272,23 @@ impl Db {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// Waits for an exclusive lock on `path` (created when absent); held until the file is
+/// dropped, and released by the OS if the process dies.
+async fn lock_file(path: std::path::PathBuf) -> anyhow::Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(file)
+    })
+    .await?
 }
 
 /// Makes sure the file's directory exists and asks sqlx to create the file. Returns the
