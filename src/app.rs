@@ -134,7 +134,9 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<(AppState, Option<Str
 }
 
 /// On an empty user table, creates `admin` with `EHRS_ADMIN_PASSWORD` or a generated
-/// password, which is returned so the caller can print it once.
+/// password, which is returned so the caller can print it once. Safe when several
+/// instances start together on one empty database: exactly one creates the admin, and
+/// only that one returns (prints) a password.
 async fn ensure_admin(db: &Db, password: Option<String>) -> anyhow::Result<Option<String>> {
     if auth::repo::count(db).await? > 0 {
         return Ok(None);
@@ -145,9 +147,9 @@ async fn ensure_admin(db: &Db, password: Option<String>) -> anyhow::Result<Optio
     };
     let hash = auth::hash_password(password.clone()).await?;
     let mut tx = db.begin().await?;
-    auth::repo::insert(&mut tx, "admin", &hash, auth::Role::Admin).await?;
+    let created = auth::repo::insert_first_admin(&mut tx, &hash).await?;
     tx.commit().await?;
-    Ok(generated.then_some(password))
+    Ok((created && generated).then_some(password))
 }
 
 fn generate_password() -> String {

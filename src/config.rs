@@ -109,6 +109,35 @@ pub struct Settings {
     pub log_format: String,
 }
 
+/// What `ehrs migrate` and `ehrs user create` read: the database and the log format. (The
+/// same variables as in [`Settings`], so their `--help` lists only these.)
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseSettings {
+    /// Where the SQLite file lives.
+    #[arg(long, env = "EHRS_DATA_DIR", default_value = "./ehrs-data")]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://…` or `postgres://…` (default: `sqlite://$EHRS_DATA_DIR/ehrs.db`).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "EHRS_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl DatabaseSettings {
+    pub fn database_url(&self) -> String {
+        database_url_or_default(self.database_url.as_deref(), &self.data_dir)
+    }
+}
+
+/// `DATABASE_URL`, or the SQLite file in the data dir.
+fn database_url_or_default(url: Option<&str>, data_dir: &Path) -> String {
+    url.map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("ehrs.db").display()))
+}
+
 impl Settings {
     /// The defaults, as `ehrs serve` would use them with an empty environment.
     pub fn defaults() -> Self {
@@ -122,9 +151,7 @@ impl Settings {
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ehrs.db").display()))
+        database_url_or_default(self.database_url.as_deref(), &self.data_dir)
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -135,20 +162,25 @@ impl Settings {
     /// into the data directory (mode 0600). PostgreSQL deployments may run several
     /// instances, which must share keys, so there they are required.
     pub fn load_keys(&self) -> anyhow::Result<Keys> {
-        let postgres = self.is_postgres();
+        if self.is_postgres() {
+            let missing: Vec<&str> = [
+                ("EHRS_JWT_SECRET", self.jwt_secret.is_none()),
+                ("EHRS_SECRET_KEY", self.secret_key.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, absent)| absent.then_some(name))
+            .collect();
+            if !missing.is_empty() {
+                bail!("{}", missing_keys_message(&missing));
+            }
+        }
         let jwt = match &self.jwt_secret {
             Some(secret) if secret.len() >= 16 => secret.as_bytes().to_vec(),
-            Some(_) => bail!("EHRS_JWT_SECRET must be at least 16 characters"),
-            None if postgres => {
-                bail!("EHRS_JWT_SECRET is required with PostgreSQL: every instance must share it")
-            }
+            Some(_) => bail!("EHRS_JWT_SECRET must be at least 16 characters; {MAKE_KEY}"),
             None => key_file(&self.data_dir, "jwt_secret")?,
         };
         let data = match &self.secret_key {
             Some(encoded) => decode_key(encoded)?,
-            None if postgres => bail!(
-                "EHRS_SECRET_KEY (32 bytes, base64) is required with PostgreSQL: every instance must share it"
-            ),
             None => {
                 let bytes = key_file(&self.data_dir, "secret_key")?;
                 bytes.try_into().map_err(|_| {
@@ -158,6 +190,27 @@ impl Settings {
         };
         Ok(Keys { jwt, data })
     }
+}
+
+/// How to make a key, for the messages that refuse a missing or unfit one.
+const MAKE_KEY: &str = "make one with `openssl rand -base64 32`";
+
+/// Why start-up stops on PostgreSQL without the shared keys, and how to make them.
+fn missing_keys_message(missing: &[&str]) -> String {
+    let (names, verb, them, how, values) = match missing {
+        [one] => (one.to_string(), "is", "it", MAKE_KEY, "value"),
+        _ => (
+            missing.join(" and "),
+            "are",
+            "them",
+            "make each with `openssl rand -base64 32`",
+            "values",
+        ),
+    };
+    format!(
+        "{names} {verb} required with PostgreSQL, where every instance must share {them}: \
+         {how} and give every instance the same {values} (in the environment or .env)"
+    )
 }
 
 /// Key material resolved at start-up.
@@ -176,26 +229,61 @@ impl std::fmt::Debug for Keys {
 fn decode_key(encoded: &str) -> anyhow::Result<[u8; 32]> {
     let bytes = BASE64
         .decode(encoded.trim())
-        .context("EHRS_SECRET_KEY is not valid base64")?;
+        .with_context(|| format!("EHRS_SECRET_KEY is not valid base64; {MAKE_KEY}"))?;
     bytes
         .try_into()
-        .map_err(|_| anyhow::anyhow!("EHRS_SECRET_KEY must decode to exactly 32 bytes"))
+        .map_err(|_| anyhow::anyhow!("EHRS_SECRET_KEY must decode to exactly 32 bytes; {MAKE_KEY}"))
 }
 
-/// Reads a 32-byte random key from the data dir, creating it (0600) when absent.
+/// Reads a 32-byte random key from the data dir, creating it (0600) when absent. Safe
+/// when several processes start at once on one data dir: the key is written whole to a
+/// private temporary file and published with a hard link, which fails when the name
+/// exists; the loser reads the winner's key. So no process reads a half-written file,
+/// and all of them end up with the same key.
 fn key_file(data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
     let path = data_dir.join(name);
-    if let Ok(encoded) = std::fs::read_to_string(&path) {
-        return BASE64
-            .decode(encoded.trim())
-            .with_context(|| format!("{} is not valid base64", path.display()));
+    if let Some(key) = read_key_file(&path)? {
+        return Ok(key);
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let key: [u8; 32] = rand::random();
-    write_private(&path, BASE64.encode(key).as_bytes())?;
-    tracing::warn!(path = %path.display(), "generated a new key in the data directory; back it up with the database");
-    Ok(key.to_vec())
+    let temporary = data_dir.join(format!(
+        ".{name}.{}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    write_private(&temporary, BASE64.encode(key).as_bytes())?;
+    let published = std::fs::hard_link(&temporary, &path);
+    let _ = std::fs::remove_file(&temporary);
+    match published {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), "generated a new key in the data directory; back it up with the database");
+            Ok(key.to_vec())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(&path)?
+            .with_context(|| format!("{} vanished while starting", path.display())),
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// The key in `path`, or `None` when there is no such file.
+fn read_key_file(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    let encoded = match std::fs::read_to_string(path) {
+        Ok(encoded) => encoded,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let key = BASE64
+        .decode(encoded.trim())
+        .with_context(|| format!("{} is not valid base64", path.display()))?;
+    if key.len() < 16 {
+        bail!(
+            "{} holds no usable key (fewer than 16 bytes)",
+            path.display()
+        );
+    }
+    Ok(Some(key))
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
@@ -211,6 +299,7 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(contents)?;
+    file.sync_all()?;
     Ok(())
 }
 
@@ -277,5 +366,87 @@ mod tests {
         assert_eq!(schedule.delay(8), None);
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    fn postgres_settings() -> Settings {
+        let mut settings = Settings::defaults();
+        settings.database_url = Some("postgres://postgres@127.0.0.1:5432/ehrs".into());
+        settings.jwt_secret = None;
+        settings.secret_key = None;
+        settings
+    }
+
+    #[test]
+    fn missing_postgres_keys_are_named_with_how_to_make_them() {
+        let error = postgres_settings().load_keys().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "EHRS_JWT_SECRET and EHRS_SECRET_KEY are required with PostgreSQL, where every \
+             instance must share them: make each with `openssl rand -base64 32` and give \
+             every instance the same values (in the environment or .env)"
+        );
+        let mut settings = postgres_settings();
+        settings.jwt_secret = Some("a-shared-jwt-secret-of-some-length".into());
+        let error = settings.load_keys().unwrap_err().to_string();
+        assert!(
+            error.starts_with("EHRS_SECRET_KEY is required with PostgreSQL"),
+            "{error}"
+        );
+        assert!(
+            error.contains("make one with `openssl rand -base64 32`"),
+            "{error}"
+        );
+        let mut settings = postgres_settings();
+        settings.secret_key = Some(BASE64.encode([1u8; 32]));
+        let error = settings.load_keys().unwrap_err().to_string();
+        assert!(
+            error.starts_with("EHRS_JWT_SECRET is required with PostgreSQL"),
+            "{error}"
+        );
+        assert!(error.contains("`openssl rand -base64 32`"), "{error}");
+        settings.jwt_secret = Some("short".into());
+        let error = settings.load_keys().unwrap_err().to_string();
+        assert!(error.contains("`openssl rand -base64 32`"), "{error}");
+    }
+
+    #[test]
+    fn a_key_made_by_openssl_rand_is_accepted() {
+        // The shape `openssl rand -base64 32` prints: 44 characters with one `=`.
+        let made = BASE64.encode([9u8; 32]);
+        let mut settings = postgres_settings();
+        settings.jwt_secret = Some(made.clone());
+        settings.secret_key = Some(format!("{made}\n"));
+        let keys = settings.load_keys().unwrap();
+        assert_eq!(keys.data, [9u8; 32]);
+    }
+
+    #[test]
+    fn processes_racing_to_create_a_key_file_all_get_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let data_dir = dir.path().join(round.to_string());
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let keys: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        let barrier = barrier.clone();
+                        let data_dir = data_dir.clone();
+                        scope.spawn(move || {
+                            barrier.wait();
+                            key_file(&data_dir, "secret_key").unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(keys[0].len(), 32);
+            assert!(keys.iter().all(|key| key == &keys[0]), "round {round}");
+            // Only the key remains: no temporary file is left behind.
+            let names: Vec<_> = std::fs::read_dir(&data_dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["secret_key"]);
+        }
     }
 }

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use ehrs::app;
 use ehrs::auth::{self, Role};
-use ehrs::config::Settings;
+use ehrs::config::{DatabaseSettings, Settings};
 use ehrs::db::Db;
 
 #[derive(Parser)]
@@ -20,9 +20,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP API and the webhook workers.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Apply database migrations and exit.
-    Migrate(Settings),
+    Migrate(DatabaseSettings),
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -44,7 +44,7 @@ enum UserCommand {
         #[arg(long, value_parser = parse_role)]
         role: Role,
         #[command(flatten)]
-        settings: Settings,
+        settings: DatabaseSettings,
     },
 }
 
@@ -57,9 +57,9 @@ async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(settings) => serve(settings).await,
+        Command::Serve(settings) => serve(*settings).await,
         Command::Migrate(settings) => {
-            init_tracing(&settings);
+            init_tracing(&settings.log_format);
             let db = Db::connect(&settings.database_url(), 2).await?;
             db.migrate().await?;
             println!("migrations applied");
@@ -82,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    init_tracing(&settings);
+    init_tracing(&settings.log_format);
     let bind = settings.bind.clone();
     let (state, generated_password) = app::prepare(settings).await?;
     if let Some(password) = generated_password {
@@ -122,8 +122,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create_user(settings: Settings, username: String, role: Role) -> anyhow::Result<()> {
-    init_tracing(&settings);
+async fn create_user(
+    settings: DatabaseSettings,
+    username: String,
+    role: Role,
+) -> anyhow::Result<()> {
+    init_tracing(&settings.log_format);
     let password = match std::env::var("EHRS_NEW_USER_PASSWORD") {
         Ok(password) => password,
         Err(_) => rpassword::prompt_password(format!("Password for {username}: "))?,
@@ -149,11 +153,19 @@ async fn create_user(settings: Settings, username: String, role: Role) -> anyhow
     Ok(())
 }
 
-fn init_tracing(settings: &Settings) {
+/// Logs go to stdout, coloured only when it is a terminal (and `NO_COLOR` is unset), so
+/// a log file or pipe gets plain text.
+fn init_tracing(log_format: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if settings.log_format == "json" {
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_ansi(colour);
+    if log_format == "json" {
         builder.json().init();
     } else {
         builder.init();

@@ -43,6 +43,26 @@ pub async fn insert(
     user_from_row(&row)
 }
 
+/// Creates the first `admin`, but only while the table is empty. Several instances may
+/// start at once on one empty database, and each may have seen no user: the one whose
+/// insert lands first makes the admin; for the others `NOT EXISTS` (SQLite serialises
+/// writers) or the unique username (PostgreSQL, where concurrent snapshots both see an
+/// empty table) turns the insert into nothing. True when this call created it.
+pub async fn insert_first_admin(tx: &mut Tx, password_hash: &str) -> Result<bool, sqlx::Error> {
+    let created: Option<String> = sqlx::query_scalar(
+        "INSERT INTO users (id, username, password_hash, role, is_active, created_at, updated_at) \
+         SELECT $1, 'admin', $2, $3, 1, $4, $4 WHERE NOT EXISTS (SELECT 1 FROM users) \
+         ON CONFLICT (username) DO NOTHING RETURNING id",
+    )
+    .bind(UserId::generate())
+    .bind(password_hash)
+    .bind(Role::Admin.as_str())
+    .bind(Timestamp::now())
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(created.is_some())
+}
+
 pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(db.pool())

@@ -59,10 +59,10 @@ impl Validate for AttendanceUpdate {
         match (self.attended_count, self.delta) {
             (Some(count), None) => errors.range("attended_count", count, 0, 1_000_000),
             (None, Some(delta)) => errors.range("delta", delta, -1_000_000, 1_000_000),
-            _ => errors.add(
-                "attended_count",
-                "give exactly one of attended_count or delta",
-            ),
+            (None, None) => errors.add("attended_count", "is required when delta is not given"),
+            (Some(_), Some(_)) => {
+                errors.add("attended_count", "must not be given together with delta")
+            }
         }
         errors.finish()
     }

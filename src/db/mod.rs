@@ -184,10 +184,21 @@ impl Db {
         self.signals.get(name)
     }
 
+    /// Applies pending migrations; safe when several processes start at once on one
+    /// database. On PostgreSQL sqlx's migrator holds an advisory lock while it reads and
+    /// applies. On SQLite its lock is a no-op: two processes would both see a migration
+    /// as pending and the second would fail re-running it ("table already exists"), so
+    /// an exclusive lock on `<db file>.migrate.lock` serialises them instead (the second
+    /// then finds nothing to do). The lock file is not the database file itself: closing
+    /// any descriptor of that file would drop SQLite's own POSIX locks in this process.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let _guard = match &self.path {
+            Some(db) => Some(lock_file(format!("{}.migrate.lock", db.display()).into()).await?),
+            None => None,
         };
         migrator
             .run(&self.write)
@@ -203,6 +214,23 @@ impl Db {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// Waits for an exclusive lock on `path` (created when absent); held until the file is
+/// dropped, and released by the OS if the process dies.
+async fn lock_file(path: std::path::PathBuf) -> anyhow::Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(file)
+    })
+    .await?
 }
 
 /// Makes sure the file's directory exists and asks sqlx to create the file. Returns the

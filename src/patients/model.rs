@@ -168,7 +168,7 @@ impl NewPatient {
         errors.check(
             self.age.is_some() || self.birth_date.is_some(),
             "age",
-            "give age or birth_date (or both)",
+            "is required when birth_date is not given",
         );
         errors.finish()?;
         book_no.ok_or_else(|| ApiError::invalid_field("book_no", BookNo::RULE))
@@ -260,7 +260,7 @@ impl PatientPatch {
         if after.age.is_none() && after.birth_date.is_none() {
             return Err(ApiError::invalid_field(
                 "age",
-                "a patient keeps an age or a birth_date (or both)",
+                "is required when birth_date is empty (a patient keeps an age, a birth_date or both)",
             ));
         }
         Ok(after)

@@ -75,7 +75,7 @@ impl Validate for PrescriptionUpdate {
         errors.check(
             self.dispatch_status.is_some() || self.replaced_by_medicine_id.is_some(),
             "dispatch_status",
-            "give dispatch_status, replaced_by_medicine_id or both",
+            "is required when replaced_by_medicine_id is not given",
         );
         errors.finish()
     }

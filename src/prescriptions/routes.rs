@@ -225,7 +225,7 @@ async fn take_stock(tx: &mut Tx, medicine: &MedicineId, quantity: i64) -> ApiRes
     let available = medicines::repo::stock(tx, medicine).await?.unwrap_or(0);
     Err(ApiError::conflict(
         "insufficient_stock",
-        format!("only {available} units of medicine '{medicine}' in stock, {quantity} requested"),
+        format!("medicine '{medicine}' has only {available} in stock; {quantity} requested"),
     )
     .with_details(
         json!({ "medicine_id": medicine, "available": available, "requested": quantity }),

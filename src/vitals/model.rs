@@ -101,7 +101,7 @@ impl Validate for VitalsInput {
         errors.check(
             measured,
             "bp",
-            "give at least one measurement: bp, pulse, temperature, weight, height, spo2 or blood_sugar",
+            "is required when no other measurement is given (at least one of bp, pulse, temperature, weight, height, spo2 or blood_sugar)",
         );
         errors.finish()
     }
@@ -138,7 +138,7 @@ fn check_bp(errors: &mut FieldErrors, raw: &str) {
             errors.check(
                 ok,
                 "bp",
-                "systolic must be 50–300, diastolic 20–200, and systolic above diastolic",
+                "must be a systolic of 50–300 over a lower diastolic of 20–200 (mmHg)",
             );
         }
     }

@@ -62,7 +62,7 @@ pub async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
     ssrf::check_url(url, state.webhook_policy(), state.lookup.as_ref())
         .await
         .map(|_| ())
-        .map_err(|refusal| ApiError::invalid_field("url", refusal.to_string()))
+        .map_err(|refusal| ApiError::invalid_field("url", refusal.field_reason()))
 }
 
 /// Every route here is admin-only: checked before the body is read.

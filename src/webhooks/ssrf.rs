@@ -56,6 +56,29 @@ pub enum Refusal {
     Unresolvable(String),
 }
 
+impl Refusal {
+    /// The refusal as the reason of a 422 on the `url` field ("url must use https://…"),
+    /// naming the development switch where it would allow the URL.
+    pub fn field_reason(&self) -> String {
+        const DEVELOPMENT: &str =
+            "for development, EHRS_WEBHOOKS_ALLOW_INSECURE=1 allows http:// and loopback targets";
+        match self {
+            Refusal::InvalidUrl(error) => format!("is not a valid URL: {error}"),
+            Refusal::NotHttps => format!("must use https:// ({DEVELOPMENT})"),
+            Refusal::Credentials => "must not carry credentials".to_string(),
+            Refusal::ForbiddenAddress(ip) if is_loopback(*ip) => {
+                format!("points at {ip}, a loopback address ({DEVELOPMENT})")
+            }
+            Refusal::ForbiddenAddress(ip) => {
+                format!("points at {ip}, which is private, link-local or otherwise internal")
+            }
+            Refusal::Unresolvable(host) => {
+                format!("names the host '{host}', which does not resolve to any allowed address")
+            }
+        }
+    }
+}
+
 /// True for addresses a webhook may be sent to under `policy`.
 pub fn is_allowed(ip: IpAddr, policy: Policy) -> bool {
     if policy.allow_insecure && is_loopback(ip) {
@@ -208,6 +231,28 @@ mod tests {
     const STRICT: Policy = Policy {
         allow_insecure: false,
     };
+
+    #[test]
+    fn refusals_read_as_reasons_of_the_url_field_and_name_the_development_switch() {
+        let switch = "EHRS_WEBHOOKS_ALLOW_INSECURE=1";
+        assert_eq!(
+            Refusal::NotHttps.field_reason(),
+            format!(
+                "must use https:// (for development, {switch} allows http:// and loopback targets)"
+            )
+        );
+        let loopback = Refusal::ForbiddenAddress("127.0.0.1".parse().unwrap()).field_reason();
+        assert!(loopback.contains(switch), "{loopback}");
+        let private = Refusal::ForbiddenAddress("10.0.0.1".parse().unwrap()).field_reason();
+        assert!(
+            !private.contains(switch),
+            "the switch never allows private ranges: {private}"
+        );
+        assert_eq!(
+            Refusal::Credentials.field_reason(),
+            "must not carry credentials"
+        );
+    }
 
     #[test]
     fn internal_addresses_are_refused() {

@@ -93,7 +93,7 @@ pub fn validate_event_types(errors: &mut FieldErrors, types: &[String]) {
         errors.add(
             "event_types",
             format!(
-                "unknown event types {unknown:?}; valid types are: {}",
+                "must list only known event types (unknown: {unknown:?}); the valid types are: {}",
                 valid.join(", ")
             ),
         );

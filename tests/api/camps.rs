@@ -119,7 +119,18 @@ db_test!(async fn attendance_cannot_go_negative(app) {
     let camp = create_camp(&app).await;
     let path = format!("/api/v1/medical-camps/{}/update-attended-count", camp["id"].as_str().unwrap());
     assert_eq!(app.post(Role::Admin, &path, &json!({"delta": -1})).await.status, 422);
-    assert_eq!(app.post(Role::Admin, &path, &json!({"delta": 1, "attended_count": 3})).await.status, 422);
+    let both = app.post(Role::Admin, &path, &json!({"delta": 1, "attended_count": 3})).await;
+    assert_eq!(both.status, 422);
+    assert_eq!(
+        both.body["error"]["message"],
+        "invalid request: attended_count must not be given together with delta"
+    );
+    let neither = app.post(Role::Admin, &path, &json!({})).await;
+    assert_eq!(neither.status, 422);
+    assert_eq!(
+        neither.body["error"]["message"],
+        "invalid request: attended_count is required when delta is not given"
+    );
     assert_eq!(app.emitted_event_types().await, ["camp.created"]);
 });
 

@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod camps;
+mod cli;
 mod consultations;
 mod crash;
 mod delivery;
@@ -18,7 +19,9 @@ mod operations;
 mod patients;
 mod prescriptions;
 mod queue;
+mod scripts;
 mod ssrf;
+mod startup;
 mod svix_backend;
 mod vitals;
 mod webhook_admin;

@@ -38,7 +38,11 @@ db_test!(
             .post(Role::Admin, "/api/v1/webhooks/subscriptions", &json!({"url": "http://93.184.216.34/hook"}))
             .await;
         assert_eq!(plain_http.status, 422);
-        assert!(plain_http.text.contains("https"));
+        assert_eq!(
+            plain_http.body["error"]["message"],
+            "invalid request: url must use https:// (for development, \
+             EHRS_WEBHOOKS_ALLOW_INSECURE=1 allows http:// and loopback targets)"
+        );
         let public = app
             .post(Role::Admin, "/api/v1/webhooks/subscriptions", &json!({"url": "https://93.184.216.34/hook"}))
             .await;

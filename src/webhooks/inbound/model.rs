@@ -121,7 +121,7 @@ impl Validate for InboundSourceInput {
             errors.check(
                 self.allowed_event_types.contains(event_type),
                 &field,
-                "maps an event type that is not in allowed_event_types",
+                "maps an event type that is missing from allowed_event_types",
             );
             errors.check(
                 Action::parse(action).is_some(),

@@ -325,7 +325,7 @@ async fn password_hash() -> &'static str {
 /// The password of every `<role>_user` a [`TestApp`] creates.
 pub const TEST_PASSWORD: &str = "correct-horse-battery";
 
-async fn create_postgres_database() -> (String, String) {
+pub async fn create_postgres_database() -> (String, String) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let admin_url = postgres_admin_url();
@@ -348,7 +348,7 @@ async fn create_postgres_database() -> (String, String) {
     (format!("{base}/{name}"), name)
 }
 
-async fn drop_postgres_database(name: &str) {
+pub async fn drop_postgres_database(name: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
