@@ -16,6 +16,7 @@ mod medicines;
 mod openapi;
 mod operations;
 mod patients;
+mod portal;
 mod prescriptions;
 mod queue;
 mod ssrf;
