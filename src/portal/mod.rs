@@ -91,8 +91,9 @@ async fn secure(mut response: Response) -> Response {
 mod tests {
     use super::*;
 
-    /// Nothing in the portal points outside the server: no absolute URL, no protocol-relative
-    /// one, no CSS import. (The browser test checks what a real page load requests.)
+    /// Nothing in the portal loads from outside the server: no absolute or protocol-relative
+    /// URL in a src, href, url() or fetch, no CSS import. (Text such as "https://" in a hint
+    /// is fine.) (The browser test checks what a real page load requests.)
     #[test]
     fn no_file_refers_to_another_origin() {
         let files = ASSETS
@@ -101,7 +102,20 @@ mod tests {
             .chain([("index.html", INDEX)])
             .filter(|(name, _)| *name != "icon.svg");
         for (name, body) in files {
-            for needle in ["http:", "https:", "\"//", "'//", "(//", "@import"] {
+            for needle in [
+                "src=\"http",
+                "href=\"http",
+                "url(http",
+                "url(\"http",
+                "url('http",
+                "fetch('http",
+                "fetch(`http",
+                "from 'http",
+                "\"//",
+                "'//",
+                "(//",
+                "@import",
+            ] {
                 assert!(
                     !body.contains(needle),
                     "{name} contains {needle:?}: the portal must load nothing from elsewhere"
