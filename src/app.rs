@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(crate::health::health))
         .route("/metrics", get(crate::metrics::render))
         .merge(crate::openapi::router())
+        .merge(crate::portal::router())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

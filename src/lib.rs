@@ -22,6 +22,7 @@ pub mod medicines;
 pub mod metrics;
 pub mod openapi;
 pub mod patients;
+pub mod portal;
 pub mod prescriptions;
 pub mod queue;
 pub mod time;

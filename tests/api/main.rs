@@ -17,6 +17,7 @@ mod medicines;
 mod openapi;
 mod operations;
 mod patients;
+mod portal;
 mod prescriptions;
 mod queue;
 mod scripts;

@@ -3,6 +3,7 @@
 //! with a token per role) and the [`db_test!`] macro that runs a test on both databases.
 
 pub mod app;
+pub mod browser;
 pub mod care;
 pub mod fake_svix;
 pub mod inbound;
