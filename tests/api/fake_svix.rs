@@ -451,8 +451,18 @@ async fn failures_are_recovered_examples_sent_and_lists_paginate() {
     );
     assert!(first.data[0].id > first.data[1].id && first.data[1].id > second.data[0].id);
 
+    // Like svix-server: the stored example of schema "1" is sent, a given payload ignored.
+    let schemas = json!({"1": {"type": "object", "examples": [{"example": true}]}});
+    let et = EventTypeUpsertIn {
+        schemas: Some(schemas),
+        ..EventTypeUpsertIn::new("camp.created".into())
+    };
+    svix.event_type()
+        .upsert("camp.created".into(), et)
+        .await
+        .unwrap();
     let example = EventExampleIn {
-        payload: Some(json!({"example": true})),
+        payload: Some(json!({"ignored": true})),
         ..EventExampleIn::new("camp.created".into())
     };
     let sent = svix
@@ -465,4 +475,89 @@ async fn failures_are_recovered_examples_sent_and_lists_paginate() {
         (got[4].header("svix-id"), &got[4].json),
         (sent.id.as_str(), &json!({"example": true}))
     );
+}
+
+/// The real server's behaviours EHRS once got wrong (issue 12): channel matching,
+/// routes it lacks, and the operational webhooks of a failing then exhausted message.
+#[tokio::test]
+async fn channels_missing_routes_and_operational_webhooks_follow_svix_server() {
+    let fake = FakeSvix::start("sk_fake").await;
+    let svix = fake.client();
+    let receiver = TestReceiver::start().await;
+    receiver.always(Reply::Status(500));
+    let ops = TestReceiver::start().await;
+    let ops_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    fake.send_operational_webhooks(&ops.url, ops_secret);
+    fake.set_retry_schedule(&[Duration::from_millis(20); 5]);
+    let app = app_with_event_type(&svix).await;
+    let ep_in = EndpointIn {
+        channels: Some(["full".to_owned()].into()),
+        ..EndpointIn::new(receiver.url.clone())
+    };
+    let ep = svix
+        .endpoint()
+        .create(app.clone(), ep_in, None)
+        .await
+        .unwrap();
+
+    // A message without channels, as send-example makes, does not reach it.
+    let sent = svix
+        .endpoint()
+        .send_example(
+            app.clone(),
+            ep.id.clone(),
+            EventExampleIn::new("svix.ping".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    let none = MessageIn::new("camp.created".into(), json!({}));
+    svix.message()
+        .create(app.clone(), none, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty());
+    // A resend (manual) does, once: manual attempts are never retried.
+    svix.message_attempt()
+        .resend(app.clone(), sent.id, ep.id.clone(), None)
+        .await
+        .unwrap();
+    receiver.wait_for(1, PATIENCE).await;
+
+    // The open-source server has no replay-missing: a bare 404.
+    let replay = svix
+        .endpoint()
+        .replay_missing(
+            app.clone(),
+            ep.id.clone(),
+            svix::models::ReplayIn::new(chrono::Utc::now()),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&replay, Error::Http(e) if e.status == 404 && e.payload.is_none()),
+        "{replay:?}"
+    );
+
+    // A scheduled message on its channel: 6 attempts, `failing` after the 4th, then
+    // `exhausted`, delivered signed to the operational-webhook endpoint.
+    let full = MessageIn {
+        channels: Some(["full".to_owned()].into()),
+        ..MessageIn::new("camp.created".into(), json!({}))
+    };
+    svix.message().create(app, full, None).await.unwrap();
+    let got = ops.wait_for(2, PATIENCE).await;
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|w| w.json["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["message.attempt.failing", "message.attempt.exhausted"]
+    );
+    assert!(got[0].verify(ops_secret));
+    assert_eq!(got[0].json["data"]["endpointId"], ep.id.as_str());
+    assert_eq!(receiver.received().len(), 1 + 6);
 }

@@ -2,7 +2,7 @@
 //! errors, real signed deliveries to local receivers). Each test runs on both databases.
 
 use crate::support::fake_svix::FakeSvix;
-use crate::support::{Backend, TestApp, TestReceiver};
+use crate::support::{Backend, Reply, TestApp, TestReceiver};
 use ehrs::auth::Role;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -127,6 +127,23 @@ async fn post_ops(app: &TestApp, secret: Option<&str>, webhook_id: &str, body: &
         .unwrap()
         .status()
         .as_u16()
+}
+
+/// The `/logs` entry of one event, as one subscription's log shows it.
+async fn message_log(app: &TestApp, subscription: &str, event_id: &str) -> Value {
+    let logs = app
+        .get(
+            Role::Admin,
+            &format!("/api/v1/webhooks/logs?subscription_id={subscription}"),
+        )
+        .await
+        .expect(200);
+    let items = logs["items"].as_array().unwrap();
+    items
+        .iter()
+        .find(|m| m["event_id"] == event_id)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 fn endpoint_of(svix: &FakeSvix, subscription: &str) -> Value {
@@ -346,21 +363,147 @@ svix_test!(async fn svix_delivers_what_the_outbox_holds_signed_with_the_subscrip
     assert_eq!(ids_only.received().len(), 1);
 });
 
-svix_test!(async fn re_enabling_replays_what_svix_skipped_while_disabled(app, svix) {
+svix_test!(async fn re_enabling_sends_what_was_held_but_not_what_came_while_disabled(app, svix) {
+    // Issue 12 (2): the open-source Svix has no `replay-missing` (404), and Svix drops a
+    // disabled endpoint's retries instead of holding them.
+    svix.set_retry_schedule(&[Duration::from_millis(300)]);
     wait_until_registered(&app).await;
     let receiver = TestReceiver::start().await;
+    receiver.script([Reply::Status(500)]);
     let (id, _) = app.subscribe(&receiver.url, &[], "full").await;
     let toggle = format!("/api/v1/webhooks/subscriptions/{id}/toggle");
+    let held = create_camp(&app).await;
+    svix.wait_for_attempts(1, WAIT).await;
+    // Disabled while its retry is scheduled: Svix drops the retry when it comes due.
     app.put(Role::Admin, &toggle, &json!({"enabled": false})).await.expect(200);
     create_camp(&app).await;
-    crate::support::eventually("relayed", || async { event_messages(&svix).len() == 1 }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(receiver.received().is_empty(), "a disabled endpoint gets nothing");
+    crate::support::eventually("relayed", || async { event_messages(&svix).len() == 2 }).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(receiver.received().len(), 1, "nothing reaches a disabled endpoint");
+    let logs = app.get(Role::Admin, "/api/v1/webhooks/logs?status=failed").await.expect(200);
+    assert_eq!(logs["items"].as_array().unwrap().len(), 1, "held: {logs}");
 
     app.put(Role::Admin, &toggle, &json!({"enabled": true})).await.expect(200);
-    let got = receiver.wait_for(1, WAIT).await;
-    assert_eq!(got[0].json["type"], "camp.created");
-    assert_eq!(svix.replay_calls().len(), 1);
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got[1].json["data"]["id"], held["id"], "the held delivery goes out");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 2, "the event emitted while disabled does not");
+    assert_eq!(svix.requests("POST /api/v1/app/{app_id}/endpoint/{endpoint_id}/replay-missing"), 0);
+    crate::support::eventually("delivered in the logs", || async {
+        let logs = app.get(Role::Admin, "/api/v1/webhooks/logs?status=delivered").await.expect(200);
+        logs["items"].as_array().unwrap().len() == 1
+    })
+    .await;
+});
+
+svix_test!(async fn the_test_route_delivers_to_that_subscription_only(app, svix) {
+    // Issue 12 (1): Svix's `send-example` message has no channels, so Svix does not send
+    // it to an endpoint that listens on channels, as every EHRS endpoint does.
+    wait_until_registered(&app).await;
+    let tested = TestReceiver::start().await;
+    let other = TestReceiver::start().await;
+    let (id, secret) = app.subscribe(&tested.url, &["camp.created"], "full").await;
+    app.subscribe(&other.url, &[], "full").await;
+    let answer = app
+        .post(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/test"), &json!({}))
+        .await
+        .expect(200);
+    assert_eq!(answer["attempt"]["status_code"], 200, "{answer}");
+    let got = tested.wait_for(1, WAIT).await;
+    assert!(got[0].verify(&secret));
+    assert_eq!(got[0].json["type"], "webhook.test");
+    assert_eq!(got[0].header("svix-id"), answer["message_id"].as_str().unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(tested.received().len(), 1, "sent once");
+    assert!(other.received().is_empty(), "only to the subscription tested");
+    let _ = svix;
+});
+
+svix_test!(async fn auto_pause_counts_each_troubled_message_once_audits_and_holds_the_cut_off(app, svix) {
+    // Issue 12 (4) and (6): Svix reports a message `failing` after its 4th failed attempt
+    // and `exhausted` after its last; that is one troubled message.
+    // A long wait after the 4th attempt, so that the pause lands before the next one.
+    let quick = Duration::from_millis(40);
+    let long = Duration::from_millis(1500);
+    svix.set_retry_schedule(&[quick, quick, quick, long, quick]);
+    svix.send_operational_webhooks(&format!("{}/api/v1/webhooks/internal/svix-ops", app.base_url), OPS_SECRET);
+    wait_until_registered(&app).await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(Reply::Status(500));
+    let (id, _) = app.subscribe(&receiver.url, &[], "full").await;
+    let stats_path = format!("/api/v1/webhooks/subscriptions/{id}/failure-stats");
+    let exhausted = |n: usize| {
+        let svix = svix.clone();
+        async move {
+            svix.operational_webhooks().iter().filter(|w| w["type"] == "message.attempt.exhausted").count() == n
+        }
+    };
+    for n in 1..=2 {
+        create_camp(&app).await;
+        crate::support::eventually("failing, then exhausted", || exhausted(n)).await;
+        crate::support::eventually("the webhooks applied", || async {
+            app.get(Role::Admin, &stats_path).await.expect(200)["last_failure_at"].is_string()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stats = app.get(Role::Admin, &stats_path).await.expect(200);
+        assert_eq!(stats["consecutive_failures"], n, "one per message: {stats}");
+        assert_eq!(stats["auto_paused"], false);
+    }
+    let sent = svix.operational_webhooks();
+    let kinds: Vec<&str> = sent.iter().map(|w| w["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["message.attempt.failing", "message.attempt.exhausted"].repeat(2));
+
+    // The third troubled message pauses (limit 3 here), with the audit entry the
+    // embedded engine writes; its remaining retries are cut off by the pause.
+    create_camp(&app).await;
+    let cut_off = outbox_event_ids(&app).await.pop().unwrap();
+    crate::support::eventually("auto-paused", || async {
+        app.get(Role::Admin, &stats_path).await.expect(200)["auto_paused"] == true
+    })
+    .await;
+    assert_eq!(endpoint_of(&svix, &id)["disabled"], true);
+    let audit = app.get(Role::Admin, &format!("/api/v1/webhooks/audit?subscription_id={id}")).await.expect(200);
+    let paused: Vec<&Value> = audit["items"].as_array().unwrap().iter().filter(|e| e["action"] == "subscription.auto_paused").collect();
+    assert_eq!(paused.len(), 1, "{audit}");
+    assert_eq!(paused[0]["actor"], "system");
+    assert!(paused[0]["details"]["reason"].as_str().unwrap().contains("3 consecutive"), "{audit}");
+    // Past the retry Svix dropped.
+    tokio::time::sleep(long + Duration::from_millis(300)).await;
+    let held = message_log(&app, &id, &cut_off).await;
+    assert_eq!(held["deliveries"][0]["status"], "failed", "held while paused: {held}");
+
+    // Re-enabling sends it, and only then is the streak reset.
+    receiver.always(Reply::Status(200));
+    app.put(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/toggle"), &json!({"enabled": true}))
+        .await
+        .expect(200);
+    crate::support::eventually("the cut-off delivery sent", || async {
+        message_log(&app, &id, &cut_off).await["deliveries"][0]["status"] == "delivered"
+    })
+    .await;
+    let stats = app.get(Role::Admin, &stats_path).await.expect(200);
+    assert_eq!((stats["consecutive_failures"].clone(), stats["auto_paused"].clone()), (json!(0), json!(false)));
+});
+
+svix_test!(async fn identifier_only_copies_go_out_only_for_the_types_an_id_only_subscription_takes(app, svix) {
+    // Issue 12 (6).
+    wait_until_registered(&app).await;
+    let full = TestReceiver::start().await;
+    let ids = TestReceiver::start().await;
+    app.subscribe(&full.url, &[], "full").await;
+    app.subscribe(&ids.url, &["camp.deleted"], "id_only").await;
+    let camp = create_camp(&app).await;
+    full.wait_for(1, WAIT).await;
+    let copies = |svix: &FakeSvix| {
+        event_messages(svix).iter().filter(|m| m["eventId"].as_str().unwrap().ends_with(".id_only")).count()
+    };
+    assert_eq!(copies(&svix), 0, "no id_only subscription takes camp.created");
+    let deleted = app.delete(Role::Admin, &format!("/api/v1/medical-camps/{}", camp["id"].as_str().unwrap())).await;
+    assert!(deleted.status < 300, "{}", deleted.status);
+    let got = ids.wait_for(1, WAIT).await;
+    assert_eq!(got[0].json["type"], "camp.deleted");
+    assert_eq!(copies(&svix), 1);
 });
 
 svix_test!(async fn logs_retry_recover_test_and_stats_are_served_by_svix(app, svix) {

@@ -25,7 +25,7 @@ use svix::api::{
 };
 use svix::models::{
     EndpointIn, EndpointOut, EndpointPatch, EndpointSecretRotateIn, EndpointUpsertIn,
-    EventExampleIn, MessageAttemptOut, MessageStatus, RecoverIn, ReplayIn,
+    EventExampleIn, MessageAttemptOut, MessageStatus, RecoverIn,
 };
 
 /// Largest page Svix serves.
@@ -35,14 +35,38 @@ const TEST_ATTEMPT_WAIT: Duration = Duration::from_secs(5);
 /// Bytes of a receiver's response body shown in the attempt log (as the embedded engine).
 const KEPT_RESPONSE_BYTES: usize = 1024;
 
-/// Re-reads whether any enabled endpoint takes `id_only` payloads.
+/// Re-reads which event types enabled endpoints take as `id_only` payloads, and warns
+/// (once per change) about endpoints without channels.
 pub async fn refresh_payload_modes(backend: &SvixBackend) -> Result<(), svix::error::Error> {
     let endpoints = backend.all_endpoints().await?;
-    backend.set_wants_id_only(
-        endpoints
-            .iter()
-            .any(|e| !e.disabled.unwrap_or(false) && payload_mode(e) == PayloadMode::IdOnly),
-    );
+    let mut id_only = super::IdOnlyTypes::None;
+    for endpoint in endpoints.iter().filter(|e| !e.disabled.unwrap_or(false)) {
+        if payload_mode(endpoint) == PayloadMode::IdOnly {
+            id_only.add(endpoint.event_types.as_ref());
+        }
+    }
+    // Svix delivers a message with channels to every endpoint that has none (an endpoint
+    // made directly in Svix): such an endpoint gets the full envelope and, for the types
+    // an `id_only` subscription takes, the identifiers-only copy as well. EHRS does not
+    // manage those endpoints, so it says so rather than change them.
+    let unchanneled: Vec<&str> = endpoints
+        .iter()
+        .filter(|e| !e.disabled.unwrap_or(false))
+        .filter(|e| e.channels.as_ref().is_none_or(BTreeSet::is_empty))
+        .map(|e| e.id.as_str())
+        .collect();
+    let warned = unchanneled.join(",");
+    let changed = {
+        let mut last = backend
+            .unchanneled_warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *last, warned.clone()) != warned
+    };
+    if changed && !unchanneled.is_empty() && id_only != super::IdOnlyTypes::None {
+        tracing::warn!(endpoints = %warned, "Svix endpoints without channels receive both the full and the identifiers-only copy of events an id_only subscription takes; give them channel `full`");
+    }
+    *backend.id_only_types() = id_only;
     Ok(())
 }
 
@@ -107,15 +131,38 @@ fn to_subscription(
     })
 }
 
-/// Svix's per-endpoint message status in our words.
-fn display_status(status: MessageStatus, next_attempt: bool) -> &'static str {
-    match status {
-        MessageStatus::Success => "delivered",
-        MessageStatus::Fail if next_attempt => "failed",
-        MessageStatus::Fail | MessageStatus::Canceled => "exhausted",
-        MessageStatus::Pending | MessageStatus::Sending => "pending",
+/// What Svix's status of a message on one endpoint means, in our words, with an
+/// explanation where Svix gives none. `enabled` is the endpoint's state, `now` the clock.
+///
+/// Svix marks a failed attempt with a retry scheduled by its `nextAttempt` (status
+/// `fail` in attempted destinations, `sending` in attempted messages): `failed` (retry
+/// scheduled or held). While the endpoint is disabled Svix drops a retry that comes due
+/// without recording anything, so `nextAttempt` stays in the past: `failed` is right
+/// while the subscription is disabled (re-enabling through EHRS sends it, see
+/// `set_enabled`), but on an enabled endpoint such a retry will never come, so it is
+/// shown as `exhausted` once it is [`OVERDUE`] late, with what to do about it.
+fn display_status(
+    status: MessageStatus,
+    next_attempt: Option<chrono::DateTime<chrono::Utc>>,
+    enabled: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (&'static str, Option<&'static str>) {
+    match (status, next_attempt) {
+        (MessageStatus::Success, _) => ("delivered", None),
+        (MessageStatus::Fail | MessageStatus::Sending, Some(due))
+            if enabled && due + OVERDUE < now =>
+        {
+            ("exhausted", Some(DROPPED_RETRY))
+        }
+        (MessageStatus::Fail | MessageStatus::Sending, Some(_)) => ("failed", None),
+        (MessageStatus::Canceled, _) | (MessageStatus::Fail, None) => ("exhausted", None),
+        (MessageStatus::Pending, _) | (MessageStatus::Sending, None) => ("pending", None),
     }
 }
+
+/// How late a scheduled retry may be on an enabled endpoint before it counts as dropped.
+const OVERDUE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+const DROPPED_RETRY: &str = "Svix dropped its scheduled retry while the endpoint was disabled; POST /logs/{msg_id}/retry sends it again";
 
 /// One subscription's state for a message, from what Svix reports (Svix does not say
 /// how many attempts were made or what the last one answered).
@@ -123,16 +170,27 @@ fn delivery_state(
     subscription_id: SubscriptionId,
     status: MessageStatus,
     next_attempt: Option<chrono::DateTime<chrono::Utc>>,
+    enabled: bool,
 ) -> DeliveryState {
+    let (shown, why) = display_status(status, next_attempt, enabled, chrono::Utc::now());
     DeliveryState {
         subscription_id,
         sequence: None,
-        status: display_status(status, next_attempt.is_some()).to_string(),
+        status: shown.to_string(),
         attempts: None,
-        next_attempt_at: next_attempt.map(Into::into),
+        next_attempt_at: next_attempt.filter(|_| shown == "failed").map(Into::into),
         last_status_code: None,
-        last_error: None,
+        last_error: why.map(str::to_string),
     }
+}
+
+/// Would Svix send `send-example`'s message (no channels) of this type to the endpoint?
+fn takes_example(endpoint: &EndpointOut, event_type: &str) -> bool {
+    endpoint.channels.as_ref().is_none_or(BTreeSet::is_empty)
+        && endpoint
+            .event_types
+            .as_ref()
+            .is_none_or(|types| types.is_empty() || types.contains(event_type))
 }
 
 fn check_status_filter(status: Option<&str>) -> ApiResult<()> {
@@ -292,6 +350,61 @@ impl SvixBackend {
         Ok(())
     }
 
+    /// Sends again, oldest first, every message whose scheduled retry came due while the
+    /// endpoint was disabled: what the embedded engine holds and releases on re-enabling.
+    ///
+    /// Svix does not hold them: its worker drops a disabled endpoint's retry and records
+    /// nothing, so the last attempt keeps a `nextAttempt` in the past (listed with status
+    /// `sending`). Messages created while the endpoint was disabled have no attempt on it
+    /// and are not listed, so they stay unsent, as under the embedded engine. A retry still
+    /// ahead is left to Svix. Svix's `recover` is not used: it selects by attempt time, so
+    /// it would also resend exhausted messages and ones Svix is still retrying, and the
+    /// open-source server has no `replay-missing`. A resend is a single manual attempt
+    /// (Svix does not retry those); if it fails the message shows `exhausted`.
+    async fn release_held(&self, id: &SubscriptionId) -> ApiResult<usize> {
+        let now = chrono::Utc::now();
+        let mut held = Vec::new();
+        let mut iterator = None;
+        // Svix looks back 7 days for `sending` messages; 40 pages of 250 is far beyond what
+        // one endpoint holds, and bounds the call.
+        for _ in 0..40 {
+            let page = self
+                .client
+                .message_attempt()
+                .list_attempted_messages(
+                    self.app.clone(),
+                    id.to_string(),
+                    Some(MessageAttemptListAttemptedMessagesOptions {
+                        limit: Some(SVIX_PAGE),
+                        iterator: iterator.take(),
+                        status: Some(MessageStatus::Sending),
+                        with_content: Some(false),
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(|err| api_error(err, "subscription", id.as_str()))?;
+            held.extend(
+                page.data
+                    .into_iter()
+                    .filter(|m| m.next_attempt.is_some_and(|due| due <= now))
+                    .map(|m| m.id),
+            );
+            if page.done || page.iterator.is_none() {
+                break;
+            }
+            iterator = page.iterator;
+        }
+        // Listed newest first.
+        for message in held.iter().rev() {
+            self.resend(message, id).await?;
+        }
+        if !held.is_empty() {
+            tracing::info!(subscription = %id, released = held.len(), "re-enabled a Svix endpoint and sent the deliveries held while it was disabled");
+        }
+        Ok(held.len())
+    }
+
     /// Deliveries of each message, per EHRS subscription.
     async fn deliveries(&self, message: &str) -> ApiResult<Vec<DeliveryState>> {
         let page = self
@@ -316,6 +429,7 @@ impl SvixBackend {
                     id,
                     destination.status,
                     destination.next_attempt,
+                    !destination.disabled.unwrap_or(false),
                 ))
             })
             .collect())
@@ -394,7 +508,7 @@ impl WebhookBackend for SvixBackend {
             .await
             .map_err(|err| api_error(err, "application", &self.app))?;
         if input.payload == PayloadMode::IdOnly {
-            self.set_wants_id_only(true);
+            self.id_only_types().add(created.event_types.as_ref());
         }
         let secret = self.secret(&id).await?;
         Ok(SubscriptionWithSecret {
@@ -438,8 +552,8 @@ impl WebhookBackend for SvixBackend {
             .upsert(self.app.clone(), id.to_string(), update)
             .await
             .map_err(|err| api_error(err, "subscription", id.as_str()))?;
-        if mode == PayloadMode::IdOnly {
-            self.set_wants_id_only(true);
+        if mode == PayloadMode::IdOnly && !updated.disabled.unwrap_or(false) {
+            self.id_only_types().add(updated.event_types.as_ref());
         }
         self.subscription(&updated).await
     }
@@ -455,7 +569,7 @@ impl WebhookBackend for SvixBackend {
     }
 
     async fn set_enabled(&self, id: &SubscriptionId, enabled: bool) -> ApiResult<Subscription> {
-        let before = ops::health(&self.db, id).await?;
+        let was_disabled = self.endpoint(id).await?.disabled.unwrap_or(false);
         let patch = EndpointPatch {
             disabled: Some(!enabled),
             ..EndpointPatch::default()
@@ -467,22 +581,15 @@ impl WebhookBackend for SvixBackend {
             .await
             .map_err(|err| api_error(err, "subscription", id.as_str()))?;
         if enabled {
-            // Svix skips a disabled endpoint instead of holding its messages: replay what
-            // it missed since it was disabled, as the embedded engine releases held ones.
-            let disabled_at = before.as_ref().and_then(|h| h.disabled_at);
-            ops::reset(&self.db, id).await?;
-            if let Some(since) = disabled_at {
-                self.client
-                    .endpoint()
-                    .replay_missing(
-                        self.app.clone(),
-                        id.to_string(),
-                        ReplayIn::new(since.to_datetime()),
-                        None,
-                    )
-                    .await
-                    .map_err(|err| api_error(err, "subscription", id.as_str()))?;
+            if was_disabled {
+                self.release_held(id).await?;
             }
+            if payload_mode(&updated) == PayloadMode::IdOnly {
+                self.id_only_types().add(updated.event_types.as_ref());
+            }
+            // Only now: had the release failed, the pause and its reason stay, and
+            // toggling again releases again.
+            ops::reset(&self.db, id).await?;
         } else {
             ops::note_disabled(&self.db, id).await?;
         }
@@ -510,6 +617,13 @@ impl WebhookBackend for SvixBackend {
             .send_example(self.app.clone(), id.to_string(), example, None)
             .await
             .map_err(|err| api_error(err, "subscription", id.as_str()))?;
+        // Svix creates the example as a message without channels, which it does not send to
+        // an endpoint that listens on channels (every EHRS endpoint does) nor past the
+        // endpoint's event-type filter. A resend, a manual attempt, passes both and goes to
+        // this endpoint only.
+        if !takes_example(&endpoint, EventType::WebhookTest.as_str()) {
+            self.resend(&message.id, id).await?;
+        }
         let attempt = self.first_attempt(&message.id, &endpoint).await;
         Ok(TestDelivery {
             message_id: message.id,
@@ -587,6 +701,7 @@ impl WebhookBackend for SvixBackend {
         let (mut items, next_cursor) = match filter.subscription_id.as_deref() {
             Some(raw) => {
                 let id = crate::http::parse_id(raw, "subscription", SubscriptionId::parse)?;
+                let enabled = !self.endpoint(&id).await?.disabled.unwrap_or(false);
                 let page = self
                     .client
                     .message_attempt()
@@ -609,7 +724,12 @@ impl WebhookBackend for SvixBackend {
                     .data
                     .into_iter()
                     .map(|m| MessageLog {
-                        deliveries: vec![delivery_state(id.clone(), m.status, m.next_attempt)],
+                        deliveries: vec![delivery_state(
+                            id.clone(),
+                            m.status,
+                            m.next_attempt,
+                            enabled,
+                        )],
                         id: m.id,
                         event_id: m.event_id.unwrap_or_default(),
                         event_type: m.event_type,
@@ -737,5 +857,42 @@ impl WebhookBackend for SvixBackend {
             requeued: None,
             subscription_ids: vec![id.clone()],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_svix_dropped_is_held_while_disabled_and_exhausted_once_enabled() {
+        let now = chrono::Utc::now();
+        let due = |minutes| Some(now - chrono::TimeDelta::minutes(minutes));
+        let sending = MessageStatus::Sending;
+        // Scheduled retry ahead, or just due: failed (retry scheduled).
+        assert_eq!(
+            display_status(MessageStatus::Fail, Some(now + OVERDUE), true, now).0,
+            "failed"
+        );
+        assert_eq!(display_status(sending, due(1), true, now).0, "failed");
+        // Dropped by Svix while the endpoint is disabled: held, as the embedded engine.
+        assert_eq!(
+            display_status(sending, due(60), false, now),
+            ("failed", None)
+        );
+        // On an enabled endpoint that retry never comes.
+        assert_eq!(
+            display_status(sending, due(60), true, now),
+            ("exhausted", Some(DROPPED_RETRY))
+        );
+        assert_eq!(
+            display_status(MessageStatus::Fail, None, true, now).0,
+            "exhausted"
+        );
+        assert_eq!(
+            display_status(MessageStatus::Success, due(60), true, now).0,
+            "delivered"
+        );
+        assert_eq!(display_status(sending, None, true, now).0, "pending");
     }
 }

@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use anyhow::Context;
 use axum::http::StatusCode;
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use svix::api::{Svix, SvixOptions};
@@ -38,11 +38,44 @@ pub struct SvixBackend {
     ops_secret: Option<String>,
     autopause_after: i64,
     status: Mutex<Status>,
-    /// Whether some endpoint takes `id_only` payloads: only then does the relay send the
-    /// identifiers-only copy of each event (see [`relay`]).
-    wants_id_only: AtomicBool,
+    /// Which event types some enabled endpoint takes as `id_only` payloads: only for those
+    /// does the relay send the identifiers-only copy of an event (see [`relay`]).
+    id_only: Mutex<IdOnlyTypes>,
     /// Wakes the workers when start-up registration succeeded.
     registered_signal: tokio::sync::Notify,
+    /// The channel-less endpoints last warned about (see `admin::refresh_payload_modes`).
+    unchanneled_warned: Mutex<String>,
+}
+
+/// The event types the enabled `id_only` endpoints filter on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) enum IdOnlyTypes {
+    /// No enabled endpoint takes `id_only` payloads.
+    #[default]
+    None,
+    /// Some endpoint takes every event type.
+    All,
+    Some(BTreeSet<String>),
+}
+
+impl IdOnlyTypes {
+    pub(crate) fn accepts(&self, event_type: &str) -> bool {
+        match self {
+            IdOnlyTypes::None => false,
+            IdOnlyTypes::All => true,
+            IdOnlyTypes::Some(types) => types.contains(event_type),
+        }
+    }
+
+    /// Adds an endpoint's filter (`None` or empty: every type).
+    pub(crate) fn add(&mut self, filter: Option<&BTreeSet<String>>) {
+        match (filter.filter(|f| !f.is_empty()), &mut *self) {
+            (_, IdOnlyTypes::All) => {}
+            (None, _) => *self = IdOnlyTypes::All,
+            (Some(types), IdOnlyTypes::Some(known)) => known.extend(types.iter().cloned()),
+            (Some(types), IdOnlyTypes::None) => *self = IdOnlyTypes::Some(types.clone()),
+        }
+    }
 }
 
 /// What `/health` reports.
@@ -86,8 +119,9 @@ impl SvixBackend {
             ops_secret: settings.svix_ops_webhook_secret.clone(),
             autopause_after: settings.webhook_autopause_after,
             status: Mutex::default(),
-            wants_id_only: AtomicBool::new(false),
+            id_only: Mutex::default(),
             registered_signal: tokio::sync::Notify::new(),
+            unchanneled_warned: Mutex::default(),
         })
     }
 
@@ -107,8 +141,13 @@ impl SvixBackend {
         self.status().last_error = Some(describe(err));
     }
 
-    fn set_wants_id_only(&self, wanted: bool) {
-        self.wants_id_only.store(wanted, Ordering::Relaxed);
+    fn id_only_types(&self) -> std::sync::MutexGuard<'_, IdOnlyTypes> {
+        self.id_only.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an event of this type needs its identifiers-only copy.
+    fn wants_id_only(&self, event_type: &str) -> bool {
+        self.id_only_types().accepts(event_type)
     }
 
     /// Starts registration (retried until it succeeds) and, with `relay`, the relay

@@ -3,10 +3,13 @@
 //! the same auto-pause as the embedded engine:
 //!
 //! - `message.attempt.failing` / `message.attempt.exhausted`: one more failure in a row
-//!   (Svix sends these per message, not per attempt: see README "Using a Svix server");
-//!   at `EHRS_WEBHOOK_AUTOPAUSE_AFTER` in a row the endpoint is disabled in Svix, once.
+//!   (Svix sends these per message, not per attempt: see README "Using a Svix server").
+//!   A message that is first `failing` and then `exhausted` counts once: the streak
+//!   counts troubled messages. At `EHRS_WEBHOOK_AUTOPAUSE_AFTER` in a row the endpoint
+//!   is disabled in Svix, once, with a `subscription.auto_paused` audit entry.
 //! - `message.attempt.recovered`: a success; the streak is reset.
-//! - `endpoint.disabled`: Svix disabled the endpoint itself; recorded as auto-paused.
+//! - `endpoint.disabled`: Svix disabled the endpoint itself; recorded (and audited) as
+//!   auto-paused.
 //! - `endpoint.enabled` resets, `endpoint.deleted` forgets; other types are acknowledged.
 //!
 //! Each webhook id is applied once (Svix retries operational webhooks too).
@@ -149,6 +152,7 @@ pub struct OpsData {
     pub app_uid: Option<String>,
     pub endpoint_id: Option<String>,
     pub endpoint_uid: Option<String>,
+    pub msg_id: Option<String>,
     pub last_attempt: Option<LastAttempt>,
     pub fail_since: Option<chrono::DateTime<chrono::Utc>>,
     pub trigger: Option<String>,
@@ -209,9 +213,17 @@ pub async fn receive(
 
 /// What one event does to the counters.
 enum Effect {
-    Failure { status: Option<i64>, at: Timestamp },
-    Success { at: Timestamp },
-    DisabledBySvix { reason: String },
+    Failure {
+        status: Option<i64>,
+        at: Timestamp,
+        msg_id: Option<String>,
+    },
+    Success {
+        at: Timestamp,
+    },
+    DisabledBySvix {
+        reason: String,
+    },
     Enabled,
     Deleted,
 }
@@ -228,6 +240,7 @@ fn effect(event: &OpsEvent) -> Option<Effect> {
     };
     Some(match event.event_type.as_str() {
         "message.attempt.failing" | "message.attempt.exhausted" => Effect::Failure {
+            msg_id: event.data.msg_id.clone(),
             status: event
                 .data
                 .last_attempt
@@ -288,18 +301,37 @@ async fn apply(backend: &SvixBackend, webhook_id: &str, event: &OpsEvent) -> Api
     ensure_row(&mut tx, &id).await?;
     let mut pause_reason = None;
     match effect {
-        Effect::Failure { status, at } => {
+        Effect::Failure { status, at, msg_id } => {
+            // Svix reports a message `failing` (4th attempt failed) and later `exhausted`
+            // (last attempt failed): one troubled message, counted once. The mark lives
+            // with the webhook ids, and is purged with them.
+            let counted = match &msg_id {
+                Some(msg) => {
+                    sqlx::query(
+                        "INSERT INTO svix_ops_seen (webhook_id, received_at) VALUES ($1, $2) \
+                         ON CONFLICT (webhook_id) DO NOTHING",
+                    )
+                    .bind(format!("troubled:{id}:{msg}"))
+                    .bind(now)
+                    .execute(tx.conn())
+                    .await?
+                    .rows_affected()
+                        == 1
+                }
+                None => true,
+            };
             sqlx::query(
-                "UPDATE svix_endpoint_health SET consecutive_failures = consecutive_failures + 1, \
+                "UPDATE svix_endpoint_health SET consecutive_failures = consecutive_failures + $4, \
                  last_failure_at = $2, updated_at = $3 WHERE subscription_id = $1",
             )
             .bind(&id)
             .bind(at)
             .bind(now)
+            .bind(i64::from(counted))
             .execute(tx.conn())
             .await?;
             let reason = format!(
-                "{} consecutive failed deliveries (last status: {})",
+                "{} consecutive failed deliveries: Svix reported that many messages in a row failing or exhausted (last status: {})",
                 backend.autopause_after,
                 status
                     .filter(|s| *s > 0)
@@ -333,16 +365,20 @@ async fn apply(backend: &SvixBackend, webhook_id: &str, event: &OpsEvent) -> Api
             .await?;
         }
         Effect::DisabledBySvix { reason } => {
-            sqlx::query(
+            let changed = sqlx::query(
                 "UPDATE svix_endpoint_health SET auto_paused = 1, paused_reason = $2, paused_at = $3, \
                  disabled_at = COALESCE(disabled_at, $3), updated_at = $3 \
                  WHERE subscription_id = $1 AND auto_paused = 0",
             )
             .bind(&id)
-            .bind(reason)
+            .bind(&reason)
             .bind(now)
             .execute(tx.conn())
-            .await?;
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                audit_pause(&mut tx, &id, &reason).await?;
+            }
         }
         Effect::Enabled => {
             sqlx::query(RESET)
@@ -384,6 +420,10 @@ async fn pause(
         .await;
     match result {
         Ok(_) => {
+            // Audited once Svix took it, as the embedded engine audits its pause.
+            let mut tx = backend.db.begin().await?;
+            audit_pause(&mut tx, id, reason).await?;
+            tx.commit().await?;
             tracing::warn!(subscription = %id, reason, "auto-paused a Svix endpoint");
             metrics::counter!("ehrs_webhook_autopaused_total").increment(1);
             Ok(())
@@ -405,6 +445,24 @@ async fn pause(
             Err(super::api_error(err, "subscription", id.as_str()))
         }
     }
+}
+
+/// The audit entry the embedded engine writes for its auto-pause, by `system`.
+async fn audit_pause(
+    tx: &mut crate::db::Tx,
+    id: &SubscriptionId,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let details = serde_json::json!({ "reason": reason });
+    crate::webhooks::audit::record(
+        tx,
+        None,
+        "system",
+        "subscription.auto_paused",
+        Some(id),
+        &details,
+    )
+    .await
 }
 
 /// The subscription an event is about: its endpoint uid, or the uid Svix gives for its

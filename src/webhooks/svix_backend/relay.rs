@@ -5,8 +5,10 @@
 //! process) never makes a second Svix message.
 //!
 //! Payload modes ride on Svix channels: every event goes out on channel `full`; when some
-//! endpoint takes `id_only` payloads, an identifiers-only copy goes out on channel
-//! `id_only` too (event id `<evt>.id_only`). Each EHRS endpoint listens on exactly one.
+//! enabled endpoint takes `id_only` payloads of its event type, an identifiers-only copy
+//! goes out on channel `id_only` too (event id `<evt>.id_only`). Each EHRS endpoint
+//! listens on exactly one. (Svix sends a message with channels to every endpoint that
+//! has none as well: see `admin::refresh_payload_modes`.)
 
 use super::SvixBackend;
 use crate::db::now_ms;
@@ -165,14 +167,12 @@ async fn relay_batch(backend: &SvixBackend) -> Result<usize, RelayError> {
     if messages.is_empty() {
         return Ok(0);
     }
-    let with_id_only = backend
-        .wants_id_only
-        .load(std::sync::atomic::Ordering::Relaxed);
     let mut outcomes = Vec::with_capacity(messages.len());
     for chunk in messages.chunks(CONCURRENCY) {
-        let sends = chunk
-            .iter()
-            .map(|message| send(backend, message, with_id_only));
+        let sends = chunk.iter().map(|message| {
+            let with_id_only = backend.wants_id_only(&message.event_type);
+            send(backend, message, with_id_only)
+        });
         let results = futures_util::future::join_all(sends).await;
         // Svix down or throttling: stop here rather than knock on every message.
         let unavailable = results

@@ -9,12 +9,23 @@
 //!
 //! Deliveries are real: each is POSTed to the endpoint's URL in a spawned task, signed
 //! (`svix-id`, `svix-timestamp`, `svix-signature`) with the endpoint's secret, and recorded
-//! as a `MessageAttemptOut`. There are NO automatic retries: a failed delivery stays failed
-//! until a resend or a recover.
+//! as a `MessageAttemptOut`.
+//!
+//! Where the open-source svix-server (`server/svix-server` of svix/svix-webhooks, checked
+//! against release v2.0.0) behaves in a way EHRS depends on, the fake does the same, and
+//! the code says which real behaviour it mirrors: channel matching
+//! (`CreateMessageApp::filtered_endpoints`), `send-example` (a message without channels),
+//! routes that do not exist (`replay-missing` is cloud-only: 404), the retry schedule with
+//! its operational webhooks (`worker.rs`: `failing` after the 4th failed attempt,
+//! `exhausted` after the last, `recovered` on a success from the 5th attempt on), retries
+//! of a disabled endpoint dropped, manual attempts (resend, recover) never retried.
+//! The retry schedule is the server's `retry_schedule`; the fake's default is `[]` (a
+//! failure is final at once, and `exhausted`), tests shorten it with
+//! [`FakeSvix::set_retry_schedule`].
 //!
 //! Switches for tests: [`FakeSvix::set_down`] (503 to everything), [`FakeSvix::rate_limit_next`]
-//! (429 with `Retry-After: 1`), and request counts per route, named like the OpenAPI
-//! paths: `"POST /api/v1/app/{app_id}/msg"`.
+//! (429 with `Retry-After: 1`), [`FakeSvix::send_operational_webhooks`], and request
+//! counts per route, named like the OpenAPI paths: `"POST /api/v1/app/{app_id}/msg"`.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -57,7 +68,13 @@ struct Inner {
     in_flight: Vec<(String, String)>,
     resend_calls: Vec<Value>,
     recover_calls: Vec<Value>,
-    replay_calls: Vec<Value>,
+    /// The server's `retry_schedule`: delays between scheduled attempts.
+    retry_schedule: Vec<Duration>,
+    /// Where operational webhooks go (`operational_webhook_address` plus the endpoint
+    /// there) and the secret they are signed with.
+    ops_target: Option<(String, String)>,
+    /// Operational webhooks sent, as `{"type", "data"}`.
+    ops_sent: Vec<Value>,
 }
 
 struct Endpoint {
@@ -84,6 +101,10 @@ struct Job {
     secrets: Vec<String>,
     payload: String,
     trigger: u8,
+    /// Scheduled attempts made before this one (svix-server's `MessageTask::attempt_count`).
+    attempt_count: usize,
+    app_uid: Value,
+    event_id: Value,
 }
 
 struct ApiError(StatusCode, Value);
@@ -387,8 +408,6 @@ struct SecretRotateIn {
 #[serde(rename_all = "camelCase")]
 struct EventExampleIn {
     event_type: String,
-    example_index: Option<usize>,
-    payload: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -511,12 +530,30 @@ impl Inner {
         Err(invalid(&["body", "eventTypes"], msg))
     }
 
-    /// Queues a delivery of message `m` to endpoint `e`; a disabled endpoint is skipped silently.
+    /// Queues a delivery of message `m` to endpoint `e`; a disabled or deleted endpoint is
+    /// skipped silently (svix-server: "No disabled or deleted endpoints ever", also for
+    /// manual attempts).
     fn job(&mut self, m: usize, e: usize, trigger: u8, jobs: &mut Vec<Job>) {
+        self.job_at(m, e, trigger, 0, jobs);
+    }
+
+    fn job_at(
+        &mut self,
+        m: usize,
+        e: usize,
+        trigger: u8,
+        attempt_count: usize,
+        jobs: &mut Vec<Job>,
+    ) {
         let (msg, endpoint) = (&self.messages[m], &self.endpoints[e]);
-        if endpoint.out["disabled"] == true {
+        if endpoint.out["disabled"] == true || endpoint.deleted {
             return;
         }
+        let app_uid = self
+            .apps
+            .iter()
+            .find(|a| a["id"] == msg.app_id.as_str())
+            .map_or(Value::Null, |a| a["uid"].clone());
         let current = Utc::now();
         let old = endpoint
             .old_secrets
@@ -531,6 +568,9 @@ impl Inner {
                 .collect(),
             payload: msg.raw.clone(),
             trigger,
+            attempt_count,
+            app_uid,
+            event_id: msg.out["eventId"].clone(),
         };
         self.in_flight
             .push((job.msg_id.clone(), job.endpoint_id.clone()));
@@ -551,20 +591,21 @@ impl Inner {
         self.messages.len() - 1
     }
 
-    /// The status of the latest attempt of `msg_id` on `endpoint_id`; 3 (sending) while only in flight.
-    fn delivery_status(&self, msg_id: &str, endpoint_id: &str) -> Option<i64> {
+    /// The status of the latest attempt of `msg_id` on `endpoint_id` and its `nextAttempt`
+    /// (set while a scheduled retry is due); 3 (sending) while only in flight.
+    fn delivery_status(&self, msg_id: &str, endpoint_id: &str) -> Option<(i64, Value)> {
         let latest = self
             .attempts
             .iter()
             .rev()
             .find(|a| a["msgId"] == msg_id && a["endpointId"] == endpoint_id);
         match latest {
-            Some(a) => a["status"].as_i64(),
+            Some(a) => Some((a["status"].as_i64()?, a["nextAttempt"].clone())),
             None => self
                 .in_flight
                 .iter()
                 .any(|(m, e)| m == msg_id && e == endpoint_id)
-                .then_some(3),
+                .then_some((3, Value::Null)),
         }
     }
 
@@ -677,10 +718,12 @@ impl Inner {
                     str_of(&self.messages[self.message(&app_id, msg)?].out["id"]).to_owned();
                 let mut items = Vec::new();
                 for e in self.endpoints.iter().filter(|e| e.app_id == app_id) {
-                    if let Some(status) = self.delivery_status(&msg_id, e.id()) {
+                    // svix-server (`list_attempted_destinations`): the latest attempt's own
+                    // status (`fail` while a retry is scheduled) with its `nextAttempt`.
+                    if let Some((status, next)) = self.delivery_status(&msg_id, e.id()) {
                         let mut out = e.out.clone();
                         out.as_object_mut().unwrap().remove("metadata");
-                        with_status(&mut out, status);
+                        with_status(&mut out, status, next);
                         items.push((e.id().to_owned(), out));
                     }
                 }
@@ -738,19 +781,16 @@ impl Inner {
                 let app_id = self.app_id(app)?;
                 let e = self.endpoint(&app_id, ep)?;
                 let input: EventExampleIn = parse(body)?;
-                let payload = match (&input.payload, input.event_type.as_str()) {
-                    (Some(payload), _) => payload.clone(),
-                    (None, "svix.ping") => json!({"success": true}),
-                    (None, name) => {
+                // svix-server's `send_example` reads only `eventType` (a `payload` or
+                // `exampleIndex` is ignored) and sends the first example of schema "1".
+                let payload = match input.event_type.as_str() {
+                    "svix.ping" => json!({"success": true}),
+                    name => {
                         let et = self
                             .event_types
                             .get(name)
                             .ok_or_else(|| not_found("Event type not found"))?;
-                        let schemas = et["schemas"]
-                            .as_object()
-                            .and_then(|s| s.values().next_back());
-                        let example = schemas
-                            .and_then(|s| s["examples"].get(input.example_index.unwrap_or(0)));
+                        let example = et["schemas"]["1"]["examples"].get(0);
                         example.cloned().ok_or_else(|| {
                             let detail =
                                 "Unable to generate example message from event-type schema";
@@ -768,20 +808,16 @@ impl Inner {
                     application: None,
                 };
                 let m = self.new_message(&app_id, input, raw);
-                let filter = &self.endpoints[e].out["eventTypes"];
-                if filter.as_array().is_none_or(|types| {
-                    types
-                        .iter()
-                        .any(|t| *t == self.messages[m].out["eventType"])
-                }) {
+                // svix-server creates the example as an ordinary (scheduled) message with NO
+                // channels, forced to this endpoint, so the usual filters apply: an endpoint
+                // that listens on channels does not get it (`filtered_endpoints`). 200, not 202.
+                let out = self.messages[m].out.clone();
+                if self.endpoints[e].wants(str_of(&out["eventType"]), &out["channels"]) {
                     self.job(m, e, 0, jobs);
                 }
-                Ok((StatusCode::ACCEPTED, self.messages[m].out.clone()))
+                Ok((StatusCode::OK, out))
             }
             ("POST", ["app", app, "endpoint", ep, "recover"]) => self.recover(app, ep, body, jobs),
-            ("POST", ["app", app, "endpoint", ep, "replay-missing"]) => {
-                self.replay_missing(app, ep, body, jobs)
-            }
             ("GET", ["app", app, "endpoint", ep, "stats"]) => {
                 let e = self.endpoint(&self.app_id(app)?, ep)?;
                 let id = self.endpoints[e].id();
@@ -810,15 +846,19 @@ impl Inner {
                     .iter()
                     .filter(|m| m.app_id == app_id && q.accepts_msg(&m.out))
                 {
-                    let Some(status) = self.delivery_status(str_of(&m.out["id"]), &endpoint_id)
+                    let Some((status, next)) =
+                        self.delivery_status(str_of(&m.out["id"]), &endpoint_id)
                     else {
                         continue;
                     };
+                    // svix-server (`EndpointMessageOut::from_attempt_and_msg`): a message whose
+                    // latest attempt has a `nextAttempt` is `sending` (3), also for `?status=`.
+                    let status = if next.is_null() { status } else { 3 };
                     if q.status()?.is_none_or(|s| s == status)
                         && q.accepts_time(&m.out["timestamp"])?
                     {
                         let mut out = message_out(&m.out, q);
-                        with_status(&mut out, status);
+                        with_status(&mut out, status, next);
                         items.push((str_of(&m.out["id"]).to_owned(), out));
                     }
                 }
@@ -864,11 +904,9 @@ impl Inner {
                 }
                 page(items, q, true)
             }
-            _ => Err(http_error(
-                StatusCode::NOT_IMPLEMENTED,
-                "not_implemented",
-                "Not implemented by the fake Svix server",
-            )),
+            // svix-server's router has no fallback: a route it does not have (such as the
+            // cloud-only `replay-missing`) is axum's bare 404 with an empty body.
+            _ => Err(ApiError(StatusCode::NOT_FOUND, Value::Null)),
         }
     }
 
@@ -1024,34 +1062,6 @@ impl Inner {
         }
     }
 
-    /// Sends the endpoint the messages of [since, until) it would want but never got
-    /// (created while it was disabled): Svix's "replay missing webhooks".
-    fn replay_missing(&mut self, app: &str, ep: &str, body: &[u8], jobs: &mut Vec<Job>) -> Reply {
-        let app_id = self.app_id(app)?;
-        let e = self.endpoint(&app_id, ep)?;
-        let input: RecoverIn = parse(body)?;
-        let until = input.until.unwrap_or_else(Utc::now);
-        let endpoint_id = self.endpoints[e].id().to_owned();
-        let missing: Vec<usize> = (0..self.messages.len())
-            .filter(|&m| {
-                let out = &self.messages[m].out;
-                self.messages[m].app_id == app_id
-                    && (input.since..until).contains(&time_of(&out["timestamp"]))
-                    && self.endpoints[e].wants(str_of(&out["eventType"]), &out["channels"])
-                    && self
-                        .delivery_status(str_of(&out["id"]), &endpoint_id)
-                        .is_none()
-            })
-            .collect();
-        for &m in &missing {
-            self.job(m, e, 1, jobs);
-        }
-        self.replay_calls
-            .push(json!({"appId": app_id, "endpointId": endpoint_id, "since": input.since, "replayed": missing.len()}));
-        let task = json!({"id": self.new_id("qtask"), "status": "running", "task": "endpoint.replay", "updatedAt": now()});
-        Ok((StatusCode::ACCEPTED, task))
-    }
-
     /// Re-sends the endpoint's messages that failed within [since, until) and did not
     /// succeed in that window (Svix's "recover failed webhooks").
     fn recover(&mut self, app: &str, ep: &str, body: &[u8], jobs: &mut Vec<Job>) -> Reply {
@@ -1103,11 +1113,11 @@ fn message_out(out: &Value, q: &Query) -> Value {
     out
 }
 
-fn with_status(out: &mut Value, status: i64) {
+fn with_status(out: &mut Value, status: i64, next_attempt: Value) {
     let text = ["success", "pending", "fail", "sending", "canceled"][status as usize];
     out["status"] = json!(status);
     out["statusText"] = json!(text);
-    out["nextAttempt"] = Value::Null;
+    out["nextAttempt"] = next_attempt;
 }
 
 impl FakeSvix {
@@ -1145,6 +1155,22 @@ impl FakeSvix {
             ..Default::default()
         };
         svix::api::Svix::new(self.token.clone(), Some(options))
+    }
+
+    /// The server's `retry_schedule` (default `[]`: a failed delivery is final at once).
+    pub fn set_retry_schedule(&self, schedule: &[Duration]) {
+        self.inner.lock().unwrap().retry_schedule = schedule.to_vec();
+    }
+
+    /// Sends operational webhooks to `url`, signed with `secret` (a self-hosted server's
+    /// `operational_webhook_address` plus an endpoint of the management application).
+    pub fn send_operational_webhooks(&self, url: &str, secret: &str) {
+        self.inner.lock().unwrap().ops_target = Some((url.to_owned(), secret.to_owned()));
+    }
+
+    /// Operational webhooks produced so far (sent or not), as `{"type", "data"}`.
+    pub fn operational_webhooks(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().ops_sent.clone()
     }
 
     /// While down, every request answers 503 `server_error`.
@@ -1229,11 +1255,6 @@ impl FakeSvix {
         self.inner.lock().unwrap().recover_calls.clone()
     }
 
-    /// `{appId, endpointId, since, replayed}` per replay-missing request.
-    pub fn replay_calls(&self) -> Vec<Value> {
-        self.inner.lock().unwrap().replay_calls.clone()
-    }
-
     /// Waits until at least `count` attempts are recorded; panics after `limit`.
     pub async fn wait_for_attempts(&self, count: usize, limit: Duration) -> Vec<Value> {
         let deadline = Instant::now() + limit;
@@ -1251,8 +1272,13 @@ impl FakeSvix {
         }
     }
 
-    /// POSTs one signed delivery and records the attempt.
-    async fn deliver(self, job: Job) {
+    /// POSTs one signed delivery and records the attempt. Boxed: a delivery schedules its
+    /// retry, which is a delivery again.
+    fn deliver(self, job: Job) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.deliver_once(job))
+    }
+
+    async fn deliver_once(self, job: Job) {
         let timestamp = Utc::now().timestamp();
         let signatures: Vec<String> = job
             .secrets
@@ -1281,17 +1307,135 @@ impl FakeSvix {
             Err(e) => (0, e.to_string()),
         };
         let ok = (200..300).contains(&code);
+        let (ops, retry_in) = self.record(&job, code, response, started, ok);
+        if let Some(((url, secret), event, id)) = ops {
+            let fake = self.clone();
+            tokio::spawn(async move { fake.post_operational(&url, &secret, &id, &event).await });
+        }
+        if let Some(delay) = retry_in {
+            let fake = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                fake.retry(job).await;
+            });
+        }
+    }
+
+    /// Records an attempt; returns the operational webhook to send (target, event, id) and
+    /// when to retry.
+    #[allow(clippy::type_complexity)]
+    fn record(
+        &self,
+        job: &Job,
+        code: u16,
+        response: String,
+        started: Instant,
+        ok: bool,
+    ) -> (Option<((String, String), Value, String)>, Option<Duration>) {
         let mut inner = self.inner.lock().unwrap();
+        // svix-server (`worker.rs`): a failed scheduled attempt is retried after
+        // `retry_schedule[attempt_count]` while the schedule lasts; a manual one never.
+        let scheduled = job.trigger == 0;
+        let retry_in = (!ok && scheduled)
+            .then(|| inner.retry_schedule.get(job.attempt_count).copied())
+            .flatten();
+        let next_attempt =
+            retry_in.map(|d| (Utc::now() + chrono::Duration::from_std(d).unwrap()).to_rfc3339());
         let attempt = json!({
             "id": inner.new_id("atmpt"), "msgId": job.msg_id, "endpointId": job.endpoint_id, "url": job.url,
             "response": response, "responseStatusCode": code, "responseDurationMs": started.elapsed().as_millis() as i64,
             "status": if ok { 0 } else { 2 }, "statusText": if ok { "success" } else { "fail" },
-            "triggerType": job.trigger, "timestamp": now(),
+            "triggerType": job.trigger, "timestamp": now(), "nextAttempt": next_attempt,
         });
-        inner.attempts.push(attempt);
-        let key = (job.msg_id, job.endpoint_id);
+        inner.attempts.push(attempt.clone());
+        let key = (job.msg_id.clone(), job.endpoint_id.clone());
         if let Some(i) = inner.in_flight.iter().position(|f| *f == key) {
             inner.in_flight.remove(i);
+        }
+        // The operational webhooks of `handle_successful_dispatch` / `handle_failed_dispatch`:
+        // `failing` once, when the 4th scheduled attempt fails and retries remain;
+        // `exhausted` when the last scheduled attempt fails; `recovered` when a scheduled
+        // attempt from the 5th on succeeds. Manual attempts send none.
+        let ops_type = match (scheduled, ok, retry_in.is_some()) {
+            (false, _, _) => None,
+            (true, true, _) => (job.attempt_count >= 4).then_some("message.attempt.recovered"),
+            (true, false, true) => (job.attempt_count == 3).then_some("message.attempt.failing"),
+            (true, false, false) => Some("message.attempt.exhausted"),
+        };
+        let app_id = inner
+            .endpoints
+            .iter()
+            .find(|e| e.id() == job.endpoint_id)
+            .map(|e| e.app_id.clone())
+            .unwrap_or_default();
+        let ops = ops_type.and_then(|kind| {
+            let data = json!({
+                "appId": app_id, "appUid": job.app_uid, "msgId": job.msg_id, "msgEventId": job.event_id,
+                "endpointId": job.endpoint_id,
+                "lastAttempt": {"id": attempt["id"], "responseStatusCode": code, "timestamp": attempt["timestamp"]},
+            });
+            let event = json!({"type": kind, "data": data});
+            inner.ops_sent.push(event.clone());
+            let target = inner.ops_target.clone()?;
+            Some((target, event, inner.new_id("msg")))
+        });
+        (ops, retry_in)
+    }
+
+    /// The next scheduled attempt of `job`, filtered again like a new delivery: an endpoint
+    /// disabled (or deleted, or no longer matching) by now does not get it, and nothing
+    /// records that (svix-server drops the queue task; the last attempt keeps its
+    /// `nextAttempt`).
+    async fn retry(self, job: Job) {
+        let mut jobs = Vec::new();
+        {
+            let mut inner = self.inner.lock().unwrap();
+            let m = inner
+                .messages
+                .iter()
+                .position(|m| m.out["id"] == job.msg_id.as_str());
+            let e = inner
+                .endpoints
+                .iter()
+                .position(|e| e.id() == job.endpoint_id);
+            if let (Some(m), Some(e)) = (m, e) {
+                let out = &inner.messages[m].out;
+                if inner.endpoints[e].wants(str_of(&out["eventType"]), &out["channels"]) {
+                    inner.job_at(m, e, 0, job.attempt_count + 1, &mut jobs);
+                }
+            }
+        }
+        for job in jobs {
+            self.clone().deliver(job).await;
+        }
+    }
+
+    /// Delivers one operational webhook, signed like any Svix webhook (svix-server sends
+    /// them as messages of the management organization's application whose uid is the
+    /// recipient's org id, so they carry `svix-*` headers and are retried like others; the
+    /// fake tries three times, 200 ms apart).
+    async fn post_operational(&self, url: &str, secret: &str, id: &str, event: &Value) {
+        let body = event.to_string();
+        for _ in 0..3 {
+            let timestamp = Utc::now().timestamp();
+            let signature = svix::webhooks::Webhook::new(secret)
+                .unwrap()
+                .sign(id, timestamp, body.as_bytes())
+                .unwrap();
+            let sent = self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("svix-id", id)
+                .header("svix-timestamp", timestamp.to_string())
+                .header("svix-signature", signature)
+                .body(body.clone())
+                .send()
+                .await;
+            if sent.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
@@ -1373,6 +1517,7 @@ async fn handle(
     }
     match reply {
         Ok((status, _)) if status == StatusCode::NO_CONTENT => status.into_response(),
+        Err(ApiError(status, Value::Null)) => status.into_response(),
         Ok((status, body)) | Err(ApiError(status, body))
             if status != StatusCode::TOO_MANY_REQUESTS =>
         {
