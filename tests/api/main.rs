@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod auth_process;
 mod camps;
 mod consultations;
 mod crash;
@@ -12,6 +13,7 @@ mod delivery;
 mod doctors;
 mod fake_svix;
 mod inbound;
+mod login_throttle;
 mod medicines;
 mod openapi;
 mod operations;
