@@ -4,6 +4,7 @@ use crate::auth::{self, TokenIssuer};
 use crate::config::{Keys, Settings};
 use crate::db::Db;
 use crate::error::ApiError;
+use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -19,6 +20,10 @@ pub struct AppState {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub tokens: TokenIssuer,
+    /// The bounded password hashing pool (logins, password changes).
+    pub passwords: auth::Passwords,
+    /// Failed-login records per username and per client address.
+    pub logins: auth::LoginThrottle,
     pub keys: Arc<Keys>,
     /// Seals secrets stored in the database (webhook and inbound-source secrets).
     pub secrets: crate::crypto::SecretBox,
@@ -39,6 +44,11 @@ impl AppState {
         let backends = crate::webhooks::backend_for(&settings, &db, &secrets, &lookup)?;
         Ok(AppState {
             tokens: TokenIssuer::new(&keys.jwt, settings.token_ttl)?,
+            passwords: auth::Passwords::new(
+                settings.password_hash_workers,
+                settings.password_hash_queue,
+            ),
+            logins: auth::LoginThrottle::new(settings.login_throttle()),
             secrets,
             lookup,
             metrics: crate::metrics::handle(),
@@ -109,7 +119,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves. Paths work with and without a
-/// trailing slash: the slash is trimmed before routing.
+/// trailing slash: the slash is trimmed before routing. Handlers see the peer address
+/// (`ConnectInfo`, for login throttling per client address).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -118,7 +129,9 @@ pub async fn serve(
     let app = NormalizePathLayer::trim_trailing_slash().layer(router);
     axum::serve(
         listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            std::net::SocketAddr,
+        >(app),
     )
     .with_graceful_shutdown(shutdown)
     .await
@@ -127,6 +140,14 @@ pub async fn serve(
 /// Opens the database, migrates it, and makes sure an admin exists. Returns the state and,
 /// when an admin was created with a generated password, that password (to print once).
 pub async fn prepare(settings: Settings) -> anyhow::Result<(AppState, Option<String>)> {
+    if !settings.is_postgres() {
+        crate::db::files::private_data_dir(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot make the data dir {} private",
+                settings.data_dir.display()
+            )
+        })?;
+    }
     let keys = settings.load_keys()?;
     let db = Db::connect(&settings.database_url(), settings.db_pool_size).await?;
     db.migrate().await?;
@@ -143,7 +164,12 @@ async fn ensure_admin(db: &Db, password: Option<String>) -> anyhow::Result<Optio
         return Ok(None);
     }
     let (password, generated) = match password {
-        Some(password) => (password, false),
+        Some(password) => {
+            if let Some(reason) = auth::policy::problem(&password, "admin") {
+                anyhow::bail!("EHRS_ADMIN_PASSWORD is refused by the password policy: it {reason}");
+            }
+            (password, false)
+        }
         None => (generate_password(), true),
     };
     let hash = auth::hash_password(password.clone()).await?;

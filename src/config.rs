@@ -37,6 +37,34 @@ pub struct Settings {
     #[arg(long, env = "EHRS_TOKEN_TTL", default_value = "12h", value_parser = parse_duration)]
     pub token_ttl: Duration,
 
+    /// Password hashes computed at once (0: one per CPU core). Each holds about 19 MiB.
+    #[arg(long, env = "EHRS_PASSWORD_HASH_WORKERS", default_value_t = 0)]
+    pub password_hash_workers: usize,
+
+    /// Logins and password changes that may wait for a hashing slot; beyond, 503.
+    #[arg(long, env = "EHRS_PASSWORD_HASH_QUEUE", default_value_t = 16)]
+    pub password_hash_queue: usize,
+
+    /// Failed logins for one username before each further one makes it wait.
+    #[arg(long, env = "EHRS_LOGIN_THROTTLE_AFTER", default_value_t = 5)]
+    pub login_throttle_after: u32,
+
+    /// Failed logins from one client address (IPv6: its /64) before it must wait.
+    #[arg(long, env = "EHRS_LOGIN_THROTTLE_AFTER_ADDRESS", default_value_t = 20)]
+    pub login_throttle_after_address: u32,
+
+    /// The first wait; it doubles with each further failure.
+    #[arg(long, env = "EHRS_LOGIN_THROTTLE_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub login_throttle_delay: Duration,
+
+    /// The longest wait.
+    #[arg(long, env = "EHRS_LOGIN_THROTTLE_MAX_DELAY", default_value = "5m", value_parser = parse_duration)]
+    pub login_throttle_max_delay: Duration,
+
+    /// Failures are forgotten this long after the last one.
+    #[arg(long, env = "EHRS_LOGIN_THROTTLE_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub login_throttle_window: Duration,
+
     /// Connections in the database pool (PostgreSQL; SQLite readers).
     #[arg(long, env = "EHRS_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,
@@ -154,6 +182,16 @@ impl Settings {
         database_url_or_default(self.database_url.as_deref(), &self.data_dir)
     }
 
+    pub fn login_throttle(&self) -> crate::auth::ThrottleSettings {
+        crate::auth::ThrottleSettings {
+            free_per_user: self.login_throttle_after,
+            free_per_address: self.login_throttle_after_address,
+            base_delay: self.login_throttle_delay,
+            max_delay: self.login_throttle_max_delay,
+            window: self.login_throttle_window,
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.database_url().starts_with("postgres")
     }
@@ -245,7 +283,7 @@ fn key_file(data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
     if let Some(key) = read_key_file(&path)? {
         return Ok(key);
     }
-    std::fs::create_dir_all(data_dir)
+    crate::db::files::private_data_dir(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let key: [u8; 32] = rand::random();
     let temporary = data_dir.join(format!(

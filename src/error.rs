@@ -20,6 +20,8 @@ pub struct ApiError {
     pub details: Value,
     /// The cause of a server error; logged, never sent.
     source: Option<anyhow::Error>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    retry_after: Option<u64>,
 }
 
 /// The JSON body of every error answer.
@@ -47,11 +49,19 @@ impl ApiError {
             message: message.into(),
             details: json!({}),
             source: None,
+            retry_after: None,
         }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
+        self
+    }
+
+    /// Tells the client when to try again (`Retry-After`, whole seconds, at least 1).
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        self.retry_after = Some(seconds.max(1));
         self
     }
 
@@ -176,6 +186,12 @@ impl IntoResponse for ApiError {
                 details: self.details,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -46,6 +46,13 @@ enum UserCommand {
         #[command(flatten)]
         settings: DatabaseSettings,
     },
+    /// Set a new password for a user (from EHRS_NEW_USER_PASSWORD or a prompt). Every
+    /// token the user holds stops working.
+    ResetPassword {
+        username: String,
+        #[command(flatten)]
+        settings: DatabaseSettings,
+    },
 }
 
 fn parse_role(raw: &str) -> Result<Role, String> {
@@ -73,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
                     settings,
                 },
         } => create_user(settings, username, role).await,
+        Command::User {
+            command: UserCommand::ResetPassword { username, settings },
+        } => reset_password(settings, username).await,
         Command::Demo => ehrs::demo::run().await,
         Command::Openapi => {
             print!("{}", ehrs::openapi::document_json());
@@ -122,16 +132,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The new password: `EHRS_NEW_USER_PASSWORD`, or asked at the terminal.
+fn new_password(username: &str) -> anyhow::Result<String> {
+    match std::env::var("EHRS_NEW_USER_PASSWORD") {
+        Ok(password) => Ok(password),
+        Err(_) => Ok(rpassword::prompt_password(format!(
+            "Password for {username}: "
+        ))?),
+    }
+}
+
 async fn create_user(
     settings: DatabaseSettings,
     username: String,
     role: Role,
 ) -> anyhow::Result<()> {
     init_tracing(&settings.log_format);
-    let password = match std::env::var("EHRS_NEW_USER_PASSWORD") {
-        Ok(password) => password,
-        Err(_) => rpassword::prompt_password(format!("Password for {username}: "))?,
-    };
+    let password = new_password(&username)?;
     let input = auth::NewUser {
         username,
         password,
@@ -142,13 +159,46 @@ async fn create_user(
     db.migrate().await?;
     let hash = auth::hash_password(input.password).await?;
     let mut tx = db.begin().await?;
-    let user = auth::repo::insert(&mut tx, &input.username, &hash, role).await?;
+    let user = auth::repo::insert(&mut tx, &input.username, &hash, role)
+        .await
+        .map_err(|e| match ehrs::error::ApiError::from(e) {
+            e if e.code == "already_exists" => anyhow::anyhow!(
+                "the username '{}' is already taken (usernames are compared without regard to case)",
+                input.username
+            ),
+            e => anyhow::anyhow!("cannot create the user: {}", e.message),
+        })?;
     tx.commit().await?;
     println!(
         "created user {} ({}) with role {}",
         user.username,
         user.id,
         role.as_str()
+    );
+    Ok(())
+}
+
+/// The shell's way back in: sets a user's password (the policy applies) and revokes the
+/// tokens they hold. It neither reactivates nor changes the role.
+async fn reset_password(settings: DatabaseSettings, username: String) -> anyhow::Result<()> {
+    init_tracing(&settings.log_format);
+    let db = Db::connect(&settings.database_url(), 2).await?;
+    db.migrate().await?;
+    let user = auth::repo::find_by_username(&db, &username)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user named '{username}'"))?;
+    let password = new_password(&user.username)?;
+    if let Some(reason) = auth::policy::problem(&password, &user.username) {
+        anyhow::bail!("the password is refused by the password policy: it {reason}");
+    }
+    let hash = auth::hash_password(password).await?;
+    let mut tx = db.begin().await?;
+    auth::repo::update(&mut tx, &user.id, Some(&hash), None, None, true).await?;
+    tx.commit().await?;
+    db.close().await;
+    println!(
+        "password of {} ({}) reset; the tokens they held no longer work",
+        user.username, user.id
     );
     Ok(())
 }

@@ -4,9 +4,10 @@ use super::{Permission, Role};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::ids::UserId;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// The caller, proven by a bearer token. Handlers that write take it and call
 /// [`CurrentUser::require`] first, so the rule is visible where the route is.
@@ -30,6 +31,23 @@ impl CurrentUser {
                 "allowed_roles": permission.roles().iter().map(|r| r.as_str()).collect::<Vec<_>>()
             })))
         }
+    }
+}
+
+/// The client's address as the listener saw it (no proxy header is trusted). The
+/// unspecified address when the server was started without connection info.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        Ok(ClientAddr(address))
     }
 }
 
@@ -57,12 +75,18 @@ impl FromRequestParts<AppState> for CurrentUser {
             .verify(token.trim())
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
         // A deactivated user, or one whose role changed, is held to the database's
-        // word at once, not when the token expires.
-        let role = super::repo::active_role(&state.db, &claims.sub)
+        // word at once, not when the token expires; and a token of an older generation
+        // (issued before a password change, role change, deactivation or logout) is dead.
+        let (role, generation) = super::repo::session(&state.db, &claims.sub)
             .await?
             .ok_or_else(|| {
                 ApiError::unauthorized("this account is disabled or no longer exists")
             })?;
+        if claims.generation != generation {
+            return Err(ApiError::unauthorized(
+                "this token has been revoked; sign in again",
+            ));
+        }
         Ok(CurrentUser {
             id: claims.sub,
             role,

@@ -1,4 +1,8 @@
-//! Bearer tokens: HS256 JWTs carrying the user id and role, with an expiry.
+//! Bearer tokens: HS256 JWTs carrying the user id, role and token generation, with an
+//! expiry. The generation is the user's `token_generation` when the token was issued; the
+//! extractor refuses a token whose generation is no longer the user's (see
+//! `CurrentUser`), which is how a password change, a role change, a deactivation or a
+//! logout ends every earlier token at once.
 
 use super::Role;
 use crate::ids::UserId;
@@ -13,6 +17,10 @@ pub struct Claims {
     pub role: Role,
     pub exp: u64,
     pub iat: u64,
+    /// Tokens issued before generations existed carry none: they count as generation 0,
+    /// every user's first.
+    #[serde(default)]
+    pub generation: i64,
 }
 
 #[derive(Clone)]
@@ -35,11 +43,12 @@ impl TokenIssuer {
         self.ttl
     }
 
-    pub fn issue(&self, user: &UserId, role: Role) -> anyhow::Result<String> {
+    pub fn issue(&self, user: &UserId, role: Role, generation: i64) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         let claims = Claims {
             sub: user.clone(),
             role,
+            generation,
             iat: now,
             exp: now + self.ttl.as_secs(),
         };

@@ -61,7 +61,7 @@ impl Validate for NewUser {
     fn validate(&self) -> Result<(), crate::error::ApiError> {
         let mut errors = FieldErrors::new();
         validate_username(&mut errors, &self.username);
-        validate_password(&mut errors, &self.password);
+        validate_password(&mut errors, &self.password, &self.username);
         errors.finish()
     }
 }
@@ -75,13 +75,37 @@ pub struct UserUpdate {
     pub is_active: Option<bool>,
 }
 
-impl Validate for UserUpdate {
-    fn validate(&self) -> Result<(), crate::error::ApiError> {
+impl UserUpdate {
+    /// Checks the update against the user it applies to (the password policy needs the
+    /// username).
+    pub fn validate_for(&self, current: &User) -> Result<(), crate::error::ApiError> {
         let mut errors = FieldErrors::new();
         if let Some(password) = &self.password {
-            validate_password(&mut errors, password);
+            validate_password(&mut errors, password, &current.username);
         }
         errors.finish()
+    }
+
+    /// True when the update could take away someone's admin role (before knowing whom):
+    /// the admins are then locked before the user's row (see `repo::lock`).
+    pub fn may_remove_admin(&self) -> bool {
+        self.role.is_some_and(|role| role != Role::Admin) || self.is_active == Some(false)
+    }
+
+    /// True when `current` is an active admin and would no longer be one afterwards.
+    pub fn removes_admin(&self, current: &User) -> bool {
+        let was = current.role == Role::Admin && current.is_active;
+        let will = self.role.unwrap_or(current.role) == Role::Admin
+            && self.is_active.unwrap_or(current.is_active);
+        was && !will
+    }
+
+    /// True when the update must end the user's signed-in sessions: a new password, a
+    /// different role, or a deactivation.
+    pub fn revokes_tokens(&self, current: &User) -> bool {
+        self.password.is_some()
+            || self.role.is_some_and(|role| role != current.role)
+            || (self.is_active == Some(false) && current.is_active)
     }
 }
 
@@ -112,10 +136,8 @@ fn validate_username(errors: &mut FieldErrors, username: &str) {
     );
 }
 
-fn validate_password(errors: &mut FieldErrors, password: &str) {
-    errors.check(
-        (8..=256).contains(&password.chars().count()),
-        "password",
-        "must be 8 to 256 characters",
-    );
+fn validate_password(errors: &mut FieldErrors, password: &str, username: &str) {
+    if let Some(reason) = super::policy::problem(password, username) {
+        errors.add("password", reason);
+    }
 }

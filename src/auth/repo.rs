@@ -69,36 +69,59 @@ pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// The id, role and password hash of an active user, for login.
-pub async fn credentials(
-    db: &Db,
-    username: &str,
-) -> Result<Option<(UserId, Role, String)>, sqlx::Error> {
+/// What a login needs of an active user.
+pub struct Credentials {
+    pub id: UserId,
+    pub role: Role,
+    pub password_hash: String,
+    pub token_generation: i64,
+}
+
+/// The credentials of the active user with this username (in any case: usernames are
+/// unique without regard to case).
+pub async fn credentials(db: &Db, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT id, role, password_hash FROM users WHERE username = $1 AND is_active = 1",
+        "SELECT id, role, password_hash, token_generation FROM users \
+         WHERE lower(username) = lower($1) AND is_active = 1",
     )
     .bind(username)
     .fetch_optional(db.pool())
     .await?;
     row.map(|row| {
         let role: String = row.try_get("role")?;
-        Ok((
-            row.try_get("id")?,
-            Role::parse(&role).unwrap_or(Role::Volunteer),
-            row.try_get("password_hash")?,
-        ))
+        Ok(Credentials {
+            id: row.try_get("id")?,
+            role: Role::parse(&role).unwrap_or(Role::Volunteer),
+            password_hash: row.try_get("password_hash")?,
+            token_generation: row.try_get("token_generation")?,
+        })
     })
     .transpose()
 }
 
-/// The role of an active user; `None` when the user is gone or disabled.
-pub async fn active_role(db: &Db, id: &UserId) -> Result<Option<Role>, sqlx::Error> {
-    let role: Option<String> =
-        sqlx::query_scalar("SELECT role FROM users WHERE id = $1 AND is_active = 1")
+/// The role and token generation of an active user; `None` when the user is gone or
+/// disabled.
+pub async fn session(db: &Db, id: &UserId) -> Result<Option<(Role, i64)>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT role, token_generation FROM users WHERE id = $1 AND is_active = 1")
             .bind(id)
             .fetch_optional(db.pool())
             .await?;
-    Ok(role.as_deref().and_then(Role::parse))
+    let Some(row) = row else { return Ok(None) };
+    let role: String = row.try_get("role")?;
+    let generation: i64 = row.try_get("token_generation")?;
+    Ok(Role::parse(&role).map(|role| (role, generation)))
+}
+
+/// The user with this username, in any case.
+pub async fn find_by_username(db: &Db, username: &str) -> Result<Option<User>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM users WHERE lower(username) = lower($1)"
+    )))
+    .bind(username)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(user_from_row).transpose()
 }
 
 pub async fn get(db: &Db, id: &UserId) -> Result<Option<User>, sqlx::Error> {
@@ -123,23 +146,74 @@ pub async fn list(db: &Db, limit: i64, offset: i64) -> Result<(Vec<User>, i64), 
     Ok((users, count(db).await?))
 }
 
+/// Locks the user's row for a read-then-modify and returns it. With `admins`, first
+/// locks every active admin's row (in id order, the one lock order of this table, so two
+/// such updates cannot deadlock) and also returns how many active admins there are: on
+/// PostgreSQL a concurrent demotion of another admin then waits for this transaction and
+/// sees its outcome, instead of both counting each other as "the other admin" (SQLite's
+/// write transactions already exclude each other).
+pub async fn lock(
+    tx: &mut Tx,
+    id: &UserId,
+    admins: bool,
+) -> Result<Option<(User, usize)>, sqlx::Error> {
+    let mut active_admins = 0;
+    if admins {
+        let sql = format!(
+            "SELECT id FROM users WHERE role = 'admin' AND is_active = 1 ORDER BY id{}",
+            tx.for_update()
+        );
+        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(tx.conn())
+            .await?;
+        active_admins = ids.len();
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE id = $1{}",
+        tx.for_update()
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+    row.as_ref()
+        .map(user_from_row)
+        .transpose()
+        .map(|user| user.map(|user| (user, active_admins)))
+}
+
+/// Applies a change; `revoke` also moves the user to a new token generation, so every
+/// token issued before stops working.
 pub async fn update(
     tx: &mut Tx,
     id: &UserId,
     password_hash: Option<&str>,
     role: Option<Role>,
     is_active: Option<bool>,
+    revoke: bool,
 ) -> Result<Option<User>, sqlx::Error> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE users SET password_hash = COALESCE($2, password_hash), role = COALESCE($3, role), \
-         is_active = COALESCE($4, is_active), updated_at = $5 WHERE id = $1 RETURNING {COLUMNS}"
+         is_active = COALESCE($4, is_active), token_generation = token_generation + $6, \
+         updated_at = $5 WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(password_hash)
     .bind(role.map(Role::as_str))
     .bind(is_active.map(i64::from))
     .bind(Timestamp::now())
+    .bind(i64::from(revoke))
     .fetch_optional(tx.conn())
     .await?;
     row.as_ref().map(user_from_row).transpose()
+}
+
+/// Ends every token of the user (logout). False when there is no such user.
+pub async fn revoke_tokens(tx: &mut Tx, id: &UserId) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+    Ok(done.rows_affected() > 0)
 }

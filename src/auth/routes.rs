@@ -1,7 +1,7 @@
-//! `/auth/login`, `/auth/me` and admin user management at `/users`.
+//! `/auth/login`, `/auth/logout`, `/auth/me` and admin user management at `/users`.
 
 use super::model::{LoginRequest, NewUser, TokenResponse, User, UserUpdate};
-use super::{CurrentUser, Require, can, repo};
+use super::{ClientAddr, CurrentUser, Require, can, repo};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
@@ -15,35 +15,46 @@ use axum::{Json, Router};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
         .route("/auth/me", get(me))
         .route("/users", get(list_users).post(create_user))
         .route("/users/{user_id}", get(get_user).patch(update_user))
 }
 
 /// Exchange a username and password for a bearer token.
+///
+/// Usernames match without regard to case. Failed logins are throttled per username and
+/// per client address: after a few failures each further one makes that username or
+/// address wait (doubling), and a login during the wait gets 429 with `Retry-After`.
+/// When every password hashing slot is taken and the short queue is full, 503 with
+/// `Retry-After`.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TokenResponse),
+        (status = 401, description = "Wrong username or password", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many failed logins for this username or from this address (`too_many_attempts`)", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password checking is saturated (`unavailable`)", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let invalid = || ApiError::unauthorized("invalid username or password");
-    let Some((id, role, hash)) = repo::credentials(&state.db, &body.username).await? else {
-        // Spend the same time as a real check so usernames cannot be probed by timing.
-        let _ = super::verify_password(body.password, DUMMY_HASH.to_string()).await;
-        return Err(invalid());
-    };
-    if !super::verify_password(body.password, hash).await {
-        return Err(invalid());
-    }
-    Ok(Json(TokenResponse {
-        access_token: state.tokens.issue(&id, role)?,
-        token_type: "bearer",
-        expires_in: state.tokens.ttl().as_secs(),
-    }))
+    super::login::login(&state, &body.username, body.password, address)
+        .await
+        .map(Json)
 }
 
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$1fY7mXGmq3kqCX2Rk5Ka2OvtaKIn1Fu6H8Av0JK0Yb0";
+/// Sign out: every token of the signed-in user stops working (on every device).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "Signed out; this user's tokens are revoked"),
+        (status = 401, body = crate::error::ErrorBody)))]
+async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    repo::revoke_tokens(&mut tx, &user.id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
 
 /// The signed-in user.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
@@ -67,15 +78,18 @@ async fn list_users(
     Ok(Json(Page::new(items, total, limit, offset)))
 }
 
+/// Create a user. Usernames are unique without regard to case (`ADMIN` beside `admin` is
+/// 409 `username_taken`); the password must pass the policy (422 names the reason).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
-    responses((status = 201, body = User), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = User), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, description = "Password hashing is saturated", body = crate::error::ErrorBody)))]
 async fn create_user(
     State(state): State<AppState>,
     _user: Require<can::ManageUsers>,
     ApiJson(body): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     body.validate()?;
-    let hash = super::hash_password(body.password).await?;
+    let hash = state.passwords.hash(body.password).await?;
     let mut tx = state.db.begin().await?;
     let created = repo::insert(&mut tx, &body.username, &hash, body.role)
         .await
@@ -99,8 +113,15 @@ async fn get_user(
 }
 
 /// Change a user's password, role or active flag.
+///
+/// A new password, a different role or a deactivation revokes every token the user holds
+/// (they sign in again). The last active admin cannot be demoted or deactivated: 409
+/// `last_admin`, and nothing changes.
 #[utoipa::path(patch, path = "/api/v1/users/{user_id}", tag = "users", security(("bearer" = [])), request_body = UserUpdate,
-    responses((status = 200, body = User), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = User), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "The last active admin would be demoted or deactivated (`last_admin`)", body = crate::error::ErrorBody),
+        (status = 422, description = "The password breaks the policy (the reason is in `details.fields`)", body = crate::error::ErrorBody),
+        (status = 503, description = "Password hashing is saturated", body = crate::error::ErrorBody)))]
 async fn update_user(
     State(state): State<AppState>,
     _user: Require<can::ManageUsers>,
@@ -108,17 +129,42 @@ async fn update_user(
     ApiJson(body): ApiJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
     let id = parse_id(&user_id, "user", UserId::parse)?;
-    body.validate()?;
-    let hash = match body.password {
-        Some(password) => Some(super::hash_password(password).await?),
+    let not_found = || ApiError::not_found("user", &id);
+    // The username never changes, so the policy can be checked (and the slow hash done)
+    // before the write transaction.
+    body.validate_for(&repo::get(&state.db, &id).await?.ok_or_else(not_found)?)?;
+    let hash = match &body.password {
+        Some(password) => Some(state.passwords.hash(password.clone()).await?),
         None => None,
     };
     let mut tx = state.db.begin().await?;
-    let updated = repo::update(&mut tx, &id, hash.as_deref(), body.role, body.is_active).await?;
+    let (current, admins) = repo::lock(&mut tx, &id, body.may_remove_admin())
+        .await?
+        .ok_or_else(not_found)?;
+    if body.removes_admin(&current) && admins <= 1 {
+        return Err(last_admin(&id));
+    }
+    let revoke = body.revokes_tokens(&current);
+    let updated = repo::update(
+        &mut tx,
+        &id,
+        hash.as_deref(),
+        body.role,
+        body.is_active,
+        revoke,
+    )
+    .await?
+    .ok_or_else(not_found)?;
     tx.commit().await?;
-    updated
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("user", &id))
+    Ok(Json(updated))
+}
+
+fn last_admin(id: &UserId) -> ApiError {
+    ApiError::conflict(
+        "last_admin",
+        "this is the last active admin: it cannot be demoted or deactivated; make another user admin first",
+    )
+    .with_details(serde_json::json!({ "user_id": id.to_string() }))
 }
 
 fn username_taken(err: sqlx::Error, username: &str) -> ApiError {

@@ -7,6 +7,7 @@
 //! (SQLite's busy handler sleeps), every write transaction goes through a one-connection
 //! pool and starts with `BEGIN IMMEDIATE`: writers queue fairly in the pool instead.
 
+pub mod files;
 mod real;
 
 pub use real::NullableReal;
@@ -247,6 +248,8 @@ fn sqlite_url(url: &str) -> anyhow::Result<(String, std::path::PathBuf)> {
             "an in-memory SQLite database would lose every event on restart; give a file path"
         );
     }
+    files::private_sqlite_files(std::path::Path::new(path))
+        .context("cannot secure the database files")?;
     if let Some(dir) = std::path::Path::new(path).parent()
         && !dir.as_os_str().is_empty()
     {

@@ -30,6 +30,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     paths(
         // auth and users
         crate::auth::routes::login,
+        crate::auth::routes::logout,
         crate::auth::routes::me,
         crate::auth::routes::list_users,
         crate::auth::routes::create_user,

@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod auth_process;
 mod camps;
 mod cli;
 mod consultations;
@@ -13,6 +14,7 @@ mod delivery;
 mod doctors;
 mod fake_svix;
 mod inbound;
+mod login_throttle;
 mod medicines;
 mod openapi;
 mod operations;

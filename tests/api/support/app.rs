@@ -139,7 +139,7 @@ impl TestApp {
             .await
             .unwrap();
             tx.commit().await.unwrap();
-            tokens.push((role, state.tokens.issue(&user.id, role).unwrap()));
+            tokens.push((role, state.tokens.issue(&user.id, role, 0).unwrap()));
         }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
