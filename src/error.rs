@@ -20,8 +20,9 @@ pub struct ApiError {
     pub details: Value,
     /// The cause of a server error; logged, never sent.
     source: Option<anyhow::Error>,
-    /// Seconds for a `Retry-After` header (429, 503).
-    retry_after: Option<u64>,
+    /// Seconds for a `Retry-After` header (429, 503). 32 bits: the error travels in every
+    /// `Result`, so it is kept small (clippy's `result_large_err`).
+    retry_after: Option<std::num::NonZeroU32>,
 }
 
 /// The JSON body of every error answer.
@@ -61,7 +62,7 @@ impl ApiError {
     /// Tells the client when to try again (`Retry-After`, whole seconds, at least 1).
     pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
         let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-        self.retry_after = Some(seconds.max(1));
+        self.retry_after = std::num::NonZeroU32::new(seconds.clamp(1, u64::from(u32::MAX)) as u32);
         self
     }
 
@@ -190,7 +191,7 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+                .insert(axum::http::header::RETRY_AFTER, seconds.get().into());
         }
         response
     }

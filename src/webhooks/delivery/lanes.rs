@@ -252,7 +252,7 @@ mod tests {
         for slot in &started {
             lanes.finish(slot, true);
         }
-        let (second, slot) = lanes.next_ready(&[healthy.clone()]).unwrap();
+        let (second, slot) = lanes.next_ready(std::slice::from_ref(&healthy)).unwrap();
         assert_eq!((second.sequence, slot.shared), (2, true));
         let probes = start_all(&mut lanes, &hung);
         assert_eq!(probes.len(), 50, "one probe per hung endpoint, no more");

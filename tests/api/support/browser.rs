@@ -235,7 +235,7 @@ impl Browser {
     pub async fn choose(&self, label: &str, value: &str) {
         let select = self.field(label).await;
         select
-            .find(By::XPath(&format!(".//option[@value={}]", literal(value))))
+            .find(By::XPath(format!(".//option[@value={}]", literal(value))))
             .await
             .expect("the option exists")
             .click()
