@@ -45,7 +45,7 @@ const INSERT_CHUNK: usize = 128;
 const FANOUT_LOCK: i64 = 0x0065_6872_7366_616e;
 
 /// An enabled subscription as the fan-out and the sender need it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Target {
     pub id: SubscriptionId,
     pub url: String,
@@ -57,11 +57,20 @@ pub struct Target {
 }
 
 impl Target {
-    /// Whether this subscription's filter takes `event_type` (an empty filter takes all).
-    fn takes(&self, event_type: &str) -> bool {
-        let filter: Vec<String> = serde_json::from_str(&self.event_types).unwrap_or_default();
-        filter.is_empty() || filter.iter().any(|t| t == event_type)
+    /// The event types this subscription's filter names (empty: every type).
+    fn filter(&self) -> Vec<String> {
+        serde_json::from_str(&self.event_types).unwrap_or_default()
     }
+
+    /// Whether this subscription's filter takes `event_type` (an empty filter takes all).
+    #[cfg(test)]
+    fn takes(&self, event_type: &str) -> bool {
+        takes(&self.filter(), event_type)
+    }
+}
+
+fn takes(filter: &[String], event_type: &str) -> bool {
+    filter.is_empty() || filter.iter().any(|t| t == event_type)
 }
 
 /// The enabled subscriptions, in id order.
@@ -138,11 +147,12 @@ pub async fn run_batch(
     }
     let targets = enabled_targets(tx.conn()).await?;
 
-    // Which subscriptions take which messages, in message order.
+    // Which subscriptions take which messages, in message order (filters parsed once).
+    let filters: Vec<Vec<String>> = targets.iter().map(Target::filter).collect();
     let mut per_target: Vec<Vec<usize>> = vec![Vec::new(); targets.len()];
     for (m, message) in messages.iter().enumerate() {
-        for (t, target) in targets.iter().enumerate() {
-            if target.takes(&message.event_type) {
+        for (t, filter) in filters.iter().enumerate() {
+            if takes(filter, &message.event_type) {
                 per_target[t].push(m);
             }
         }

@@ -222,6 +222,7 @@ async fn dispatch(
     let (finished, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
     let mut lanes = Lanes::new(config.global_concurrency, config.endpoint_concurrency);
     let mut enabled: Vec<SubscriptionId> = Vec::new();
+    let mut known: Vec<fanout::Target> = Vec::new();
     let mut tasks = JoinSet::new();
     let mut sweep_at = Instant::now();
     let (mut refresh, mut fan_out) = (true, true);
@@ -233,7 +234,9 @@ async fn dispatch(
         if refresh {
             refresh = false;
             match fanout::enabled_targets(db.pool()).await {
-                Ok(targets) => apply_targets(&db, &config, &mut lanes, &mut enabled, targets).await,
+                Ok(targets) => {
+                    apply_targets(&db, &config, &mut lanes, &mut enabled, &mut known, targets).await
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "reading subscriptions failed; will retry");
                     refresh = true;
@@ -247,7 +250,15 @@ async fn dispatch(
                     Ok(batch) => {
                         let more = batch.messages >= fanout::BATCH as usize;
                         if let Some(targets) = batch.targets {
-                            apply_targets(&db, &config, &mut lanes, &mut enabled, targets).await;
+                            apply_targets(
+                                &db,
+                                &config,
+                                &mut lanes,
+                                &mut enabled,
+                                &mut known,
+                                targets,
+                            )
+                            .await;
                         }
                         for subscription in &batch.overflowed {
                             lanes.mark_backlog(subscription);
@@ -362,14 +373,21 @@ const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Brings the dispatcher's view of the enabled subscriptions up to date: drops (and
 /// releases) what is held for subscriptions no longer enabled, and sends what is held for
-/// the others with their current URL, payload mode and secrets.
+/// the others with their current URL, payload mode and secrets. Every fan-out batch
+/// reports the targets it read; when nothing changed (the usual case) this does nothing,
+/// so the delivery loop does not rewrite every held delivery once per batch.
 async fn apply_targets(
     db: &Db,
     config: &EngineConfig,
     lanes: &mut Lanes,
     enabled: &mut Vec<SubscriptionId>,
+    known: &mut Vec<fanout::Target>,
     targets: Vec<fanout::Target>,
 ) {
+    if *known == targets {
+        return;
+    }
+    known.clone_from(&targets);
     let ids: Vec<SubscriptionId> = targets.iter().map(|t| t.id.clone()).collect();
     let dropped = lanes.retain_enabled(&ids);
     if let Err(err) = claim::release(db, &config.instance, &dropped).await {
