@@ -244,6 +244,9 @@ struct Report {
     /// Last delivery after the last API answer.
     drain: Duration,
     peak_rss_kb: u64,
+    /// SQLite: the size of the write-ahead log when the load ended (it grows while
+    /// checkpoints cannot keep up).
+    wal_bytes: Option<u64>,
 }
 
 /// Peak resident set of this process since the last reset, in KiB.
@@ -382,6 +385,11 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         .flat_map(|s| s.lock().unwrap().latencies_ms.clone())
         .collect();
     let peak_rss_kb = peak_rss_kb();
+    let wal_bytes = state
+        .db
+        .sqlite_path()
+        .and_then(|db| std::fs::metadata(format!("{}-wal", db.display())).ok())
+        .map(|wal| wal.len());
     engine.stop().await;
     state.db.close().await;
     if let Store::Postgres(admin_url) = store {
@@ -397,6 +405,7 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         commit_to_receiver_ms: commit_to_receiver,
         drain: last.saturating_duration_since(api_done),
         peak_rss_kb,
+        wal_bytes,
     }
 }
 
@@ -453,6 +462,9 @@ fn print_report(title: &str, report: &Report, events: usize) {
         );
     }
     println!("  peak RSS: {:.1} MB", report.peak_rss_kb as f64 / 1024.0);
+    if let Some(wal) = report.wal_bytes {
+        println!("  SQLite WAL at the end: {:.1} MB", wal as f64 / 1e6);
+    }
 }
 
 fn p(values: &[f64], q: f64) -> f64 {

@@ -3,14 +3,18 @@
 //! work with `FOR UPDATE SKIP LOCKED`) the two variants sit side by side in the repo that
 //! needs them, selected with [`Db::backend`].
 //!
-//! SQLite allows one writer at a time. Rather than letting writers collide and back off
-//! (SQLite's busy handler sleeps), every write transaction goes through a one-connection
-//! pool and starts with `BEGIN IMMEDIATE`: writers queue fairly in the pool instead.
+//! SQLite allows one writer at a time. Reads go through a sqlx pool; every write
+//! transaction goes through [`sqlite_writer`]: one `rusqlite` connection that the
+//! transaction's own task runs statements on (no thread hand-off per statement), with
+//! concurrent transactions grouped into one commit. PostgreSQL keeps one sqlx pool for
+//! both. Repository code is the same for both: `query.execute(tx.conn())`.
 
 pub mod files;
 mod real;
+mod sqlite_writer;
 
 pub use real::NullableReal;
+pub use sqlite_writer::TxConn;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -23,10 +27,15 @@ use tokio::sync::Notify;
 /// that ran in it ([`Tx::notify_on_commit`]): each named signal is woken once the
 /// transaction is durable, never on rollback.
 pub struct Tx {
-    inner: sqlx::Transaction<'static, sqlx::Any>,
+    inner: TxInner,
     signals: CommitSignals,
     wake: Vec<Arc<Notify>>,
     backend: Backend,
+}
+
+enum TxInner {
+    Postgres(sqlx::Transaction<'static, sqlx::Any>),
+    Sqlite(sqlite_writer::LiteTx),
 }
 
 impl Tx {
@@ -56,8 +65,11 @@ impl Tx {
     }
 
     /// The connection to run queries on: `query.execute(tx.conn())`.
-    pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.inner
+    pub fn conn(&mut self) -> TxConn<'_> {
+        match &mut self.inner {
+            TxInner::Postgres(tx) => TxConn::Postgres(tx),
+            TxInner::Sqlite(tx) => TxConn::Sqlite(tx),
+        }
     }
 
     /// Wakes the waiters of the signal `name` (see [`Db::commit_signal`]) after this
@@ -69,16 +81,29 @@ impl Tx {
         }
     }
 
+    /// Commits; returns once the write is durable. On SQLite that is the commit of the
+    /// group this transaction joined, and the signals are woken by it.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.inner.commit().await?;
-        for signal in self.wake {
-            signal.notify_one();
+        match self.inner {
+            TxInner::Postgres(tx) => {
+                tx.commit().await?;
+                for signal in self.wake {
+                    signal.notify_one();
+                }
+                Ok(())
+            }
+            TxInner::Sqlite(tx) => tx.commit(self.wake).await,
         }
-        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.inner.rollback().await
+        match self.inner {
+            TxInner::Postgres(tx) => tx.rollback().await,
+            TxInner::Sqlite(tx) => {
+                tx.rollback();
+                Ok(())
+            }
+        }
     }
 }
 
@@ -101,13 +126,15 @@ pub enum Backend {
     Postgres,
 }
 
-/// The database handle kept in `AppState`: a pool for reads and one for write transactions
-/// (the same pool on PostgreSQL).
+/// The database handle kept in `AppState`: a pool for reads, and for write transactions
+/// the same pool (PostgreSQL) or the SQLite writer.
 #[derive(Clone, Debug)]
 pub struct Db {
     backend: Backend,
     read: AnyPool,
+    /// PostgreSQL: the pool (same as `read`). SQLite: the read pool, for migrations only.
     write: AnyPool,
+    sqlite_writer: Option<Arc<sqlite_writer::Writer>>,
     signals: CommitSignals,
     /// SQLite: the database file.
     path: Option<std::path::PathBuf>,
@@ -131,6 +158,7 @@ impl Db {
                 backend: Backend::Postgres,
                 read: pool.clone(),
                 write: pool,
+                sqlite_writer: None,
                 signals: CommitSignals::default(),
                 path: None,
             });
@@ -139,13 +167,16 @@ impl Db {
             anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://");
         }
         let (url, path) = sqlite_url(url)?;
-        let write = sqlite_pool(&url, 1).await?;
         let read = sqlite_pool(&url, pool_size.max(2)).await?;
+        // The pool created the file and put it in WAL mode; the writer joins it.
+        sqlx::query("SELECT 1").execute(&read).await?;
+        let writer = sqlite_writer::Writer::open(&path)?;
         spawn_checkpointer(read.clone());
         Ok(Db {
             backend: Backend::Sqlite,
+            write: read.clone(),
             read,
-            write,
+            sqlite_writer: Some(writer),
             signals: CommitSignals::default(),
             path: Some(path),
         })
@@ -167,9 +198,9 @@ impl Db {
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let inner = match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.write.begin().await?,
+        let inner = match &self.sqlite_writer {
+            Some(writer) => TxInner::Sqlite(writer.begin().await?),
+            None => TxInner::Postgres(self.write.begin().await?),
         };
         Ok(Tx {
             inner,
@@ -212,6 +243,9 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close().await;
+        }
         self.write.close().await;
         self.read.close().await;
     }
@@ -264,22 +298,21 @@ fn sqlite_url(url: &str) -> anyhow::Result<(String, std::path::PathBuf)> {
     Ok((connect, std::path::PathBuf::from(path)))
 }
 
+/// Settings of every SQLite connection, pooled readers and the writer alike.
+/// WAL lets readers run beside the writer; NORMAL sync is durable against process crashes
+/// (our failure model) at a fraction of FULL's fsyncs. No automatic checkpoint: it would
+/// run inside whichever commit crossed the threshold, an fsync on the API's path;
+/// `spawn_checkpointer` does it instead.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+
 async fn sqlite_pool(url: &str, size: u32) -> anyhow::Result<AnyPool> {
     AnyPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                // WAL lets readers run beside the writer; NORMAL sync is durable against
-                // process crashes (our failure model) at a fraction of FULL's fsyncs.
-                // No automatic checkpoint: it would run inside whichever commit crossed the
-                // threshold, an fsync on the API's path; `spawn_checkpointer` does it instead.
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = 0;",
-                )
-                .await?;
+                conn.execute(SQLITE_PRAGMAS).await?;
                 Ok(())
             })
         })
@@ -326,32 +359,33 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ehrs-db-test-{}", std::process::id()));
         let url = format!("sqlite://{}/t.db", dir.display());
         let db = Db::connect(&url, 2).await.unwrap();
-        for pool in [&db.read, &db.write] {
-            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-                .fetch_one(pool)
+        let mut read = Vec::new();
+        for pragma in [
+            "journal_mode",
+            "synchronous",
+            "foreign_keys",
+            "busy_timeout",
+            "wal_autocheckpoint",
+        ] {
+            let value: sqlx::any::AnyRow =
+                sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
+                    .fetch_one(&db.read)
+                    .await
+                    .unwrap();
+            let value = sqlx::Row::try_get::<String, _>(&value, 0)
+                .or_else(|_| sqlx::Row::try_get::<i64, _>(&value, 0).map(|i| i.to_string()))
+                .unwrap();
+            let written = db
+                .sqlite_writer
+                .as_ref()
+                .unwrap()
+                .pragma(pragma)
                 .await
                 .unwrap();
-            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            assert_eq!(
-                (mode.as_str(), sync, fk, busy, autocheckpoint),
-                ("wal", 1, 1, 10000, 0)
-            );
+            assert_eq!(value, written, "{pragma}: pool and writer differ");
+            read.push(value);
         }
+        assert_eq!(read, ["wal", "1", "1", "10000", "0"]);
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
