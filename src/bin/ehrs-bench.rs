@@ -247,6 +247,22 @@ struct Report {
     /// SQLite: the size of the write-ahead log when the load ended (it grows while
     /// checkpoints cannot keep up).
     wal_bytes: Option<u64>,
+    /// SQLite: commits made and the write transactions they made durable.
+    group_commit: Option<(f64, f64)>,
+}
+
+/// The writer's counters from `/metrics`: (commits, transactions committed).
+fn sqlite_commits(state: &ehrs::app::AppState) -> (f64, f64) {
+    let text = state.metrics.render();
+    let read = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        read("ehrs_sqlite_commits_total"),
+        read("ehrs_sqlite_committed_transactions_total"),
+    )
 }
 
 /// Peak resident set of this process since the last reset, in KiB.
@@ -342,6 +358,7 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         all_stats.push(stats);
     }
 
+    let commits_before = sqlite_commits(&state);
     let started = Instant::now();
     let api = client.clone();
     let create = move |i: usize| {
@@ -385,6 +402,9 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         .flat_map(|s| s.lock().unwrap().latencies_ms.clone())
         .collect();
     let peak_rss_kb = peak_rss_kb();
+    let (commits, transactions) = sqlite_commits(&state);
+    let group_commit = (state.db.sqlite_path().is_some())
+        .then(|| (commits - commits_before.0, transactions - commits_before.1));
     let wal_bytes = state
         .db
         .sqlite_path()
@@ -406,6 +426,7 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         drain: last.saturating_duration_since(api_done),
         peak_rss_kb,
         wal_bytes,
+        group_commit,
     }
 }
 
@@ -464,6 +485,12 @@ fn print_report(title: &str, report: &Report, events: usize) {
     println!("  peak RSS: {:.1} MB", report.peak_rss_kb as f64 / 1024.0);
     if let Some(wal) = report.wal_bytes {
         println!("  SQLite WAL at the end: {:.1} MB", wal as f64 / 1e6);
+    }
+    if let Some((commits, transactions)) = report.group_commit {
+        println!(
+            "  SQLite group commit: {commits:.0} commits for {transactions:.0} write transactions ({:.1} per commit)",
+            transactions / commits.max(1.0)
+        );
     }
 }
 

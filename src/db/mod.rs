@@ -171,7 +171,7 @@ impl Db {
         // The pool created the file and put it in WAL mode; the writer joins it.
         sqlx::query("SELECT 1").execute(&read).await?;
         let writer = sqlite_writer::Writer::open(&path)?;
-        spawn_checkpointer(read.clone());
+        spawn_checkpointer(read.clone(), writer.clone());
         Ok(Db {
             backend: Backend::Sqlite,
             write: read.clone(),
@@ -302,9 +302,11 @@ fn sqlite_url(url: &str) -> anyhow::Result<(String, std::path::PathBuf)> {
 /// WAL lets readers run beside the writer; NORMAL sync is durable against process crashes
 /// (our failure model) at a fraction of FULL's fsyncs. No automatic checkpoint: it would
 /// run inside whichever commit crossed the threshold, an fsync on the API's path;
-/// `spawn_checkpointer` does it instead.
+/// `spawn_checkpointer` does it instead. When the WAL starts over, SQLite cuts the file
+/// back to 16 MiB.
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
+     PRAGMA journal_size_limit = 16777216;";
 
 async fn sqlite_pool(url: &str, size: u32) -> anyhow::Result<AnyPool> {
     AnyPoolOptions::new()
@@ -323,21 +325,37 @@ async fn sqlite_pool(url: &str, size: u32) -> anyhow::Result<AnyPool> {
 
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+/// WAL length (frames of one 4 KiB page) from which the writer starts it over.
+const RESTART_FRAMES: i64 = 1024;
 
-/// Checkpoints the WAL in the background, off every commit's path: a PASSIVE checkpoint
-/// from a reader connection copies what it can without waiting for (or blocking) the
-/// writer, and the writer starts the WAL over once a checkpoint completed. Stops when the
-/// pool is closed.
-fn spawn_checkpointer(pool: AnyPool) {
+/// Checkpoints the WAL in the background, off every commit's path. First a PASSIVE
+/// checkpoint from a reader connection copies what it can (the bulk of the pages and the
+/// fsyncs) without waiting for or blocking the writer. But SQLite starts the WAL over
+/// only when a write transaction begins with every frame already copied, which under a
+/// steady stream of writes never happens (the next batch lands while the checkpoint
+/// copies), so the file grew without bound: 600 MB after 60,000 writes, every page read
+/// searching an ever larger WAL index. So once the WAL is longer than `RESTART_FRAMES`,
+/// a RESTART checkpoint runs on the writer between two commits, where no frame can
+/// arrive: it copies only the frames written since the first pass, waits for readers of
+/// old frames (reads take microseconds), and the next write starts the WAL over.
+/// Stops when the pool is closed.
+fn spawn_checkpointer(pool: AnyPool, writer: Arc<sqlite_writer::Writer>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !pool.is_closed() {
             tick.tick().await;
-            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
+            let done = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&pool)
+                .await;
+            let result = match done {
+                Ok((_, log, _)) if log >= RESTART_FRAMES => writer.checkpoint().await,
+                Ok(_) => Ok(()),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = result
                 && !pool.is_closed()
+                && !matches!(err, sqlx::Error::PoolClosed)
             {
                 tracing::warn!(error = %err, "WAL checkpoint failed; will retry");
             }
@@ -366,6 +384,7 @@ mod tests {
             "foreign_keys",
             "busy_timeout",
             "wal_autocheckpoint",
+            "journal_size_limit",
         ] {
             let value: sqlx::any::AnyRow =
                 sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
@@ -385,7 +404,7 @@ mod tests {
             assert_eq!(value, written, "{pragma}: pool and writer differ");
             read.push(value);
         }
-        assert_eq!(read, ["wal", "1", "1", "10000", "0"]);
+        assert_eq!(read, ["wal", "1", "1", "10000", "0", "16777216"]);
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }

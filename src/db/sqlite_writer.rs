@@ -216,6 +216,19 @@ impl Writer {
         self.finish(&mut guard, true);
     }
 
+    /// Copies the WAL's remaining frames into the database between two commits and has
+    /// the next write start the WAL over (RESTART: waits, at most the busy timeout, for
+    /// readers still reading old frames; reads take microseconds). Ends the open batch
+    /// first: a connection inside a transaction cannot checkpoint.
+    pub async fn checkpoint(self: &Arc<Self>) -> Result<(), sqlx::Error> {
+        let mut guard = self.lock().await?;
+        self.finish(&mut guard, true);
+        guard
+            .conn()?
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+            .map_err(to_sqlx)
+    }
+
     /// Closes the connection once the current batch is done; later transactions fail
     /// with `PoolClosed`.
     pub async fn close(self: &Arc<Self>) {

@@ -127,9 +127,12 @@ pub async fn run_batch(
         }
     }
     let read = match db.backend() {
+        // Left to itself SQLite walks the whole table in rowid order to satisfy the
+        // ORDER BY (every batch reading every message ever kept); the partial index holds
+        // only the unhanded messages, a few to sort.
         Backend::Sqlite => {
             "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
-             WHERE relayed_at IS NULL ORDER BY rowid LIMIT $1"
+             INDEXED BY webhook_messages_unrelayed WHERE relayed_at IS NULL ORDER BY rowid LIMIT $1"
         }
         Backend::Postgres => {
             "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
