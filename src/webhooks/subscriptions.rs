@@ -50,6 +50,9 @@ pub struct Subscription {
     /// Event types delivered; empty means all.
     pub event_types: Vec<String>,
     pub payload: PayloadMode,
+    /// One delivery in flight at a time, in sequence order; a failing delivery holds
+    /// back the later ones until it is delivered or exhausted.
+    pub ordered: bool,
     pub enabled: bool,
     /// Why the subscription was disabled automatically, if it was.
     pub paused_reason: Option<String>,
@@ -80,6 +83,13 @@ pub struct NewSubscription {
     pub event_types: Vec<String>,
     #[serde(default)]
     pub payload: PayloadMode,
+    /// Ordered delivery: one in flight at a time, strictly in sequence, a failing
+    /// delivery holding back the later ones until it is delivered or exhausted. Off by
+    /// default: deliveries then go out up to the per-endpoint concurrency at once, so a
+    /// receiver may see sequence numbers out of order and sorts by `sequence` itself.
+    /// Embedded engine only.
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 /// Checks an event-type filter: every entry must be a known type.
@@ -110,7 +120,7 @@ impl NewSubscription {
     }
 }
 
-const COLUMNS: &str = "id, url, description, event_types, payload_mode, enabled, paused_reason, paused_at, created_at, updated_at";
+const COLUMNS: &str = "id, url, description, event_types, payload_mode, ordered, enabled, paused_reason, paused_at, created_at, updated_at";
 
 fn from_row(row: &AnyRow) -> Result<Subscription, sqlx::Error> {
     let event_types: String = row.try_get("event_types")?;
@@ -121,6 +131,7 @@ fn from_row(row: &AnyRow) -> Result<Subscription, sqlx::Error> {
         description: row.try_get("description")?,
         event_types: serde_json::from_str(&event_types).unwrap_or_default(),
         payload: PayloadMode::parse(&payload),
+        ordered: row.try_get::<i64, _>("ordered")? != 0,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         paused_reason: row.try_get("paused_reason")?,
         paused_at: row.try_get("paused_at")?,
@@ -140,8 +151,8 @@ pub async fn insert(
     let now = Timestamp::now();
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhook_subscriptions (id, url, description, event_types, payload_mode, secret_enc, enabled, \
-         consecutive_failures, last_sequence, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, 0, 0, $7, $7) \
-         RETURNING {COLUMNS}"
+         consecutive_failures, last_sequence, created_at, updated_at, ordered) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, 0, 0, $7, $7, $8) RETURNING {COLUMNS}"
     )))
     .bind(&id)
     .bind(&input.url)
@@ -150,6 +161,7 @@ pub async fn insert(
     .bind(input.payload.as_str())
     .bind(secrets.seal(secret, id.as_str()))
     .bind(now)
+    .bind(i64::from(input.ordered))
     .fetch_one(tx.conn())
     .await?;
     from_row(&row)
@@ -191,6 +203,8 @@ pub struct SubscriptionUpdate {
     pub description: Option<String>,
     pub event_types: Option<Vec<String>>,
     pub payload: Option<PayloadMode>,
+    /// Turns ordered delivery on or off (see `NewSubscription.ordered`).
+    pub ordered: Option<bool>,
 }
 
 impl SubscriptionUpdate {
@@ -214,8 +228,8 @@ pub async fn update(
 ) -> Result<Option<Subscription>, sqlx::Error> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_subscriptions SET url = COALESCE($2, url), description = COALESCE($3, description), \
-         event_types = COALESCE($4, event_types), payload_mode = COALESCE($5, payload_mode), updated_at = $6 \
-         WHERE id = $1 RETURNING {COLUMNS}"
+         event_types = COALESCE($4, event_types), payload_mode = COALESCE($5, payload_mode), updated_at = $6, \
+         ordered = COALESCE($7, ordered) WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(input.url.as_deref())
@@ -223,6 +237,7 @@ pub async fn update(
     .bind(input.event_types.as_ref().map(|t| json!(t).to_string()))
     .bind(input.payload.map(PayloadMode::as_str))
     .bind(Timestamp::now())
+    .bind(input.ordered.map(i64::from))
     .fetch_optional(tx.conn())
     .await?;
     row.as_ref().map(from_row).transpose()

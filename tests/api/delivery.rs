@@ -324,3 +324,58 @@ db_test!(
         assert!(held <= 50 + 64, "the hung endpoints hold their own slots and at most the shared pool: {held}");
     }
 );
+
+db_test!(
+    settings = |s| s.webhook_retry_schedule = parse_schedule("300ms,300ms,300ms").unwrap(),
+    async fn an_ordered_subscription_receives_strictly_in_sequence_and_a_failure_holds_back_the_rest(app) {
+        let receiver = TestReceiver::start().await;
+        // The third request fails twice: with ordered delivery nothing may overtake it.
+        receiver.script([Reply::Status(200), Reply::Status(200), Reply::Status(500), Reply::Status(503)]);
+        let created = app
+            .post(
+                Role::Admin,
+                "/api/v1/webhooks/subscriptions",
+                &json!({"url": receiver.url, "ordered": true}),
+            )
+            .await
+            .expect(201);
+        assert_eq!(created["ordered"], true);
+        let subscription = created["id"].as_str().unwrap().to_string();
+        // Many writes at once, so several deliveries are due together.
+        let writes: Vec<_> = (0..12).map(|_| create_camp(&app)).collect();
+        futures_util::future::join_all(writes).await;
+
+        let got = receiver.wait_for(14, PATIENCE).await;
+        let order: Vec<i64> = got.iter().map(|r| r.json["sequence"].as_i64().unwrap()).collect();
+        let mut expected: Vec<i64> = vec![1, 2, 3, 3, 3];
+        expected.extend(4..=12);
+        assert_eq!(order, expected, "one at a time, in sequence, the failed one retried before the rest");
+        for pair in got.windows(2) {
+            assert!(pair[1].at >= pair[0].at);
+        }
+        eventually("every delivery delivered", || async {
+            deliveries_of(&app, &subscription).await.iter().all(|d| d.0 == "delivered")
+        })
+        .await;
+
+        // Turning it off again is an update like any other.
+        let updated = app
+            .put(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{subscription}"), &json!({"ordered": false}))
+            .await
+            .expect(200);
+        assert_eq!(updated["ordered"], false);
+    }
+);
+
+db_test!(async fn subscriptions_are_unordered_unless_asked(app) {
+    let receiver = TestReceiver::start().await;
+    let created = app
+        .post(Role::Admin, "/api/v1/webhooks/subscriptions", &json!({"url": receiver.url}))
+        .await
+        .expect(201);
+    assert_eq!(created["ordered"], false);
+    let refused = app
+        .post(Role::Admin, "/api/v1/webhooks/subscriptions", &json!({"url": receiver.url, "ordered": "yes"}))
+        .await;
+    assert!(refused.status == 400 || refused.status == 422, "a non-boolean is refused: {}", refused.status);
+});

@@ -14,6 +14,7 @@
 //! here side by side.
 
 use super::EngineConfig;
+use super::lanes::Want;
 use crate::db::{Backend, Db, now_ms};
 use crate::ids::{DeliveryId, MessageId, SubscriptionId};
 use crate::time::Timestamp;
@@ -51,60 +52,134 @@ pub fn json_rows(backend: Backend, param: &str) -> String {
     }
 }
 
-/// Claims the due deliveries of `wants` (subscription, how many), oldest first within a
-/// subscription so its deliveries go out in sequence order.
-pub async fn claim(
-    db: &Db,
-    config: &EngineConfig,
-    wants: &[(SubscriptionId, usize)],
-) -> Result<Vec<Claimed>, sqlx::Error> {
+/// What a claim brought.
+#[derive(Debug, Default)]
+pub struct Claims {
+    pub claimed: Vec<Claimed>,
+    /// Ordered subscriptions whose lowest pending delivery is still leased to this engine
+    /// (sent, its outcome not recorded yet): claim them again after the recorder wrote.
+    pub behind_own_lease: Vec<SubscriptionId>,
+}
+
+/// A pending delivery of an ordered subscription, with what decides whether it may go.
+#[derive(sqlx::FromRow)]
+struct InLine {
+    #[sqlx(flatten)]
+    claimed: Claimed,
+    next_attempt_at: i64,
+    locked_until: Option<i64>,
+    locked_by: Option<String>,
+}
+
+const CLAIMED_COLUMNS: &str = "d.id AS delivery_id, d.message_id, d.subscription_id, d.sequence, d.attempts, \
+     m.event_id, m.event_type, m.payload, m.ids, m.created_at, \
+     s.url, s.payload_mode, s.secret_enc, s.previous_secret_enc, s.previous_secret_until";
+
+/// Claims the due deliveries of `wants`, oldest first within a subscription so its
+/// deliveries go out in sequence order. For an ordered subscription only an unbroken run
+/// from its lowest pending sequence is claimed: the walk stops at the first delivery that
+/// is not due (a retry waiting) or is leased (in flight here or at another engine), and
+/// after locking, anything behind a delivery another engine locked first is let go.
+pub async fn claim(db: &Db, config: &EngineConfig, wants: &[Want]) -> Result<Claims, sqlx::Error> {
     let now = now_ms();
     let mut candidates: Vec<Claimed> = Vec::new();
-    for (subscription, count) in wants {
-        let rows: Vec<Claimed> = sqlx::query_as(
-            "SELECT d.id AS delivery_id, d.message_id, d.subscription_id, d.sequence, d.attempts, \
-                    m.event_id, m.event_type, m.payload, m.ids, m.created_at, \
-                    s.url, s.payload_mode, s.secret_enc, s.previous_secret_enc, s.previous_secret_until \
+    let mut behind_own_lease = Vec::new();
+    for want in wants {
+        if want.ordered {
+            let rows: Vec<InLine> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {CLAIMED_COLUMNS}, d.next_attempt_at, d.locked_until, d.locked_by \
+                 FROM webhook_deliveries d \
+                 JOIN webhook_messages m ON m.id = d.message_id \
+                 JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+                 WHERE d.subscription_id = $1 AND d.status = 'pending' AND s.enabled = 1 \
+                 ORDER BY d.sequence LIMIT $2"
+            )))
+            .bind(&want.subscription)
+            .bind(want.count as i64)
+            .fetch_all(db.pool())
+            .await?;
+            for row in rows {
+                if row.locked_until.is_some_and(|until| until >= now) {
+                    if row.locked_by.as_deref() == Some(config.instance.as_str()) {
+                        behind_own_lease.push(want.subscription.clone());
+                    }
+                    break;
+                }
+                if row.next_attempt_at > now {
+                    break;
+                }
+                candidates.push(row.claimed);
+            }
+            continue;
+        }
+        let rows: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CLAIMED_COLUMNS} \
              FROM webhook_deliveries d \
              JOIN webhook_messages m ON m.id = d.message_id \
              JOIN webhook_subscriptions s ON s.id = d.subscription_id \
              WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
                AND (d.locked_until IS NULL OR d.locked_until < $2) AND s.enabled = 1 \
-             ORDER BY d.next_attempt_at, d.sequence LIMIT $3",
-        )
-        .bind(subscription)
+             ORDER BY d.next_attempt_at, d.sequence LIMIT $3"
+        )))
+        .bind(&want.subscription)
         .bind(now)
-        .bind(*count as i64)
+        .bind(want.count as i64)
         .fetch_all(db.pool())
         .await?;
         candidates.extend(rows);
     }
     if candidates.is_empty() {
-        return Ok(candidates);
+        return Ok(Claims {
+            claimed: candidates,
+            behind_own_lease,
+        });
     }
     let (locked, lease_until) = lock(db, config, &candidates, now).await?;
-    Ok(candidates
-        .into_iter()
-        .filter(|c| locked.contains(&c.delivery_id))
-        .map(|c| Claimed {
+    // An ordered run keeps only its unbroken start: what another engine took first
+    // would otherwise be overtaken.
+    let ordered: Vec<&SubscriptionId> = wants
+        .iter()
+        .filter(|w| w.ordered)
+        .map(|w| &w.subscription)
+        .collect();
+    let mut broken: Vec<SubscriptionId> = Vec::new();
+    let mut claimed = Vec::new();
+    let mut let_go = Vec::new();
+    for candidate in candidates {
+        let held = locked.contains(&candidate.delivery_id);
+        if ordered.contains(&&candidate.subscription_id) {
+            if broken.contains(&candidate.subscription_id) || !held {
+                if held {
+                    let_go.push(candidate.delivery_id.clone());
+                }
+                broken.push(candidate.subscription_id.clone());
+                continue;
+            }
+        } else if !held {
+            continue;
+        }
+        claimed.push(Claimed {
             lease_until: Some(lease_until),
-            ..c
-        })
-        .collect())
+            ..candidate
+        });
+    }
+    release(db, &config.instance, &let_go).await?;
+    Ok(Claims {
+        claimed,
+        behind_own_lease,
+    })
 }
 
 /// One delivery with everything needed to send it, whatever its subscription's state
 /// (the admin test route sends to disabled subscriptions too).
 pub async fn by_id(db: &Db, id: &DeliveryId) -> Result<Option<Claimed>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT d.id AS delivery_id, d.message_id, d.subscription_id, d.sequence, d.attempts, \
-                m.event_id, m.event_type, m.payload, m.ids, m.created_at, \
-                s.url, s.payload_mode, s.secret_enc, s.previous_secret_enc, s.previous_secret_until \
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CLAIMED_COLUMNS} \
          FROM webhook_deliveries d \
          JOIN webhook_messages m ON m.id = d.message_id \
          JOIN webhook_subscriptions s ON s.id = d.subscription_id \
-         WHERE d.id = $1",
-    )
+         WHERE d.id = $1"
+    )))
     .bind(id)
     .fetch_optional(db.pool())
     .await

@@ -25,9 +25,10 @@
 //!   skip the round, and writers never touch that lock, so any number of instances take
 //!   writes at full speed.
 //!
-//! Deliveries the caller has room for are inserted already leased to this engine and
-//! returned, so the dispatcher sends them from memory without reading them back; the
-//! rest are inserted free, for the claim path (`claim.rs`) of any engine.
+//! Deliveries the caller has room for (never those of an ordered subscription) are
+//! inserted already leased to this engine and returned, so the dispatcher sends them
+//! from memory without reading them back; the rest are inserted free, for the claim path
+//! (`claim.rs`) of any engine.
 
 use super::EngineConfig;
 use super::claim::{Claimed, json_rows};
@@ -54,6 +55,8 @@ pub struct Target {
     pub secret_enc: String,
     pub previous_secret_enc: Option<String>,
     pub previous_secret_until: Option<i64>,
+    /// Non-zero: ordered delivery (see `lanes.rs`).
+    pub ordered: i64,
 }
 
 impl Target {
@@ -78,7 +81,7 @@ pub async fn enabled_targets<'c>(
     conn: impl sqlx::Executor<'c, Database = sqlx::Any>,
 ) -> Result<Vec<Target>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, url, payload_mode, event_types, secret_enc, previous_secret_enc, previous_secret_until \
+        "SELECT id, url, payload_mode, event_types, secret_enc, previous_secret_enc, previous_secret_until, ordered \
          FROM webhook_subscriptions WHERE enabled = 1 ORDER BY id",
     )
     .fetch_all(conn)
@@ -183,7 +186,13 @@ pub async fn run_batch(
         .fetch_one(tx.conn())
         .await?;
         let first = last - taken.len() as i64 + 1;
-        let room = room(&target.id);
+        // An ordered subscription's deliveries always go through the claim path, which
+        // takes them strictly in sequence (`lanes.rs`).
+        let room = if target.ordered != 0 {
+            0
+        } else {
+            room(&target.id)
+        };
         if taken.len() > room {
             batch.overflowed.push(target.id.clone());
         }
@@ -310,6 +319,7 @@ mod tests {
             secret_enc: String::new(),
             previous_secret_enc: None,
             previous_secret_until: None,
+            ordered: 0,
         }
     }
 

@@ -9,6 +9,14 @@
 //! one slot once it has timed out, the shared pool comes back, and a healthy endpoint
 //! always has its own slot to send with at once, even while hung endpoints still hold
 //! shared slots for their first timeout.
+//!
+//! Ordered lanes (a subscription with `ordered`) have one slot and never take deliveries
+//! from the fan-out into memory: those always go through the claim path, which takes a
+//! subscription's pending deliveries strictly from its lowest sequence and stops at the
+//! first that is not due or is leased (`claim.rs`). When a send of an ordered lane fails,
+//! the dispatcher drops what the lane holds (`drain`) so nothing overtakes the delivery
+//! waiting for its retry. Leases make this hold across several engines: only the engine
+//! holding the lowest pending delivery can send any of that subscription's deliveries.
 
 use super::claim::Claimed;
 use crate::ids::{DeliveryId, SubscriptionId};
@@ -18,6 +26,8 @@ use std::collections::{HashMap, VecDeque};
 /// the database for the claim path (a slow endpoint must not pile up memory, nor hold
 /// leases longer than they last).
 pub const HELD_PER_LANE: usize = 512;
+/// Deliveries an ordered lane claims at once (sent one after another).
+pub const ORDERED_CLAIM: usize = 64;
 
 #[derive(Debug, Default)]
 pub struct Lane {
@@ -27,6 +37,17 @@ pub struct Lane {
     /// Deliveries may wait in the database for this lane (the fan-out overflowed, or a
     /// claim came back full): claim again when there is room.
     pub backlog: bool,
+    /// Ordered delivery: one in flight, strictly in sequence.
+    pub ordered: bool,
+}
+
+/// A claim the dispatcher should make for one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    pub subscription: SubscriptionId,
+    pub count: usize,
+    /// Strictly from the lowest pending sequence (see `claim::claim`).
+    pub ordered: bool,
 }
 
 /// A started send: which lane, and whether it took a shared slot.
@@ -54,10 +75,37 @@ impl Lanes {
         }
     }
 
-    /// How many more deliveries `subscription` can take into memory.
+    /// How many more deliveries `subscription` can take into memory from the fan-out
+    /// (none for an ordered lane: its deliveries are claimed in sequence).
     pub fn room(&self, subscription: &SubscriptionId) -> usize {
-        let held = self.lanes.get(subscription).map_or(0, |l| l.queue.len());
-        HELD_PER_LANE.saturating_sub(held)
+        match self.lanes.get(subscription) {
+            Some(lane) if lane.ordered => 0,
+            lane => HELD_PER_LANE.saturating_sub(lane.map_or(0, |l| l.queue.len())),
+        }
+    }
+
+    /// Sets whether `subscription` is delivered in order.
+    pub fn set_ordered(&mut self, subscription: &SubscriptionId, ordered: bool) {
+        let lane = self.lanes.entry(subscription.clone()).or_default();
+        if lane.ordered != ordered {
+            lane.ordered = ordered;
+            lane.backlog = true;
+        }
+    }
+
+    pub fn is_ordered(&self, subscription: &SubscriptionId) -> bool {
+        self.lanes.get(subscription).is_some_and(|l| l.ordered)
+    }
+
+    /// Drops what `subscription`'s lane holds (an ordered lane whose send failed: nothing
+    /// may overtake the failed delivery); returns the ids, to release. The lane claims
+    /// again from the database.
+    pub fn drain(&mut self, subscription: &SubscriptionId) -> Vec<DeliveryId> {
+        let Some(lane) = self.lanes.get_mut(subscription) else {
+            return Vec::new();
+        };
+        lane.backlog = true;
+        lane.queue.drain(..).map(|d| d.delivery_id).collect()
     }
 
     pub fn push(&mut self, delivery: Claimed) {
@@ -74,7 +122,11 @@ impl Lanes {
 
     /// Slots `lane` could start now, counting the shared pool.
     fn free_slots(&self, lane: &Lane) -> usize {
-        let cap = if lane.probing { 1 } else { self.per_endpoint };
+        let cap = if lane.probing || lane.ordered {
+            1
+        } else {
+            self.per_endpoint
+        };
         let own = usize::from(lane.in_flight == 0);
         let shared_wanted = cap.saturating_sub(lane.in_flight.max(1));
         let shared = shared_wanted.min(self.global.saturating_sub(self.shared_in_use));
@@ -137,8 +189,9 @@ impl Lanes {
 
     /// Subscriptions whose lane holds nothing and has free slots, with how many to claim
     /// from the database; `all` adds lanes without a known backlog (a periodic sweep for
-    /// retries coming due and other engines' leftovers).
-    pub fn wants(&self, enabled: &[SubscriptionId], all: bool) -> Vec<(SubscriptionId, usize)> {
+    /// retries coming due and other engines' leftovers). An ordered lane claims only
+    /// when nothing of it is in flight (the lowest pending delivery would be its own).
+    pub fn wants(&self, enabled: &[SubscriptionId], all: bool) -> Vec<Want> {
         let idle = Lane::default();
         enabled
             .iter()
@@ -147,8 +200,19 @@ impl Lanes {
                 if !lane.queue.is_empty() || !(all || lane.backlog) {
                     return None;
                 }
+                if lane.ordered {
+                    return (lane.in_flight == 0).then(|| Want {
+                        subscription: id.clone(),
+                        count: ORDERED_CLAIM,
+                        ordered: true,
+                    });
+                }
                 let free = self.free_slots(lane);
-                (free > 0).then(|| (id.clone(), free))
+                (free > 0).then(|| Want {
+                    subscription: id.clone(),
+                    count: free,
+                    ordered: false,
+                })
             })
             .collect()
     }
@@ -299,7 +363,40 @@ mod tests {
         assert_eq!(lanes.held(), 1);
         assert_eq!(
             lanes.wants(&[kept.clone(), gone.clone()], true),
-            [(gone, 8)]
+            [Want {
+                subscription: gone,
+                count: 8,
+                ordered: false
+            }]
         );
+    }
+
+    #[test]
+    fn an_ordered_lane_sends_one_at_a_time_takes_nothing_from_the_fan_out_and_drains() {
+        let mut lanes = Lanes::new(64, 8);
+        let id = SubscriptionId::generate();
+        lanes.set_ordered(&id, true);
+        assert_eq!(lanes.room(&id), 0, "the fan-out leaves its deliveries to claims");
+        let order = [id.clone()];
+        assert_eq!(
+            lanes.wants(&order, false),
+            [Want {
+                subscription: id.clone(),
+                count: ORDERED_CLAIM,
+                ordered: true
+            }]
+        );
+        for seq in 1..=3 {
+            lanes.push(delivery(&id, seq));
+        }
+        let (first, slot) = lanes.next_ready(&order).unwrap();
+        assert_eq!(first.sequence, 1);
+        assert!(lanes.next_ready(&order).is_none(), "one in flight");
+        // The send failed: what is held is dropped, and no claim while it is in flight.
+        assert_eq!(lanes.drain(&id).len(), 2);
+        assert!(lanes.wants(&order, true).is_empty());
+        lanes.finish(&slot, false);
+        assert_eq!(lanes.wants(&order, false).len(), 1);
+        assert_eq!(lanes.held(), 0);
     }
 }

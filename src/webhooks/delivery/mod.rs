@@ -196,10 +196,14 @@ enum Recorded {
     Paused,
     /// It scheduled a retry due at this time (Unix ms).
     RetryAt(i64),
+    /// It wrote a batch: leases of finished sends are gone (an ordered lane waiting
+    /// behind its own last send can claim on).
+    Written,
 }
 
-/// A send that finished: its slot, and whether the endpoint failed to answer.
-type Finished = (Slot, bool);
+/// A send that finished: its slot, whether the endpoint failed to answer, and whether
+/// it was delivered.
+type Finished = (Slot, bool, bool);
 
 async fn dispatch(
     db: Db,
@@ -284,15 +288,19 @@ async fn dispatch(
         let wants = lanes.wants(&enabled, sweep);
         if !wants.is_empty() {
             match claim::claim(&db, &config, &wants).await {
-                Ok(claimed) => {
-                    for (subscription, asked) in &wants {
-                        let got = claimed
+                Ok(claims) => {
+                    for want in &wants {
+                        let got = claims
+                            .claimed
                             .iter()
-                            .filter(|c| c.subscription_id == *subscription)
+                            .filter(|c| c.subscription_id == want.subscription)
                             .count();
-                        lanes.claimed(subscription, *asked, got);
+                        lanes.claimed(&want.subscription, want.count, got);
                     }
-                    for delivery in claimed {
+                    for subscription in &claims.behind_own_lease {
+                        lanes.mark_backlog(subscription);
+                    }
+                    for delivery in claims.claimed {
                         lanes.push(delivery);
                     }
                 }
@@ -307,8 +315,13 @@ async fn dispatch(
             if delivery.lease_until.is_some_and(|end| end < latest_start) {
                 // Held in memory too long: its lease may end mid-attempt, when another
                 // engine could claim it. Let the lease run out; a claim takes it then.
+                // An ordered lane lets go of the rest too: they must not overtake it.
                 lanes.cancel(&slot);
                 lanes.mark_backlog(&slot.subscription);
+                if lanes.is_ordered(&slot.subscription) {
+                    let rest = lanes.drain(&slot.subscription);
+                    release_or_warn(&db, &config, &rest).await;
+                }
                 continue;
             }
             let sender = sender.clone();
@@ -320,8 +333,9 @@ async fn dispatch(
                     .attempt
                     .failure
                     .is_some_and(FailureKind::is_unresponsive);
+                let delivered = outcome.attempt.delivered();
                 let _ = outcomes.send(outcome).await;
-                let _ = finished.send((slot, unresponsive));
+                let _ = finished.send((slot, unresponsive, delivered));
             });
         }
         while tasks.try_join_next().is_some() {}
@@ -338,11 +352,18 @@ async fn dispatch(
                     let wait = Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64);
                     sweep_at = sweep_at.min(Instant::now() + wait);
                 }
+                Recorded::Written => {}
             },
-            Some((slot, unresponsive)) = finished_rx.recv() => {
-                lanes.finish(&slot, unresponsive);
-                while let Ok((slot, unresponsive)) = finished_rx.try_recv() {
+            Some(first) = finished_rx.recv() => {
+                let mut next = Some(first);
+                while let Some((slot, unresponsive, delivered)) = next {
                     lanes.finish(&slot, unresponsive);
+                    if !delivered && lanes.is_ordered(&slot.subscription) {
+                        // Nothing may overtake the delivery now waiting for its retry.
+                        let held = lanes.drain(&slot.subscription);
+                        release_or_warn(&db, &config, &held).await;
+                    }
+                    next = finished_rx.try_recv().ok();
                 }
             }
             _ = tokio::time::sleep_until(sweep_at) => {
@@ -365,6 +386,13 @@ async fn dispatch(
     // What was held in memory or still in flight is leased to this engine: release it.
     if let Err(err) = claim::release_unfinished(&db, &config.instance).await {
         tracing::warn!(error = %err, "could not release unfinished claims; they come back when their lease ends");
+    }
+}
+
+/// Gives back this engine's leases on deliveries it will not send now.
+async fn release_or_warn(db: &Db, config: &EngineConfig, ids: &[crate::ids::DeliveryId]) {
+    if let Err(err) = claim::release(db, &config.instance, ids).await {
+        tracing::warn!(error = %err, "could not release held deliveries; they come back when their lease ends");
     }
 }
 
@@ -394,6 +422,7 @@ async fn apply_targets(
         tracing::warn!(error = %err, "could not release deliveries of disabled subscriptions; they come back when their lease ends");
     }
     for target in targets {
+        lanes.set_ordered(&target.id, target.ordered != 0);
         lanes.refresh(&target.id, |delivery| {
             delivery.url.clone_from(&target.url);
             delivery.payload_mode.clone_from(&target.payload_mode);

@@ -39,6 +39,11 @@ enum Verdict {
 }
 
 impl Attempt {
+    /// The endpoint took it (2xx).
+    pub fn delivered(&self) -> bool {
+        self.verdict() == Verdict::Delivered
+    }
+
     fn verdict(&self) -> Verdict {
         match self.status_code {
             Some(code) if (200..300).contains(&code) => Verdict::Delivered,
@@ -77,6 +82,7 @@ pub async fn run(
                     if let Some(due) = written.next_retry {
                         let _ = news.send(super::Recorded::RetryAt(due));
                     }
+                    let _ = news.send(super::Recorded::Written);
                     break;
                 }
                 Err(err) if tries < 5 => {

@@ -123,6 +123,7 @@ fn to_subscription(
             .into_iter()
             .collect(),
         payload: payload_mode(endpoint),
+        ordered: false,
         enabled,
         paused_reason: paused.and_then(|h| h.paused_reason.clone()),
         paused_at: paused.and_then(|h| h.paused_at),
@@ -488,6 +489,7 @@ impl WebhookBackend for SvixBackend {
         &self,
         input: &NewSubscription,
     ) -> ApiResult<SubscriptionWithSecret> {
+        refuse_ordered(Some(input.ordered))?;
         let id = SubscriptionId::generate();
         let mut endpoint = EndpointIn::new(input.url.clone());
         endpoint.uid = Some(id.to_string());
@@ -527,6 +529,7 @@ impl WebhookBackend for SvixBackend {
         id: &SubscriptionId,
         input: &SubscriptionUpdate,
     ) -> ApiResult<Subscription> {
+        refuse_ordered(input.ordered)?;
         let current = self.endpoint(id).await?;
         let mode = input.payload.unwrap_or_else(|| payload_mode(&current));
         // PUT replaces the endpoint: every field is sent, changed or kept.
@@ -895,4 +898,16 @@ mod tests {
         );
         assert_eq!(display_status(sending, None, true, now).0, "pending");
     }
+}
+
+/// Svix has no ordered delivery per endpoint (it sends each message independently, with
+/// its own retries), so asking for it is refused rather than silently not honoured.
+fn refuse_ordered(ordered: Option<bool>) -> Result<(), ApiError> {
+    if ordered == Some(true) {
+        return Err(ApiError::invalid_field(
+            "ordered",
+            "ordered delivery is available with the embedded engine only (WEBHOOK_BACKEND=embedded); Svix sends each message independently",
+        ));
+    }
+    Ok(())
 }
