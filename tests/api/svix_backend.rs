@@ -289,6 +289,17 @@ svix_test!(async fn subscriptions_are_svix_endpoints(app, svix) {
         .key;
     assert_eq!(created["secret"], secret);
 
+    assert_eq!(created["ordered"], false);
+    // Svix has no ordered delivery: asking for it is refused, on create and on update.
+    let refused = app
+        .post(Role::Admin, "/api/v1/webhooks/subscriptions", &json!({"url": receiver.url, "ordered": true}))
+        .await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.body["error"]["details"]["fields"][0]["field"], "ordered", "{}", refused.body);
+    app.put(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}"), &json!({"ordered": true}))
+        .await
+        .expect(422);
+
     let got = app.get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}")).await.expect(200);
     assert_eq!(got["event_types"], json!(["camp.created"]));
     let list = app.get(Role::Admin, "/api/v1/webhooks/subscriptions").await.expect(200);
@@ -707,6 +718,7 @@ svix_test!(async fn subscriptions_left_from_the_embedded_engine_get_nothing_queu
         description: String::new(),
         event_types: vec![],
         payload: ehrs::webhooks::subscriptions::PayloadMode::Full,
+        ordered: false,
     };
     let mut tx = app.state.db.begin().await.unwrap();
     ehrs::webhooks::subscriptions::insert(&mut tx, &leftover, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &app.state.secrets)

@@ -376,7 +376,11 @@ mod tests {
         let mut lanes = Lanes::new(64, 8);
         let id = SubscriptionId::generate();
         lanes.set_ordered(&id, true);
-        assert_eq!(lanes.room(&id), 0, "the fan-out leaves its deliveries to claims");
+        assert_eq!(
+            lanes.room(&id),
+            0,
+            "the fan-out leaves its deliveries to claims"
+        );
         let order = [id.clone()];
         assert_eq!(
             lanes.wants(&order, false),

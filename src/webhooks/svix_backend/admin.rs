@@ -906,7 +906,7 @@ fn refuse_ordered(ordered: Option<bool>) -> Result<(), ApiError> {
     if ordered == Some(true) {
         return Err(ApiError::invalid_field(
             "ordered",
-            "ordered delivery is available with the embedded engine only (WEBHOOK_BACKEND=embedded); Svix sends each message independently",
+            "is available with the embedded engine only (WEBHOOK_BACKEND=embedded): Svix sends each message on its own",
         ));
     }
     Ok(())
