@@ -863,6 +863,18 @@ impl WebhookBackend for SvixBackend {
     }
 }
 
+/// Svix has no ordered delivery per endpoint (it sends each message independently, with
+/// its own retries), so asking for it is refused rather than silently not honoured.
+fn refuse_ordered(ordered: Option<bool>) -> Result<(), ApiError> {
+    if ordered == Some(true) {
+        return Err(ApiError::invalid_field(
+            "ordered",
+            "is available with the embedded engine only (WEBHOOK_BACKEND=embedded): Svix sends each message on its own",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,16 +910,4 @@ mod tests {
         );
         assert_eq!(display_status(sending, None, true, now).0, "pending");
     }
-}
-
-/// Svix has no ordered delivery per endpoint (it sends each message independently, with
-/// its own retries), so asking for it is refused rather than silently not honoured.
-fn refuse_ordered(ordered: Option<bool>) -> Result<(), ApiError> {
-    if ordered == Some(true) {
-        return Err(ApiError::invalid_field(
-            "ordered",
-            "is available with the embedded engine only (WEBHOOK_BACKEND=embedded): Svix sends each message on its own",
-        ));
-    }
-    Ok(())
 }
