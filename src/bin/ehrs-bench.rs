@@ -403,8 +403,11 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         .collect();
     let peak_rss_kb = peak_rss_kb();
     let (commits, transactions) = sqlite_commits(&state);
-    let group_commit = (state.db.sqlite_path().is_some())
-        .then(|| (commits - commits_before.0, transactions - commits_before.1));
+    let group_commit = state
+        .db
+        .sqlite_path()
+        .is_some()
+        .then_some((commits - commits_before.0, transactions - commits_before.1));
     let wal_bytes = state
         .db
         .sqlite_path()
