@@ -4,6 +4,28 @@ use crate::error::ApiError;
 use serde::Serialize;
 use serde_json::json;
 
+/// The earliest date the API accepts (birth dates, camp days): a year 0000 or -0001 is a
+/// typing slip, not a record.
+pub const MIN_DATE: &str = "1900-01-01";
+/// The latest date the API accepts.
+pub const MAX_DATE: &str = "2200-12-31";
+/// The JSON-schema pattern of a `YYYY-MM-DD` date inside that range's years (the day is
+/// checked by the handler).
+pub const DATE_PATTERN: &str =
+    r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+
+/// A date written exactly `YYYY-MM-DD` (four-digit year, two-digit month and day).
+fn parse_date(value: &str) -> Option<chrono::NaiveDate> {
+    let shaped = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shaped
+        .then(|| chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
+        .flatten()
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct FieldErrors {
     fields: Vec<FieldError>,
@@ -13,6 +35,9 @@ pub struct FieldErrors {
 struct FieldError {
     field: String,
     reason: String,
+    /// For a closed set of words: the ones accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed: Option<Vec<String>>,
 }
 
 impl FieldErrors {
@@ -30,6 +55,16 @@ impl FieldErrors {
         self.fields.push(FieldError {
             field: field.to_string(),
             reason: reason.into(),
+            allowed: None,
+        });
+    }
+
+    /// A value outside a closed set of words, with the words that are accepted.
+    pub fn add_allowed(&mut self, field: &str, reason: impl Into<String>, allowed: Vec<String>) {
+        self.fields.push(FieldError {
+            field: field.to_string(),
+            reason: reason.into(),
+            allowed: Some(allowed),
         });
     }
 
@@ -71,11 +106,15 @@ impl FieldErrors {
         }
     }
 
-    /// Requires a calendar date `YYYY-MM-DD`.
+    /// Requires a calendar date `YYYY-MM-DD` from [`MIN_DATE`] to [`MAX_DATE`].
     pub fn date(&mut self, field: &str, value: &str) -> Option<chrono::NaiveDate> {
-        match chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-            Ok(date) => Some(date),
-            Err(_) => {
+        match parse_date(value) {
+            Some(date) if (MIN_DATE..=MAX_DATE).contains(&value) => Some(date),
+            Some(_) => {
+                self.add(field, format!("must be from {MIN_DATE} to {MAX_DATE}"));
+                None
+            }
+            None => {
                 self.add(field, "must be a date in the form YYYY-MM-DD");
                 None
             }

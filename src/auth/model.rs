@@ -52,7 +52,10 @@ pub struct User {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     pub username: String,
+    /// 8 to 256 characters; see the password policy.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
     pub role: Role,
 }
@@ -70,6 +73,8 @@ impl Validate for NewUser {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserUpdate {
+    /// 8 to 256 characters; see the password policy.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
     pub role: Option<Role>,
     pub is_active: Option<bool>,

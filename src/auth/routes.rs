@@ -7,18 +7,18 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::UserId;
 use crate::validation::Validate;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/auth/me", get(me))
-        .route("/users", get(list_users).post(create_user))
-        .route("/users/{user_id}", get(get_user).patch(update_user))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user))
 }
 
 /// Exchange a username and password for a bearer token.
@@ -81,7 +81,7 @@ async fn list_users(
 /// Create a user. Usernames are unique without regard to case (`ADMIN` beside `admin` is
 /// 409 `username_taken`); the password must pass the policy (422 names the reason).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
-    responses((status = 201, body = User), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 201, body = User), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
         (status = 503, description = "Password hashing is saturated", body = crate::error::ErrorBody)))]
 async fn create_user(
     State(state): State<AppState>,
@@ -99,7 +99,7 @@ async fn create_user(
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = User), (status = 404, body = crate::error::ErrorBody)))]
 async fn get_user(
     State(state): State<AppState>,
     _user: Require<can::ManageUsers>,
@@ -118,7 +118,7 @@ async fn get_user(
 /// (they sign in again). The last active admin cannot be demoted or deactivated: 409
 /// `last_admin`, and nothing changes.
 #[utoipa::path(patch, path = "/api/v1/users/{user_id}", tag = "users", security(("bearer" = [])), request_body = UserUpdate,
-    responses((status = 200, body = User), (status = 404, body = crate::error::ErrorBody),
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = User), (status = 404, body = crate::error::ErrorBody),
         (status = 409, description = "The last active admin would be demoted or deactivated (`last_admin`)", body = crate::error::ErrorBody),
         (status = 422, description = "The password breaks the policy (the reason is in `details.fields`)", body = crate::error::ErrorBody),
         (status = 503, description = "Password hashing is saturated", body = crate::error::ErrorBody)))]

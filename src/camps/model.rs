@@ -22,11 +22,13 @@ pub struct Camp {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampInput {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub location: String,
-    #[schema(format = Date, example = "2026-11-28")]
+    #[schema(format = Date, example = "2026-11-28", pattern = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub start_date: String,
-    #[schema(format = Date, example = "2026-11-29")]
+    #[schema(format = Date, example = "2026-11-29", pattern = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub end_date: String,
 }
 
@@ -49,7 +51,10 @@ impl Validate for CampInput {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttendanceUpdate {
+    /// 0 to 1000000. Give exactly one of `attended_count` and `delta`.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub attended_count: Option<i64>,
+    #[schema(minimum = -1000000, maximum = 1000000)]
     pub delta: Option<i64>,
 }
 
@@ -73,9 +78,12 @@ impl Validate for AttendanceUpdate {
 #[into_params(parameter_in = Query)]
 pub struct CampFilter {
     /// Only camps running on this date (YYYY-MM-DD).
+    #[param(format = Date, pattern = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub on_date: Option<String>,
     /// Only camps whose location contains this text (case-insensitive).
     pub location: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }

@@ -9,22 +9,16 @@ use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::CampId;
 use crate::validation::{FieldErrors, Validate};
 use crate::webhooks::{self, Event, EventType};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/medical-camps", get(list_camps).post(create_camp))
-        .route(
-            "/medical-camps/{camp_id}",
-            get(get_camp).put(update_camp).delete(delete_camp),
-        )
-        .route(
-            "/medical-camps/{camp_id}/update-attended-count",
-            post(update_attendance),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_camps, create_camp))
+        .routes(routes!(get_camp, update_camp, delete_camp))
+        .routes(routes!(update_attendance))
 }
 
 #[utoipa::path(get, path = "/api/v1/medical-camps", tag = "camps", security(("bearer" = [])), params(CampFilter),
@@ -84,7 +78,7 @@ async fn get_camp(
 }
 
 #[utoipa::path(put, path = "/api/v1/medical-camps/{camp_id}", tag = "camps", security(("bearer" = [])), request_body = CampInput,
-    responses((status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_camp(
     State(state): State<AppState>,
     _user: Require<can::ManageCamps>,
@@ -111,7 +105,7 @@ async fn update_camp(
 
 /// Deletes a camp nobody is registered at; a camp in use answers 409.
 #[utoipa::path(delete, path = "/api/v1/medical-camps/{camp_id}", tag = "camps", security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_camp(
     State(state): State<AppState>,
     _user: Require<can::ManageCamps>,
@@ -130,7 +124,7 @@ async fn delete_camp(
 
 #[utoipa::path(post, path = "/api/v1/medical-camps/{camp_id}/update-attended-count", tag = "camps", security(("bearer" = [])),
     request_body = AttendanceUpdate,
-    responses((status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_attendance(
     State(state): State<AppState>,
     _user: Require<can::UpdateAttendance>,

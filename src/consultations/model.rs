@@ -52,8 +52,11 @@ pub const MAX_NOTES: usize = 10_000;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignDoctor {
+    #[schema(pattern = r"^[A-Za-z0-9_/-]{1,32}$")]
     pub book_no: String,
+    #[schema(pattern = r"^doc_[0-9A-Za-z]{26}$")]
     pub doctor_id: String,
+    #[schema(pattern = r"^camp_[0-9A-Za-z]{26}$")]
     pub camp_id: String,
     pub complaint: Option<String>,
     /// Default `normal`.
@@ -93,10 +96,14 @@ impl Validate for ConsultationUpdate {
 #[into_params(parameter_in = Query)]
 pub struct ConsultationFilter {
     pub book_no: Option<String>,
+    #[param(pattern = r"^doc_[0-9A-Za-z]{26}$")]
     pub doctor_id: Option<String>,
+    #[param(pattern = r"^camp_[0-9A-Za-z]{26}$")]
     pub camp_id: Option<String>,
     pub status: Option<ConsultationStatus>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

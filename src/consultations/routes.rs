@@ -11,20 +11,17 @@ use crate::ids::{CampId, ConsultationId, DoctorId, PatientId};
 use crate::queue::model::{Priority, filter_id};
 use crate::validation::Validate;
 use crate::webhooks::{self, Event, EventType};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/doctors/assign-doctor", post(assign_doctor))
-        .route("/consultations", get(list_consultations))
-        .route(
-            "/consultations/{consultation_id}",
-            get(get_consultation).put(update_consultation),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(assign_doctor))
+        .routes(routes!(list_consultations))
+        .routes(routes!(get_consultation, update_consultation))
 }
 
 /// Opens a consultation for a patient registered at the camp and puts them in the
@@ -151,7 +148,7 @@ async fn get_consultation(
 /// Partial update of complaint, diagnosis and notes. An update that changes nothing
 /// answers 200 with the consultation and emits no event.
 #[utoipa::path(put, path = "/api/v1/consultations/{consultation_id}", tag = "consultations", security(("bearer" = [])), request_body = ConsultationUpdate,
-    responses((status = 200, body = Consultation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Consultation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_consultation(
     State(state): State<AppState>,
     _user: Require<can::Consult>,

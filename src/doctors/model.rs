@@ -25,11 +25,20 @@ pub const MAX_SPECIALTY: usize = 100;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DoctorInput {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
-    #[schema(example = "General Medicine")]
+    #[schema(
+        example = "General Medicine",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"\S"
+    )]
     pub specialty: String,
     /// An existing user not linked to another doctor.
-    #[schema(example = "usr_01jdq3v8m2x7c9k4t6w0y5z1ab")]
+    #[schema(
+        example = "usr_01jdq3v8m2x7c9k4t6w0y5z1ab",
+        pattern = r"^usr_[0-9A-Za-z]{26}$"
+    )]
     pub user_id: Option<String>,
 }
 
@@ -48,6 +57,8 @@ impl Validate for DoctorInput {
 pub struct DoctorFilter {
     /// Only doctors of this specialty (case-insensitive, whole value).
     pub specialty: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }

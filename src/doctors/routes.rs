@@ -9,19 +9,16 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{DoctorId, UserId};
 use crate::validation::Validate;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/doctors", get(list_doctors).post(create_doctor))
-        .route(
-            "/doctors/{doctor_id}",
-            get(get_doctor).put(update_doctor).delete(delete_doctor),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_doctors, create_doctor))
+        .routes(routes!(get_doctor, update_doctor, delete_doctor))
 }
 
 #[utoipa::path(get, path = "/api/v1/doctors", tag = "doctors", security(("bearer" = [])), params(DoctorFilter),

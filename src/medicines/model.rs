@@ -23,9 +23,13 @@ pub struct Medicine {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MedicineInput {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub form: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub strength: String,
+    #[schema(minimum = 0, maximum = 1000000000)]
     pub stock_quantity: i64,
 }
 
@@ -62,6 +66,8 @@ pub struct MedicineFilter {
     pub q: Option<String>,
     /// `true`: only medicines with stock; `false`: only those with none.
     pub in_stock: Option<bool>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }

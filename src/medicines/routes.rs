@@ -8,20 +8,15 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::MedicineId;
 use crate::validation::Validate;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/medicines", get(list_medicines).post(create_medicine))
-        .route(
-            "/medicines/{medicine_id}",
-            get(get_medicine)
-                .put(update_medicine)
-                .delete(delete_medicine),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_medicines, create_medicine))
+        .routes(routes!(get_medicine, update_medicine, delete_medicine))
 }
 
 #[utoipa::path(get, path = "/api/v1/medicines", tag = "medicines", security(("bearer" = [])), params(MedicineFilter),
@@ -80,7 +75,7 @@ async fn get_medicine(
 
 /// Replaces a medicine's details, stock included (a stock count sets the quantity).
 #[utoipa::path(put, path = "/api/v1/medicines/{medicine_id}", tag = "medicines", security(("bearer" = [])), request_body = MedicineInput,
-    responses((status = 200, body = Medicine), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Medicine), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_medicine(
     State(state): State<AppState>,
     _user: Require<can::ManageMedicines>,
@@ -102,7 +97,7 @@ async fn update_medicine(
 /// Deletes a medicine no prescription names (as prescribed or as replacement); one in use
 /// answers 409 `medicine_in_use` (set its stock to 0 instead).
 #[utoipa::path(delete, path = "/api/v1/medicines/{medicine_id}", tag = "medicines", security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_medicine(
     State(state): State<AppState>,
     _user: Require<can::ManageMedicines>,

@@ -1,16 +1,18 @@
 //! The OpenAPI 3.1 document (`GET /openapi.json`, `ehrs openapi`) and the Swagger UI page
 //! that renders it (`GET /docs`).
 //!
-//! Routes come from the handlers' `#[utoipa::path]` attributes, listed once below; the
-//! top-level `webhooks` object, one entry per outbound event type, is built in
+//! Operations come from the handlers' `#[utoipa::path]` attributes, collected by the
+//! routers themselves (`utoipa_axum::routes!` registers a handler and its operation in
+//! one call, see [`crate::app::routes`]), so the router and the document cannot drift;
+//! this file adds the title, tags and security scheme. The top-level `webhooks` object, one entry per outbound event type, is built in
 //! [`webhooks`]. The Swagger UI files are compiled into the binary (utoipa-swagger-ui's
 //! `vendored` feature takes them from a crates.io crate, never from the network), so the
 //! page works at a camp with no internet.
 
+pub mod contract;
 pub mod webhooks;
 
 use crate::app::AppState;
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +20,7 @@ use axum::routing::get;
 use std::sync::{Arc, LazyLock};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,91 +29,6 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         description = "Electronic health records for free medical camps, with first-class webhooks. \
             Every clinical write is published as a signed webhook: see the `webhooks` section \
             for each event type's envelope, payload and signature headers.",
-    ),
-    paths(
-        // auth and users
-        crate::auth::routes::login,
-        crate::auth::routes::logout,
-        crate::auth::routes::me,
-        crate::auth::routes::list_users,
-        crate::auth::routes::create_user,
-        crate::auth::routes::get_user,
-        crate::auth::routes::update_user,
-        // medical camps
-        crate::camps::routes::list_camps,
-        crate::camps::routes::create_camp,
-        crate::camps::routes::get_camp,
-        crate::camps::routes::update_camp,
-        crate::camps::routes::delete_camp,
-        crate::camps::routes::update_attendance,
-        // patients, registrations, vitals, doctors
-        crate::patients::routes::list_patients,
-        crate::patients::routes::create_patient,
-        crate::patients::routes::get_patient,
-        crate::patients::routes::update_patient,
-        crate::patients::registrations::register,
-        crate::patients::registrations::list_for_patient,
-        crate::patients::registrations::list_for_camp,
-        crate::vitals::routes::record_vitals,
-        crate::vitals::routes::list_vitals,
-        crate::vitals::routes::get_vitals,
-        crate::doctors::routes::list_doctors,
-        crate::doctors::routes::create_doctor,
-        crate::doctors::routes::get_doctor,
-        crate::doctors::routes::update_doctor,
-        crate::doctors::routes::delete_doctor,
-        // consultations and queue
-        crate::consultations::routes::assign_doctor,
-        crate::consultations::routes::list_consultations,
-        crate::consultations::routes::get_consultation,
-        crate::consultations::routes::update_consultation,
-        crate::queue::routes::list_queue,
-        crate::queue::routes::get_entry,
-        crate::queue::routes::update_status,
-        crate::queue::routes::update_priority,
-        // medicines and prescriptions
-        crate::medicines::routes::list_medicines,
-        crate::medicines::routes::create_medicine,
-        crate::medicines::routes::get_medicine,
-        crate::medicines::routes::update_medicine,
-        crate::medicines::routes::delete_medicine,
-        crate::prescriptions::routes::add_prescription,
-        crate::prescriptions::routes::list_for_consultation,
-        crate::prescriptions::routes::get_prescription,
-        crate::prescriptions::routes::list_prescriptions,
-        crate::prescriptions::routes::update_prescription,
-        // outbound webhook administration
-        crate::webhooks::admin::list_subscriptions,
-        crate::webhooks::admin::create_subscription,
-        crate::webhooks::admin::get_subscription,
-        crate::webhooks::admin::update_subscription,
-        crate::webhooks::admin::delete_subscription,
-        crate::webhooks::admin::toggle_subscription,
-        crate::webhooks::admin::test_subscription,
-        crate::webhooks::admin::rotate_secret,
-        crate::webhooks::admin::failure_stats,
-        crate::webhooks::admin::recover,
-        crate::webhooks::admin::list_logs,
-        crate::webhooks::admin::list_attempts,
-        crate::webhooks::admin::retry_message,
-        crate::webhooks::admin::list_audit,
-        // inbound webhooks
-        crate::webhooks::inbound::receiver::receive,
-        crate::webhooks::svix_backend::ops::receive,
-        crate::webhooks::inbound::routes::list_sources,
-        crate::webhooks::inbound::routes::create_source,
-        crate::webhooks::inbound::routes::get_source,
-        crate::webhooks::inbound::routes::update_source,
-        crate::webhooks::inbound::routes::delete_source,
-        crate::webhooks::inbound::routes::rotate_secret,
-        crate::webhooks::inbound::routes::list_events,
-        crate::webhooks::inbound::routes::get_event,
-        crate::webhooks::inbound::routes::retry_event,
-        // operations and this documentation
-        crate::health::health,
-        crate::metrics::render,
-        openapi_json,
-        docs_index,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerScheme),
@@ -149,9 +67,17 @@ impl utoipa::Modify for BearerScheme {
     }
 }
 
+/// What the routers' operations are merged into: title, tags, error schema and the
+/// bearer scheme.
+pub fn base() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 /// The whole document. The `webhooks` object is set last: utoipa's `merge` drops it.
 pub fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
+    let mut doc = crate::app::routes().into_openapi();
+    contract::declare_shared_errors(&mut doc);
+    contract::declare_cross_field_rules(&mut doc);
     webhooks::declare(&mut doc);
     doc
 }
@@ -169,10 +95,11 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(document_json);
 
 /// Routes: `/openapi.json` and `/docs`. Public: the document describes the API, it
 /// holds no data.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(openapi_json))
-        .route("/docs", get(docs_index))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs_index))
+        // Swagger UI's own files: not part of the API.
         .route("/docs/{*file}", get(docs_asset))
 }
 
@@ -186,11 +113,15 @@ async fn openapi_json() -> Response {
         .into_response()
 }
 
-/// Swagger UI's settings: where the document is, and keep the token across reloads.
+/// Swagger UI's settings: where the document is; the token is not kept in the browser
+/// (camp laptops are shared); and no validator badge, which would make the browser send
+/// the document's address to validator.swagger.io (a camp's LAN address, and a request
+/// to the internet a camp may not have).
 static SWAGGER_CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> = LazyLock::new(|| {
     Arc::new(
         utoipa_swagger_ui::Config::new(["/openapi.json"])
-            .persist_authorization(true)
+            .persist_authorization(false)
+            .validator_url("none")
             .display_request_duration(true),
     )
 });

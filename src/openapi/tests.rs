@@ -187,3 +187,60 @@ fn the_committed_document_is_current() {
         "docs/openapi.json differs from the generated document: if the change is intended, run `cargo run -- openapi > docs/openapi.json` and commit it"
     );
 }
+
+#[test]
+fn every_operation_declares_the_shared_error_answers() {
+    let doc = doc();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let has = |status: &str| {
+                responses.get(status).is_some_and(|r| {
+                    r["content"]["application/json"]["schema"]["$ref"]
+                        .as_str()
+                        .is_some_and(|s| s.ends_with("/ErrorBody"))
+                        || !status.starts_with('4')
+                })
+            };
+            assert!(has("400"), "{method} {path}: 400");
+            if !PUBLIC.contains(&path.as_str()) {
+                assert!(has("401"), "{method} {path}: 401");
+            }
+            if path.contains('{') {
+                assert!(has("404"), "{method} {path}: 404");
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["413", "415", "422"] {
+                    assert!(has(status), "{method} {path}: {status}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn request_schemas_carry_the_rules_the_handlers_enforce() {
+    let doc = doc();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["NewPatient"]["allOf"][0]["properties"]["book_no"]["pattern"],
+        crate::patients::BookNo::PATTERN
+    );
+    assert_eq!(schemas["CampInput"]["properties"]["name"]["minLength"], 1);
+    assert_eq!(
+        schemas["CampInput"]["properties"]["start_date"]["pattern"],
+        crate::validation::DATE_PATTERN
+    );
+    assert_eq!(
+        schemas["RegistrationInput"]["properties"]["camp_id"]["pattern"],
+        "^camp_[0-9A-Za-z]{26}$"
+    );
+    let limit = doc["paths"]["/api/v1/patients"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["minimum"], 1);
+    assert_eq!(limit["schema"]["maximum"], 200);
+}

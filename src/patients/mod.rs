@@ -11,10 +11,10 @@ pub mod repo;
 pub(crate) mod routes;
 
 use crate::app::AppState;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use model::{BookNo, NewPatient, Patient, PatientPatch, Registration, Sex};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> OpenApiRouter<AppState> {
     routes::router().merge(registrations::router())
 }

@@ -8,11 +8,16 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Type};
 
 /// A patient's camp book number: the human identifier written on the patient's book and
-/// used in URLs. 1 to 32 ASCII letters, digits, `-`, `_` or `/`, surrounding whitespace
-/// trimmed. Case is kept as given and matters (`B-1` and `b-1` are two books).
+/// used in URLs. 1 to 32 ASCII letters, digits, `-` or `_`, exactly as sent (no
+/// surrounding whitespace). Case is kept as given and matters (`B-1` and `b-1` are two
+/// books).
+///
+/// No `/`: with one, `/patients/SL/registrations` could be the registrations of `SL` or
+/// the patient `SL/registrations`. A book number stored with a `/` before this rule (or
+/// with surrounding whitespace, then trimmed) can still be read and changed by its
+/// percent-encoded path (`PUNE%2F7`); new and renamed ones must follow the rule.
 ///
 /// `vitals` is reserved: `/patients/vitals/{book_no}` would shadow that patient's routes.
-/// A `/` inside a book number is sent percent-encoded in paths (`PUNE%2F7`).
 #[derive(
     Debug,
     Clone,
@@ -28,29 +33,35 @@ use sqlx::{Database, Decode, Type};
 )]
 #[serde(try_from = "String")]
 #[sqlx(transparent)]
-#[schema(value_type = String, example = "PUNE-0042")]
+#[schema(value_type = String, example = "PUNE-0042", pattern = r"^[A-Za-z0-9_-]{1,32}$", min_length = 1, max_length = 32)]
 pub struct BookNo(String);
 
 impl BookNo {
     pub const MAX_LEN: usize = 32;
+    /// The rule as a JSON-schema pattern (the OpenAPI document carries it).
+    pub const PATTERN: &'static str = r"^[A-Za-z0-9_-]{1,32}$";
     /// What a valid book number looks like, for error messages.
     pub const RULE: &'static str =
-        "must be 1 to 32 letters, digits, '-', '_' or '/' (and not the reserved word 'vitals')";
+        "must be 1 to 32 letters, digits, '-' or '_' (and not the reserved word 'vitals')";
 
-    /// The book number in `raw` (trimmed), or `None` when it breaks [`BookNo::RULE`].
+    /// The book number in `raw`, or `None` when it breaks [`BookNo::RULE`].
     pub fn parse(raw: &str) -> Option<BookNo> {
-        let trimmed = raw.trim();
-        let ok = (1..=Self::MAX_LEN).contains(&trimmed.len())
-            && trimmed
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_/".contains(&b))
-            && !trimmed.eq_ignore_ascii_case("vitals");
-        ok.then(|| BookNo(trimmed.to_string()))
+        Self::parse_with(raw, b"-_")
     }
 
-    /// The book number in a path segment; a malformed one names no patient, so 404.
+    fn parse_with(raw: &str, punctuation: &[u8]) -> Option<BookNo> {
+        let ok = (1..=Self::MAX_LEN).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || punctuation.contains(&b))
+            && !raw.eq_ignore_ascii_case("vitals");
+        ok.then(|| BookNo(raw.to_string()))
+    }
+
+    /// The book number in a path segment; a malformed one names no patient, so 404. A
+    /// `/` is still read here, for books numbered before the rule excluded it.
     pub fn from_path(raw: &str) -> Result<BookNo, ApiError> {
-        BookNo::parse(raw).ok_or_else(|| ApiError::not_found("patient", raw))
+        BookNo::parse_with(raw, b"-_/").ok_or_else(|| ApiError::not_found("patient", raw))
     }
 
     pub fn as_str(&self) -> &str {
@@ -140,14 +151,20 @@ pub const MAX_AGE: i64 = 130;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPatient {
-    #[schema(example = "PUNE-0042")]
+    #[schema(example = "PUNE-0042", pattern = r"^[A-Za-z0-9_-]{1,32}$")]
     pub book_no: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     pub sex: Sex,
+    /// Give age or birth_date (or both).
+    #[schema(minimum = 0, maximum = 130)]
     pub age: Option<i64>,
-    #[schema(format = Date, example = "1980-04-12")]
+    /// Not in the future, less than 131 years ago.
+    #[schema(format = Date, example = "1980-04-12", pattern = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub birth_date: Option<String>,
+    #[schema(max_length = 32, pattern = r"^[0-9 +-]*[0-9][0-9 +-]*$")]
     pub phone: Option<String>,
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub address: Option<String>,
 }
 
@@ -188,22 +205,23 @@ impl Validate for NewPatient {
 #[serde(deny_unknown_fields)]
 pub struct PatientPatch {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    // May be left out, not cleared: `null` is refused, so the schema does not allow it.
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Sex>)]
+    #[schema(value_type = Sex, required = false)]
     pub sex: Option<Option<Sex>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 130)]
     pub age: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, format = Date)]
+    #[schema(value_type = Option<String>, format = Date, pattern = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub birth_date: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 32, pattern = r"^[0-9 +-]*[0-9][0-9 +-]*$")]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = r"\S")]
     pub address: Option<Option<String>>,
 }
 
@@ -312,8 +330,11 @@ pub struct PatientFilter {
     /// Only patients whose name or book number contains this text (case-insensitive).
     pub q: Option<String>,
     /// Only patients registered at this camp.
+    #[param(pattern = r"^camp_[0-9A-Za-z]{26}$")]
     pub camp_id: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -333,7 +354,10 @@ pub struct Registration {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationInput {
-    #[schema(example = "camp_01jdq3v8m2x7c9k4t6w0y5z1ab")]
+    #[schema(
+        example = "camp_01jdq3v8m2x7c9k4t6w0y5z1ab",
+        pattern = r"^camp_[0-9A-Za-z]{26}$"
+    )]
     pub camp_id: String,
 }
 
@@ -342,17 +366,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn book_numbers_are_trimmed_and_checked() {
+    fn book_numbers_are_checked_as_sent() {
         assert_eq!(
-            BookNo::parse("  PUNE/2026-7_a ").unwrap().as_str(),
-            "PUNE/2026-7_a"
+            BookNo::parse("PUNE-2026_a").unwrap().as_str(),
+            "PUNE-2026_a"
         );
         for bad in [
             "",
             "   ",
+            " PUNE-1",
+            "PUNE-1 ",
             "a b",
             "naïve",
             "x%2F",
+            "PUNE/2026",
             "vitals",
             "VITALS",
             &"9".repeat(33),
@@ -361,6 +388,9 @@ mod tests {
         }
         assert!(BookNo::parse(&"9".repeat(32)).is_some());
         assert!(serde_json::from_str::<BookNo>("\"a b\"").is_err());
+        assert!(serde_json::from_str::<BookNo>("\"SL/registrations\"").is_err());
+        // Books numbered under the old rule stay reachable by path.
+        assert_eq!(BookNo::from_path("PUNE/7").unwrap().as_str(), "PUNE/7");
     }
 
     #[test]

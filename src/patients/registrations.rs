@@ -9,17 +9,17 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::CampId;
 use crate::webhooks::{self, Event, EventType};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/patients/{book_no}/register", post(register))
-        .route("/patients/{book_no}/registrations", get(list_for_patient))
-        .route("/medical-camps/{camp_id}/registrations", get(list_for_camp))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(list_for_patient))
+        .routes(routes!(list_for_camp))
 }
 
 /// Registers the patient at a camp (once per camp); emits `patient.camp_registered`.

@@ -9,18 +9,15 @@ use crate::http::{ApiJson, ApiQuery, Page, PageParams};
 use crate::ids::CampId;
 use crate::validation::{FieldErrors, Validate};
 use crate::webhooks::{self, Event, EventType};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/patients", get(list_patients).post(create_patient))
-        .route(
-            "/patients/{book_no}",
-            get(get_patient).patch(update_patient),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_patients, create_patient))
+        .routes(routes!(get_patient, update_patient))
 }
 
 #[utoipa::path(get, path = "/api/v1/patients", tag = "patients", security(("bearer" = [])), params(PatientFilter),

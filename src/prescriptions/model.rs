@@ -40,12 +40,17 @@ pub struct Prescription {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPrescription {
+    #[schema(pattern = r"^med_[0-9A-Za-z]{26}$")]
     pub medicine_id: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub dosage: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub frequency: String,
     /// 1 to 365.
+    #[schema(minimum = 1, maximum = 365)]
     pub days: i64,
     /// 1 to 10000.
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
 }
 
@@ -66,6 +71,7 @@ impl Validate for NewPrescription {
 #[serde(deny_unknown_fields)]
 pub struct PrescriptionUpdate {
     pub dispatch_status: Option<DispatchStatus>,
+    #[schema(pattern = r"^med_[0-9A-Za-z]{26}$")]
     pub replaced_by_medicine_id: Option<String>,
 }
 
@@ -87,6 +93,8 @@ impl Validate for PrescriptionUpdate {
 pub struct PrescriptionFilter {
     pub dispatch_status: Option<DispatchStatus>,
     pub book_no: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }

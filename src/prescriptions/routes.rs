@@ -14,34 +14,25 @@ use crate::ids::{ConsultationId, MedicineId, PrescriptionId};
 use crate::validation::Validate;
 use crate::webhooks::{self, Event, EventType};
 use crate::{consultations, medicines};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/consultations/{consultation_id}/prescription",
-            post(add_prescription),
-        )
-        .route(
-            "/consultations/{consultation_id}/prescriptions",
-            get(list_for_consultation),
-        )
-        .route(
-            "/consultations/prescriptions/{prescription_id}",
-            get(get_prescription).put(update_prescription),
-        )
-        .route("/prescriptions", get(list_prescriptions))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(add_prescription))
+        .routes(routes!(list_for_consultation))
+        .routes(routes!(get_prescription, update_prescription))
+        .routes(routes!(list_prescriptions))
 }
 
 /// Prescribes a medicine in a consultation that is not cancelled (a completed one may
 /// still receive prescriptions written after the patient left the doctor).
 #[utoipa::path(post, path = "/api/v1/consultations/{consultation_id}/prescription", tag = "prescriptions", security(("bearer" = [])),
     request_body = NewPrescription,
-    responses((status = 201, body = Prescription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 201, body = Prescription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_prescription(
     State(state): State<AppState>,
     _user: Require<can::Prescribe>,
@@ -133,7 +124,7 @@ async fn list_prescriptions(
 /// `prescription.dispensed` (given) or `prescription.out_of_stock`; none back to pending.
 #[utoipa::path(put, path = "/api/v1/consultations/prescriptions/{prescription_id}", tag = "prescriptions", security(("bearer" = [])),
     request_body = PrescriptionUpdate,
-    responses((status = 200, body = Prescription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Prescription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_prescription(
     State(state): State<AppState>,
     _user: Require<can::Dispense>,

@@ -150,6 +150,7 @@ pub struct QueuePriorityChanged<'a> {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusUpdate {
+    #[schema(pattern = r"^que_[0-9A-Za-z]{26}$")]
     pub queue_entry_id: String,
     pub status: QueueStatus,
 }
@@ -158,6 +159,7 @@ pub struct StatusUpdate {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriorityUpdate {
+    #[schema(pattern = r"^que_[0-9A-Za-z]{26}$")]
     pub queue_entry_id: String,
     pub priority: Priority,
 }
@@ -166,10 +168,14 @@ pub struct PriorityUpdate {
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct QueueFilter {
+    #[param(pattern = r"^camp_[0-9A-Za-z]{26}$")]
     pub camp_id: Option<String>,
+    #[param(pattern = r"^doc_[0-9A-Za-z]{26}$")]
     pub doctor_id: Option<String>,
     pub status: Option<QueueStatus>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

@@ -12,17 +12,17 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, DoctorId, QueueEntryId};
 use crate::webhooks::{self, Event, EventType};
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, put};
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/queue", get(list_queue))
-        .route("/queue/status-update", put(update_status))
-        .route("/queue/priority", put(update_priority))
-        .route("/queue/{queue_entry_id}", get(get_entry))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_queue))
+        .routes(routes!(update_status))
+        .routes(routes!(update_priority))
+        .routes(routes!(get_entry))
 }
 
 /// The queue in calling order: emergency, then high, then normal; oldest first within each.
@@ -70,7 +70,7 @@ async fn get_entry(
 /// consultation's status follows. An unknown `queue_entry_id` is 404: it names the
 /// resource being changed, not a reference.
 #[utoipa::path(put, path = "/api/v1/queue/status-update", tag = "queue", security(("bearer" = [])), request_body = StatusUpdate,
-    responses((status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_status(
     State(state): State<AppState>,
     _user: Require<can::UpdateQueue>,
@@ -113,7 +113,7 @@ async fn update_status(
 /// Changes the priority of an entry that is still waiting or in consultation. Setting
 /// the priority it already has answers 200 and emits nothing.
 #[utoipa::path(put, path = "/api/v1/queue/priority", tag = "queue", security(("bearer" = [])), request_body = PriorityUpdate,
-    responses((status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_priority(
     State(state): State<AppState>,
     _user: Require<can::UpdateQueue>,

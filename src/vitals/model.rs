@@ -45,24 +45,34 @@ pub const MAX_NOTE: usize = 2000;
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VitalsInput {
-    #[schema(example = "camp_01jdq3v8m2x7c9k4t6w0y5z1ab")]
+    #[schema(
+        example = "camp_01jdq3v8m2x7c9k4t6w0y5z1ab",
+        pattern = r"^camp_[0-9A-Za-z]{26}$"
+    )]
     pub camp_id: Option<String>,
     /// `systolic/diastolic`: systolic 50–300, diastolic 20–200, systolic above diastolic.
-    #[schema(example = "120/80")]
+    #[schema(example = "120/80", pattern = r"^[0-9]{2,3}/[0-9]{2,3}$")]
     pub bp: Option<String>,
     /// 20–250 beats per minute.
+    #[schema(minimum = 20, maximum = 250)]
     pub pulse: Option<i64>,
     /// 25–45 °C.
+    #[schema(minimum = 25, maximum = 45)]
     pub temperature: Option<f64>,
     /// 0.5–400 kg.
+    #[schema(minimum = 0.5, maximum = 400)]
     pub weight: Option<f64>,
     /// 20–250 cm.
+    #[schema(minimum = 20, maximum = 250)]
     pub height: Option<f64>,
     /// 50–100 %.
+    #[schema(minimum = 50, maximum = 100)]
     pub spo2: Option<i64>,
     /// 10–1000 mg/dL.
+    #[schema(minimum = 10, maximum = 1000)]
     pub blood_sugar: Option<f64>,
     /// At most 2000 characters.
+    #[schema(max_length = 2000)]
     pub extra_note: Option<String>,
 }
 

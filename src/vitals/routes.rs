@@ -10,18 +10,15 @@ use crate::ids::{CampId, VitalsId};
 use crate::patients::BookNo;
 use crate::validation::Validate;
 use crate::webhooks::{self, Event, EventType};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/patients/vitals/{book_no}",
-            get(list_vitals).put(record_vitals),
-        )
-        .route("/vitals/{vitals_id}", get(get_vitals))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_vitals, record_vitals))
+        .routes(routes!(get_vitals))
 }
 
 /// Records a new set of vitals for the patient (each call adds one; earlier records are

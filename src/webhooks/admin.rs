@@ -17,43 +17,30 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, OptionalJson, Page, PageParams, parse_id};
 use crate::ids::SubscriptionId;
 use crate::time::Timestamp;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/webhooks/subscriptions",
-            get(list_subscriptions).post(create_subscription),
-        )
-        .route(
-            "/webhooks/subscriptions/{id}",
-            get(get_subscription)
-                .put(update_subscription)
-                .delete(delete_subscription),
-        )
-        .route(
-            "/webhooks/subscriptions/{id}/toggle",
-            put(toggle_subscription),
-        )
-        .route("/webhooks/subscriptions/{id}/test", post(test_subscription))
-        .route(
-            "/webhooks/subscriptions/{id}/rotate-secret",
-            post(rotate_secret),
-        )
-        .route(
-            "/webhooks/subscriptions/{id}/failure-stats",
-            get(failure_stats),
-        )
-        .route("/webhooks/subscriptions/{id}/recover", post(recover))
-        .route("/webhooks/logs", get(list_logs))
-        .route("/webhooks/logs/{id}", get(list_attempts))
-        .route("/webhooks/logs/{id}/retry", post(retry_message))
-        .route("/webhooks/audit", get(list_audit))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_subscriptions, create_subscription))
+        .routes(routes!(
+            get_subscription,
+            update_subscription,
+            delete_subscription
+        ))
+        .routes(routes!(toggle_subscription))
+        .routes(routes!(test_subscription))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(failure_stats))
+        .routes(routes!(recover))
+        .routes(routes!(list_logs))
+        .routes(routes!(list_attempts))
+        .routes(routes!(retry_message))
+        .routes(routes!(list_audit))
 }
 
 /// Refuses URLs that are not https (unless the development switch is on) or that resolve
@@ -331,7 +318,8 @@ async fn recover(
 
 /// Messages, newest first, with their state per subscription.
 #[utoipa::path(get, path = "/api/v1/webhooks/logs", tag = "webhooks", security(("bearer" = [])), params(MessageFilter),
-    responses((status = 200, body = CursorPage<MessageLog>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = CursorPage<MessageLog>), (status = 400, body = ErrorBody),
+        (status = 404, description = "`subscription_id` names no subscription", body = ErrorBody)))]
 async fn list_logs(
     State(state): State<AppState>,
     _admin: Admin,
@@ -345,6 +333,7 @@ async fn list_logs(
 pub struct CursorParams {
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -410,13 +399,16 @@ async fn retry_message(
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     pub subscription_id: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
 /// The audit trail of administrative actions, newest first.
 #[utoipa::path(get, path = "/api/v1/webhooks/audit", tag = "webhooks", security(("bearer" = [])), params(AuditParams),
-    responses((status = 200, body = Page<AuditEntry>)))]
+    responses((status = 200, body = Page<AuditEntry>),
+        (status = 404, description = "`subscription_id` names no subscription", body = ErrorBody)))]
 async fn list_audit(
     State(state): State<AppState>,
     _admin: Admin,

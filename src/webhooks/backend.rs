@@ -111,6 +111,7 @@ pub struct MessageFilter {
     pub event_type: Option<String>,
     /// `pending` (no attempt yet), `failed` (last attempt failed, retry scheduled or held
     /// while the subscription is disabled), `delivered` or `exhausted`.
+    #[param(pattern = "^(pending|failed|delivered|exhausted)$")]
     pub status: Option<String>,
     /// Only messages created at or after this time (RFC 3339).
     pub since: Option<chrono::DateTime<chrono::Utc>>,
@@ -121,6 +122,7 @@ pub struct MessageFilter {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 

@@ -23,11 +23,11 @@ pub mod svix_backend;
 pub use delivery::DeliveryEngine;
 
 use crate::app::AppState;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 /// The webhook routes: administration and inbound receivers.
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(admin::router())
         .merge(inbound::router())
         .merge(svix_backend::ops::router())

@@ -50,6 +50,8 @@ pub enum Refusal {
     NotHttps,
     #[error("the URL may not carry credentials")]
     Credentials,
+    #[error("the URL may not name port 0")]
+    PortZero,
     #[error("the address {0} is loopback, private, link-local or otherwise internal")]
     ForbiddenAddress(IpAddr),
     #[error("the host '{0}' did not resolve to any allowed address")]
@@ -66,6 +68,7 @@ impl Refusal {
             Refusal::InvalidUrl(error) => format!("is not a valid URL: {error}"),
             Refusal::NotHttps => format!("must use https:// ({DEVELOPMENT})"),
             Refusal::Credentials => "must not carry credentials".to_string(),
+            Refusal::PortZero => "must not name port 0".to_string(),
             Refusal::ForbiddenAddress(ip) if is_loopback(*ip) => {
                 format!("points at {ip}, a loopback address ({DEVELOPMENT})")
             }
@@ -111,6 +114,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a == 0                                   // "this network"
         || (a == 100 && (64..128).contains(&b))     // CGNAT 100.64/10
         || (a == 192 && b == 0 && c == 0)           // IETF protocol assignments
+        || (a == 192 && b == 88 && c == 99)         // 6to4 relay anycast 192.88.99/24
         || (a == 198 && (b == 18 || b == 19))       // benchmarking
         || a >= 240; // reserved
     !special
@@ -121,6 +125,12 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         return is_public_v4(v4);
     }
     let segments = ip.segments();
+    // IPv4-translated (::ffff:0:a.b.c.d, ::ffff:0:0/96, RFC 2765) embeds an IPv4 address too.
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        let [a, b] = segments[6].to_be_bytes();
+        let [c, d] = segments[7].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
     // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) embed an IPv4 address: judge that one.
     if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         let [a, b] = segments[6].to_be_bytes();
@@ -139,6 +149,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (segments[0] & 0xffc0) == 0xfe80   // link-local fe80::/10
         || (segments[0] & 0xffc0) == 0xfec0   // site-local (deprecated) fec0::/10
         || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
+        || segments[..4] == [0x100, 0, 0, 0]  // discard-only 100::/64
+        || segments[..3] == [0x64, 0xff9b, 1] // local-use NAT64 64:ff9b:1::/48
         || segments[..6] == [0, 0, 0, 0, 0, 0]; // IPv4-compatible (deprecated) and ::/96
     !special
 }
@@ -158,6 +170,10 @@ pub async fn check_url(
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Refusal::Credentials);
+    }
+    // Port 0 is no service: connecting to it fails or, on some stacks, picks a port.
+    if url.port() == Some(0) {
+        return Err(Refusal::PortZero);
     }
     let host = url
         .host()
@@ -288,6 +304,40 @@ mod tests {
                 "{raw} must be allowed"
             );
         }
+    }
+
+    #[test]
+    fn the_discard_prefix_is_refused() {
+        for raw in ["100::1", "100::", "100::ffff:ffff:ffff:ffff"] {
+            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_6to4_relay_anycast_range_is_refused() {
+        for raw in ["192.88.99.0", "192.88.99.1", "192.88.99.255"] {
+            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+        }
+        assert!(is_allowed("192.88.98.1".parse().unwrap(), STRICT));
+    }
+
+    #[test]
+    fn ipv4_translated_addresses_are_judged_by_their_ipv4_address() {
+        for raw in ["::ffff:0:a00:1", "::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe"] {
+            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+        }
+        assert!(is_allowed("::ffff:0:808:808".parse().unwrap(), STRICT));
+    }
+
+    #[tokio::test]
+    async fn port_zero_is_refused() {
+        let refused = check_url("https://8.8.8.8:0/hook", STRICT, &SystemLookup).await;
+        assert_eq!(refused.unwrap_err(), Refusal::PortZero);
+        assert!(
+            check_url("https://8.8.8.8:8443/hook", STRICT, &SystemLookup)
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

@@ -10,9 +10,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 db_test!(async fn patient_lifecycle_emits_its_events(app) {
-    let created = app.post(Role::Volunteer, "/api/v1/patients/", &patient_body("  B-1 ")).await.expect(201);
+    let created = app.post(Role::Volunteer, "/api/v1/patients/", &patient_body("B-1")).await.expect(201);
     assert!(created["id"].as_str().unwrap().starts_with("pat_"));
-    assert_eq!(created["book_no"], "B-1", "book numbers are trimmed");
+    assert_eq!(created["book_no"], "B-1");
     assert_eq!(created["sex"], "female");
     assert_eq!(created["age"], 42);
     assert_eq!(created["birth_date"], Value::Null);
@@ -124,7 +124,7 @@ db_test!(async fn bad_patches_are_refused_and_change_nothing(app) {
 
 db_test!(async fn duplicate_book_numbers_conflict(app) {
     create_patient(&app, "B-1").await;
-    let again = app.post(Role::Nurse, "/api/v1/patients", &patient_body(" B-1")).await;
+    let again = app.post(Role::Nurse, "/api/v1/patients", &patient_body("B-1")).await;
     assert_eq!(again.status, 409);
     assert_eq!(again.error_code(), "book_no_taken");
     // Another case is another book.
@@ -146,10 +146,12 @@ db_test!(async fn unknown_and_malformed_book_numbers_are_404(app) {
     assert_eq!(app.emitted_event_types().await, ["camp.created"]);
 });
 
-db_test!(async fn book_numbers_with_slashes_work_in_paths(app) {
-    let created = create_patient(&app, "PUNE/2026/7").await;
+db_test!(async fn books_numbered_with_a_slash_before_the_rule_stay_reachable(app) {
+    // New book numbers may not contain '/' (see the hardening tests); one stored before
+    // that rule is still read and changed through its percent-encoded path.
+    crate::support::inbound::seed_patient(&app, "PUNE/2026/7").await;
     let path = format!("/api/v1/patients/{}", book_path("PUNE/2026/7"));
-    assert_eq!(app.get(Role::Doctor, &path).await.expect(200), created);
+    assert_eq!(app.get(Role::Doctor, &path).await.expect(200)["book_no"], "PUNE/2026/7");
     app.patch(Role::Doctor, &path, &json!({"age": 43})).await.expect(200);
     let camp = create_camp(&app).await;
     let registration = register_patient(&app, "PUNE/2026/7", camp["id"].as_str().unwrap()).await;

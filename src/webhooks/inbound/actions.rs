@@ -108,6 +108,7 @@ async fn lab_result_ready(state: AppState, job: Job) -> Result<(), JobError> {
         Some(existing) => format!("{existing}\n{line}"),
         None => line,
     };
+    let note = fit_note(note, &payload.inbound_event_id);
     sqlx::query("UPDATE vitals SET extra_note = $2, updated_at = $3 WHERE id = $1")
         .bind(&vitals_id)
         .bind(&note)
@@ -115,6 +116,23 @@ async fn lab_result_ready(state: AppState, job: Job) -> Result<(), JobError> {
         .execute(tx.conn())
         .await?;
     finish(tx, &job).await
+}
+
+/// Keeps an appended note within the limit the API enforces on `extra_note`
+/// ([`crate::vitals::model::MAX_NOTE`] characters). Past it the end is cut and a marker
+/// says where the whole result is: the inbound event keeps the body as received. Why cut
+/// rather than fail the job: the start of the result and every earlier note stay in
+/// front of the clinician, and nothing is lost.
+pub fn fit_note(note: String, inbound_event_id: &str) -> String {
+    use crate::vitals::model::MAX_NOTE;
+    if note.chars().count() <= MAX_NOTE {
+        return note;
+    }
+    let marker = format!(" [truncated: full text in inbound event {inbound_event_id}]");
+    let keep = MAX_NOTE.saturating_sub(marker.chars().count());
+    let mut cut: String = note.chars().take(keep).collect();
+    cut.push_str(&marker);
+    cut
 }
 
 /// The patient's most recent vitals row (locked) and its note, or a permanent error naming

@@ -83,8 +83,10 @@ pub struct InboundSourceWithSecret {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InboundSourceInput {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// At least one event type, e.g. `["lab.result.ready"]` or the source's own names.
+    #[schema(min_items = 1, max_items = 50)]
     pub allowed_event_types: Vec<String>,
     /// Default on create: `true`; absent on update: unchanged.
     pub is_active: Option<bool>,
@@ -197,10 +199,14 @@ pub struct InboundEventView {
 #[into_params(parameter_in = Query)]
 pub struct InboundEventFilter {
     /// Only events from this source.
+    #[param(pattern = r"^src_[0-9A-Za-z]{26}$")]
     pub source_id: Option<String>,
     /// Only events whose job has this status (`queued`, `running`, `succeeded`, `failed`).
+    #[param(pattern = "^(queued|running|succeeded|failed)$")]
     pub status: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

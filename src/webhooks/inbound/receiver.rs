@@ -167,10 +167,14 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 fn parse_envelope(body: &[u8]) -> Result<InboundEnvelope, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|err| {
-        ApiError::bad_request("malformed_json", format!("the body is not JSON: {err}"))
-    })?;
-    let envelope: InboundEnvelope = serde_json::from_value(value).map_err(|err| {
+    // Strict like every API body: a key given twice is refused, not "last one wins".
+    let value = crate::http::strict_json(body)?;
+    let envelope: Result<InboundEnvelope, serde_json::Error> = if value.is_object() {
+        serde_json::from_value(value)
+    } else {
+        Err(serde::de::Error::custom("it is not an object"))
+    };
+    let envelope = envelope.map_err(|err| {
         ApiError::unprocessable(
             "invalid_body",
             format!("the body must be {{\"event_type\", \"event_id\", \"data\": {{…}}}}: {err}"),

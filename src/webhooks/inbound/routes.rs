@@ -14,36 +14,26 @@ use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{InboundEventId, InboundSourceId};
 use crate::jobs;
 use crate::validation::Validate;
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use std::collections::BTreeMap;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/webhooks/inbound-sources",
-            get(list_sources).post(create_source),
-        )
-        .route(
-            "/webhooks/inbound-sources/{source_id}",
-            get(get_source).put(update_source).delete(delete_source),
-        )
-        .route(
-            "/webhooks/inbound-sources/{source_id}/rotate-secret",
-            post(rotate_secret),
-        )
-        .route("/webhooks/inbound-events", get(list_events))
-        .route("/webhooks/inbound-events/{event_id}", get(get_event))
-        .route(
-            "/webhooks/inbound-events/{event_id}/retry",
-            post(retry_event),
-        )
-        .route(
-            "/webhooks/inbound/{source_id}",
-            post(receiver::receive).layer(DefaultBodyLimit::max(receiver::MAX_BODY_BYTES)),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    // The receiver has its own, larger body limit; a layer on a router covers only the
+    // routes already in it, so it gets a router of its own.
+    let receiver = OpenApiRouter::new()
+        .routes(routes!(receiver::receive))
+        .layer(DefaultBodyLimit::max(receiver::MAX_BODY_BYTES));
+    OpenApiRouter::new()
+        .routes(routes!(list_sources, create_source))
+        .routes(routes!(get_source, update_source, delete_source))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(list_events))
+        .routes(routes!(get_event))
+        .routes(routes!(retry_event))
+        .merge(receiver)
 }
 
 /// A fresh secret: 32 random bytes, base64url, `whsec_` prefix. The whole string is the key.
@@ -124,7 +114,7 @@ async fn get_source(
 /// when given.
 #[utoipa::path(put, path = "/api/v1/webhooks/inbound-sources/{source_id}", tag = "inbound webhooks", security(("bearer" = [])),
     request_body = InboundSourceInput,
-    responses((status = 200, body = InboundSource), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = InboundSource), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_source(
     State(state): State<AppState>,
     _user: Require<can::ManageWebhooks>,
@@ -239,7 +229,7 @@ async fn get_event(
 
 /// Queues a failed event's job again, now, with a fresh allowance of attempts.
 #[utoipa::path(post, path = "/api/v1/webhooks/inbound-events/{event_id}/retry", tag = "inbound webhooks", security(("bearer" = [])),
-    responses((status = 202, body = InboundEventView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 202, body = InboundEventView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry_event(
     State(state): State<AppState>,
     _user: Require<can::ManageWebhooks>,

@@ -20,17 +20,16 @@ use crate::db::{Db, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::SubscriptionId;
 use crate::time::Timestamp;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use serde::Deserialize;
 use sqlx::Row;
 use std::collections::HashMap;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/internal/svix-ops", post(receive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
 }
 
 /// Our counters for one endpoint.

@@ -135,3 +135,23 @@ db_test!(async fn the_event_list_filters_and_pages(app) {
     assert_eq!(orphan["total"], 1);
     assert!(orphan["items"][0]["source_name"].is_null());
 });
+
+db_test!(async fn appended_lab_results_keep_the_note_within_its_limit(app) {
+    let patient = seed_patient(&app, "B-20").await;
+    let vitals = seed_vitals(&app, &patient, ehrs::db::now_ms(), Some("BP fine")).await;
+    let source = default_source(&app).await;
+    let result = "x".repeat(1000);
+    for i in 0..20 {
+        send_event(&app, &source, &lab_event(&format!("lab-{i}"), "B-20", &result, Some("CBC"))).await.expect(202);
+        run_jobs(&app).await;
+    }
+    let note = vitals_note(&app, &vitals).await.unwrap();
+    assert!(note.chars().count() <= ehrs::vitals::model::MAX_NOTE, "{} characters", note.chars().count());
+    assert!(note.starts_with("BP fine\nLab result (CBC): xxx"), "earlier notes stay");
+    assert!(note.contains("[truncated: full text in inbound event ine_"), "{note}");
+    let listed = events(&app, "").await;
+    assert!(listed["items"].as_array().unwrap().iter().all(|e| e["status"] == "succeeded"));
+    // The note still passes the API's own check: a vitals update that keeps it is accepted.
+    let api_limit = app.get(Role::Admin, &format!("/api/v1/vitals/{vitals}")).await.expect(200);
+    assert_eq!(api_limit["extra_note"].as_str().unwrap(), note);
+});

@@ -153,3 +153,15 @@ db_test!(async fn a_replayed_event_id_answers_200_with_the_first_job(app) {
     send_event(&app, &other, &event).await.expect(202);
     assert_eq!(app.count_rows("jobs").await, 3);
 });
+
+db_test!(async fn a_signed_body_with_a_duplicate_key_is_refused(app) {
+    let source = default_source(&app).await;
+    let body = br#"{"event_type":"lab.result.ready","event_id":"d1","data":{"book_no":"B-1","result":"ok","result":"changed"}}"#;
+    let answer = send_signed_at(&app, &source, now_secs(), body).await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(answer.error_code(), "duplicate_key");
+    let top = br#"{"event_type":"lab.result.ready","event_id":"d2","event_id":"d3","data":{"book_no":"B-1","result":"ok"}}"#;
+    assert_eq!(send_signed_at(&app, &source, now_secs(), top).await.error_code(), "duplicate_key");
+    assert_eq!(app.count_rows("jobs").await, 0);
+    assert_eq!(app.count_rows("inbound_events").await, 0);
+});

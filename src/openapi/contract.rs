@@ -1,0 +1,140 @@
+//! The error answers every operation can give, declared from what the operation takes, so
+//! that the document lists every status code a client can receive (a conformance fuzzer
+//! checks this against the running server, see `tests/api/conformance.rs`).
+//!
+//! What each handler answers of its own accord (201, 403 for a role, 409, …) stays in its
+//! `#[utoipa::path]`; what the shared layers answer is added here:
+//! - every operation: 400 (a path or query that is not UTF-8 once decoded, see
+//!   `app::refuse_invalid_utf8`) and 503 (the database is busy);
+//! - with a bearer token: 401;
+//! - with a path parameter: 404 (a malformed or unknown id names nothing);
+//! - with query parameters: 422 (a filter value of the wrong form);
+//! - with a request body: 413, 415 and 422 (see `http::ApiJson`).
+
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response};
+
+/// Adds the shared error answers to every operation that lacks them.
+pub fn declare_shared_errors(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let path_parameters = item.parameters.as_ref().is_some_and(|parameters| {
+            parameters
+                .iter()
+                .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path))
+        });
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            declare(operation, path_parameters);
+        }
+    }
+}
+
+fn declare(operation: &mut Operation, path_level_parameters: bool) {
+    let parameters = operation.parameters.as_deref().unwrap_or_default();
+    let has_in = |place: ParameterIn| {
+        parameters
+            .iter()
+            .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
+    };
+    let secured = operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty());
+    let in_path = path_level_parameters || has_in(ParameterIn::Path);
+    let in_query = has_in(ParameterIn::Query);
+    let body = operation.request_body.is_some();
+    let mut add = |status: &str, description: &str| {
+        operation
+            .responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| error(description));
+    };
+    add(
+        "400",
+        "The request is malformed: JSON that does not parse or repeats a key, or a path or query that is not UTF-8",
+    );
+    add("503", "The database is busy; try again");
+    if secured {
+        add("401", "No valid bearer token");
+    }
+    if in_path {
+        add("404", "Nothing has that id (or the id is malformed)");
+    }
+    if in_query || body {
+        add(
+            "422",
+            "A value breaks the rules: `details.fields` names each field and why",
+        );
+    }
+    if body {
+        add("413", "The body is larger than the server accepts");
+        add("415", "The body is not `application/json`");
+    }
+}
+
+fn error(description: &str) -> RefOr<Response> {
+    let mut response = Response::new(description);
+    response.content.insert(
+        "application/json".to_string(),
+        RefOr::T(Content::new(Some(Ref::from_schema_name("ErrorBody")))),
+    );
+    RefOr::T(response)
+}
+
+/// Rules across fields that a list of properties cannot state, added to the request
+/// schemas as `allOf` [the object, `anyOf` the accepted shapes], so that a schema-valid
+/// body passes them too:
+/// - a new patient gives `age` or `birth_date` (or both);
+/// - an attendance update gives exactly one of `attended_count` and `delta`;
+/// - a vitals record gives at least one measurement.
+pub fn declare_cross_field_rules(doc: &mut OpenApi) {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    let given = |field: &str, kind: Type| {
+        ObjectBuilder::new()
+            .property(field, ObjectBuilder::new().schema_type(kind))
+            .required(field)
+    };
+    let age_or_birth_date = AnyOfBuilder::new()
+        .item(given("age", Type::Integer))
+        .item(given("birth_date", Type::String));
+    constrain(doc, "NewPatient", age_or_birth_date.into());
+    let absent = || ObjectBuilder::new().schema_type(Type::Null);
+    let count_or_delta = AnyOfBuilder::new()
+        .item(given("attended_count", Type::Integer).property("delta", absent()))
+        .item(given("delta", Type::Integer).property("attended_count", absent()));
+    constrain(doc, "AttendanceUpdate", count_or_delta.into());
+    let mut measurement = AnyOfBuilder::new().item(given("bp", Type::String));
+    for field in ["pulse", "spo2"] {
+        measurement = measurement.item(given(field, Type::Integer));
+    }
+    for field in ["temperature", "weight", "height", "blood_sugar"] {
+        measurement = measurement.item(given(field, Type::Number));
+    }
+    constrain(doc, "VitalsInput", measurement.into());
+}
+
+/// Replaces the component schema `name` by `allOf` [itself, `rule`].
+fn constrain(doc: &mut OpenApi, name: &str, rule: utoipa::openapi::schema::Schema) {
+    use utoipa::openapi::schema::AllOfBuilder;
+    let schemas = &mut doc
+        .components
+        .as_mut()
+        .expect("the document has components")
+        .schemas;
+    let object = schemas
+        .remove(name)
+        .unwrap_or_else(|| panic!("no component schema {name}"));
+    schemas.insert(
+        name.to_string(),
+        AllOfBuilder::new().item(object).item(rule).into(),
+    );
+}
