@@ -10,8 +10,9 @@
 //!    deliveries per second, API p50/p99, commit-to-receiver p50/p99.
 //! 4. A paced 400 writes/s for 10 s with 10 subscriptions against none: API p50/p99 of
 //!    each, and whether delivery kept pace.
-//! 5. Peak RSS of each scenario (VmHWM, reset between scenarios; the load generator and
-//!    receivers share the process, so it is an upper bound for the server).
+//! 5. Peak RSS of each scenario: each runs in a process of its own (`scenario`), whose
+//!    VmHWM is printed; the load generator and receivers share that process, so it is an
+//!    upper bound for the server.
 //!
 //! `… -- delivery [--events N] [--receivers N] [--concurrency N]` runs 1 and one end-to-end
 //! scenario on SQLite alone.
@@ -65,6 +66,22 @@ enum Command {
         /// Length of the paced scenarios.
         #[arg(long, default_value_t = 10)]
         paced_seconds: u32,
+    },
+    /// One end-to-end scenario, its report printed as one `REPORT {json}` line: the suite
+    /// runs each scenario in a process of its own so each peak RSS is its own.
+    #[command(hide = true)]
+    Scenario {
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long)]
+        events: usize,
+        #[arg(long)]
+        receivers: usize,
+        /// Closed loop with this many requests in flight (else `--per-second`).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        #[arg(long, default_value_t = 400)]
+        per_second: u32,
     },
 }
 
@@ -234,6 +251,7 @@ enum Load {
     Paced { per_second: u32 },
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Report {
     accepted_per_s: f64,
     api_ms: Vec<f64>,
@@ -278,9 +296,32 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-/// Resets the peak resident set (`VmHWM`) to the current one.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Runs one end-to-end scenario in a fresh process (this program's `scenario`
+/// command), so its peak RSS is its own and not the maximum of every earlier scenario.
+async fn isolated(store: &Store, events: usize, receivers: usize, load: Load) -> Report {
+    let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .arg("scenario")
+        .arg(format!("--events={events}"))
+        .arg(format!("--receivers={receivers}"));
+    if let Store::Postgres(url) = store {
+        command.arg(format!("--postgres={url}"));
+    }
+    match load {
+        Load::Closed { concurrency } => command.arg(format!("--concurrency={concurrency}")),
+        Load::Paced { per_second } => command.arg(format!("--per-second={per_second}")),
+    };
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .expect("the scenario process runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("REPORT "))
+        .unwrap_or_else(|| panic!("the scenario printed no report: {stdout}"));
+    serde_json::from_str(line).expect("a report")
 }
 
 async fn postgres_database(admin_url: &str, create: bool) -> String {
@@ -318,7 +359,6 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         settings.jwt_secret = Some("bench-jwt-secret-0123456789abcdef".into());
         settings.secret_key = Some(base64_key());
     }
-    reset_peak_rss();
     let (state, _) = app::prepare(settings).await.expect("server prepares");
     let engine = ehrs::webhooks::DeliveryEngine::start(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -506,13 +546,13 @@ fn p(values: &[f64], q: f64) -> f64 {
 async fn suite(events: usize, concurrency: usize, postgres: Option<String>, paced_seconds: u32) {
     let ceiling_p50 = ceiling(events, concurrency).await;
     let closed = Load::Closed { concurrency };
-    let api_only = end_to_end(&Store::Sqlite, events, 0, closed).await;
+    let api_only = isolated(&Store::Sqlite, events, 0, closed).await;
     print_report("API only (SQLite, no subscription)", &api_only, events);
     let mut stores = vec![Store::Sqlite];
     stores.extend(postgres.map(Store::Postgres));
     let mut e2e = Vec::new();
     for store in &stores {
-        let report = end_to_end(store, events, 1, closed).await;
+        let report = isolated(store, events, 1, closed).await;
         print_report(
             &format!(
                 "end to end ({}, 1 subscription, {concurrency} in flight)",
@@ -526,13 +566,13 @@ async fn suite(events: usize, concurrency: usize, postgres: Option<String>, pace
     let rate = 400;
     let paced_events = (rate * paced_seconds) as usize;
     let load = Load::Paced { per_second: rate };
-    let quiet = end_to_end(&Store::Sqlite, paced_events, 0, load).await;
+    let quiet = isolated(&Store::Sqlite, paced_events, 0, load).await;
     print_report(
         "paced 400 writes/s, SQLite, no subscription",
         &quiet,
         paced_events,
     );
-    let busy = end_to_end(&Store::Sqlite, paced_events, 10, load).await;
+    let busy = isolated(&Store::Sqlite, paced_events, 10, load).await;
     print_report(
         "paced 400 writes/s, SQLite, 10 subscriptions",
         &busy,
@@ -569,7 +609,7 @@ async fn suite(events: usize, concurrency: usize, postgres: Option<String>, pace
         }
     );
     println!(
-        "  peak RSS under the paced 10-subscription load: {:.1} MB (target < 60 MB)",
+        "  peak RSS of the paced 10-subscription scenario's process (server, load generator and receivers): {:.1} MB (target < 60 MB for the server)",
         busy.peak_rss_kb as f64 / 1024.0
     );
 }
@@ -605,5 +645,20 @@ async fn main() {
             postgres,
             paced_seconds,
         } => suite(events, concurrency, postgres, paced_seconds).await,
+        Command::Scenario {
+            postgres,
+            events,
+            receivers,
+            concurrency,
+            per_second,
+        } => {
+            let store = postgres.map_or(Store::Sqlite, Store::Postgres);
+            let load = match concurrency {
+                Some(concurrency) => Load::Closed { concurrency },
+                None => Load::Paced { per_second },
+            };
+            let report = end_to_end(&store, events, receivers, load).await;
+            println!("REPORT {}", serde_json::to_string(&report).unwrap());
+        }
     }
 }
