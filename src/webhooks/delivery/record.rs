@@ -355,10 +355,17 @@ async fn update_counters(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let query = if succeeded {
-        // Failures after the batch's last success are the new streak.
+        // Failures after the batch's last success are the new streak. A healthy
+        // subscription whose row already says so (no streak, a success within the last
+        // second) is left alone: rewriting it on every batch took the row lock the
+        // fan-out needs for `last_sequence`, so on PostgreSQL the two waited for each
+        // other's commit (fsync) batch after batch. `last_success_at` is therefore exact
+        // to within a second.
         sqlx::query(
             "UPDATE webhook_subscriptions SET consecutive_failures = $2, last_success_at = $3, \
-             last_failure_at = CASE WHEN $2 > 0 THEN $3 ELSE last_failure_at END WHERE id = $1",
+             last_failure_at = CASE WHEN $2 > 0 THEN $3 ELSE last_failure_at END \
+             WHERE id = $1 AND NOT ($2 = 0 AND consecutive_failures = 0 AND last_success_at IS NOT NULL \
+                                    AND last_success_at > $3 - 1000)",
         )
     } else {
         sqlx::query(
