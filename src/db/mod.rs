@@ -126,14 +126,12 @@ pub enum Backend {
     Postgres,
 }
 
-/// The database handle kept in `AppState`: a pool for reads, and for write transactions
-/// the same pool (PostgreSQL) or the SQLite writer.
+/// The database handle kept in `AppState`: one sqlx pool (PostgreSQL: for everything;
+/// SQLite: for reads and migrations) and, on SQLite, the writer for write transactions.
 #[derive(Clone, Debug)]
 pub struct Db {
     backend: Backend,
-    read: AnyPool,
-    /// PostgreSQL: the pool (same as `read`). SQLite: the read pool, for migrations only.
-    write: AnyPool,
+    pool: AnyPool,
     sqlite_writer: Option<Arc<sqlite_writer::Writer>>,
     signals: CommitSignals,
     /// SQLite: the database file.
@@ -156,8 +154,7 @@ impl Db {
                 .context("cannot connect to PostgreSQL")?;
             return Ok(Db {
                 backend: Backend::Postgres,
-                read: pool.clone(),
-                write: pool,
+                pool,
                 sqlite_writer: None,
                 signals: CommitSignals::default(),
                 path: None,
@@ -174,8 +171,7 @@ impl Db {
         spawn_checkpointer(read.clone(), writer.clone());
         Ok(Db {
             backend: Backend::Sqlite,
-            write: read.clone(),
-            read,
+            pool: read,
             sqlite_writer: Some(writer),
             signals: CommitSignals::default(),
             path: Some(path),
@@ -193,14 +189,14 @@ impl Db {
 
     /// The pool for reads outside a transaction.
     pub fn pool(&self) -> &AnyPool {
-        &self.read
+        &self.pool
     }
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let inner = match &self.sqlite_writer {
             Some(writer) => TxInner::Sqlite(writer.begin().await?),
-            None => TxInner::Postgres(self.write.begin().await?),
+            None => TxInner::Postgres(self.pool.begin().await?),
         };
         Ok(Tx {
             inner,
@@ -233,21 +229,20 @@ impl Db {
             None => None,
         };
         migrator
-            .run(&self.write)
+            .run(&self.pool)
             .await
             .context("database migration failed")
     }
 
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     pub async fn close(&self) {
         if let Some(writer) = &self.sqlite_writer {
             writer.close().await;
         }
-        self.write.close().await;
-        self.read.close().await;
+        self.pool.close().await;
     }
 }
 
@@ -388,7 +383,7 @@ mod tests {
         ] {
             let value: sqlx::any::AnyRow =
                 sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
-                    .fetch_one(&db.read)
+                    .fetch_one(&db.pool)
                     .await
                     .unwrap();
             let value = sqlx::Row::try_get::<String, _>(&value, 0)

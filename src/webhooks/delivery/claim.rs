@@ -148,10 +148,13 @@ pub async fn claim(db: &Db, config: &EngineConfig, wants: &[Want]) -> Result<Cla
     for candidate in candidates {
         let held = locked.contains(&candidate.delivery_id);
         if ordered.contains(&&candidate.subscription_id) {
-            if broken.contains(&candidate.subscription_id) || !held {
+            if broken.contains(&candidate.subscription_id) {
                 if held {
                     let_go.push(candidate.delivery_id.clone());
                 }
+                continue;
+            }
+            if !held {
                 broken.push(candidate.subscription_id.clone());
                 continue;
             }

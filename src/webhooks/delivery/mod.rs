@@ -35,6 +35,8 @@ use crate::ids::SubscriptionId;
 use crate::webhooks::outbox::{OUTBOX_SIGNAL, REQUEUE_SIGNAL};
 use lanes::{Lanes, Slot};
 use record::Outcome;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -196,8 +198,9 @@ enum Recorded {
     Paused,
     /// It scheduled a retry due at this time (Unix ms).
     RetryAt(i64),
-    /// It wrote a batch: leases of finished sends are gone (an ordered lane waiting
-    /// behind its own last send can claim on).
+    /// It wrote a batch after the dispatcher asked (`wake_after_write`): leases of
+    /// finished sends are gone, so an ordered lane waiting behind its own last send can
+    /// claim on.
     Written,
 }
 
@@ -222,7 +225,16 @@ async fn dispatch(
     let requeue = db.commit_signal(REQUEUE_SIGNAL);
     let (outcomes, outcomes_rx) = mpsc::channel::<Outcome>(4096);
     let (news, mut news_rx) = mpsc::unbounded_channel::<Recorded>();
-    let recorder = tokio::spawn(record::run(db.clone(), config.clone(), outcomes_rx, news));
+    // Raised before an ordered lane claims: its lowest pending delivery may be its own
+    // last send, not recorded yet; the recorder then says when it wrote.
+    let wake_after_write = Arc::new(AtomicBool::new(false));
+    let recorder = tokio::spawn(record::run(
+        db.clone(),
+        config.clone(),
+        outcomes_rx,
+        news,
+        wake_after_write.clone(),
+    ));
     let (finished, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
     let mut lanes = Lanes::new(config.global_concurrency, config.endpoint_concurrency);
     let mut enabled: Vec<SubscriptionId> = Vec::new();
@@ -286,6 +298,9 @@ async fn dispatch(
             sweep_at = Instant::now() + config.poll_interval;
         }
         let wants = lanes.wants(&enabled, sweep);
+        if wants.iter().any(|w| w.ordered) {
+            wake_after_write.store(true, Ordering::SeqCst);
+        }
         if !wants.is_empty() {
             match claim::claim(&db, &config, &wants).await {
                 Ok(claims) => {
@@ -418,9 +433,7 @@ async fn apply_targets(
     known.clone_from(&targets);
     let ids: Vec<SubscriptionId> = targets.iter().map(|t| t.id.clone()).collect();
     let dropped = lanes.retain_enabled(&ids);
-    if let Err(err) = claim::release(db, &config.instance, &dropped).await {
-        tracing::warn!(error = %err, "could not release deliveries of disabled subscriptions; they come back when their lease ends");
-    }
+    release_or_warn(db, config, &dropped).await;
     for target in targets {
         lanes.set_ordered(&target.id, target.ordered != 0);
         lanes.refresh(&target.id, |delivery| {

@@ -8,6 +8,8 @@ use super::claim::Claimed;
 use crate::db::{Db, Tx};
 use crate::ids::{AttemptId, DeliveryId, SubscriptionId};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -61,13 +63,15 @@ const BATCH: usize = 256;
 const RECORD_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Runs until every sender has dropped its end of the channel. `news` tells the
-/// dispatcher which subscriptions a batch disabled (it drops what it holds for them) and
-/// when the retries it scheduled come due.
+/// dispatcher which subscriptions a batch disabled (it drops what it holds for them),
+/// when the retries it scheduled come due, and, when the dispatcher raised
+/// `wake_after_write`, that a batch was written.
 pub async fn run(
     db: Db,
     config: EngineConfig,
     mut outcomes: mpsc::Receiver<Outcome>,
     news: mpsc::UnboundedSender<super::Recorded>,
+    wake_after_write: Arc<AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while outcomes.recv_many(&mut batch, BATCH).await > 0 {
@@ -82,7 +86,9 @@ pub async fn run(
                     if let Some(due) = written.next_retry {
                         let _ = news.send(super::Recorded::RetryAt(due));
                     }
-                    let _ = news.send(super::Recorded::Written);
+                    if wake_after_write.swap(false, Ordering::SeqCst) {
+                        let _ = news.send(super::Recorded::Written);
+                    }
                     break;
                 }
                 Err(err) if tries < 5 => {
