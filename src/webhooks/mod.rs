@@ -11,6 +11,7 @@ pub mod events;
 pub mod inbound;
 pub mod outbox;
 pub mod retention;
+pub mod store;
 
 pub use events::{Event, EventType};
 pub use outbox::emit;
