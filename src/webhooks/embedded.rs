@@ -11,7 +11,7 @@ use super::subscriptions::{
     self, NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
 use crate::crypto::SecretBox;
-use crate::db::{Db, now_ms};
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::http::Page;
 use crate::ids::{MessageId, SubscriptionId};
@@ -138,7 +138,7 @@ impl WebhookBackend for EmbeddedBackend {
 
     async fn set_enabled(&self, id: &SubscriptionId, enabled: bool) -> ApiResult<Subscription> {
         let mut tx = self.db.begin().await?;
-        let updated = subscriptions::set_enabled(&mut tx, id, enabled)
+        let updated = subscriptions::set_enabled(&mut tx, id, enabled, self.config.clock.now())
             .await?
             .ok_or_else(|| not_found(id))?;
         // The dispatcher drops what it holds for a disabled subscription, or claims the
@@ -157,7 +157,7 @@ impl WebhookBackend for EmbeddedBackend {
                 message: "This is a test event from EHRS.".to_string(),
             },
         );
-        let now = Timestamp::now();
+        let now = self.config.clock.now();
         let hold = now.millis() + self.config.timeout.as_millis() as i64 * 2 + 5_000;
         let mut tx = self.db.begin().await?;
         let message_id = super::insert_message(&mut tx, &event, now, false).await?;
@@ -337,7 +337,7 @@ impl WebhookBackend for EmbeddedBackend {
         if let Some(subscription) = subscription {
             self.exists(subscription).await?;
         }
-        let now = now_ms();
+        let now = self.config.clock.now_ms();
         let mut tx = self.db.begin().await?;
         // Explicit subscription: send again even if delivered. Otherwise: every delivery
         // of the message that has not succeeded. Deliveries in flight are left alone.
@@ -369,7 +369,7 @@ impl WebhookBackend for EmbeddedBackend {
         until: Option<Timestamp>,
     ) -> ApiResult<Requeued> {
         self.exists(id).await?;
-        let now = now_ms();
+        let now = self.config.clock.now_ms();
         let mut tx = self.db.begin().await?;
         let count = store::recover(&mut tx, id, since, until, now).await?;
         tx.notify_on_commit(REQUEUE_SIGNAL);

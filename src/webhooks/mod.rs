@@ -59,6 +59,7 @@ pub fn backend_for(
                 lookup.clone(),
                 secrets.clone(),
                 config.timeout,
+                config.clock.clone(),
             );
             Ok(Backends {
                 webhooks: std::sync::Arc::new(embedded::EmbeddedBackend::new(

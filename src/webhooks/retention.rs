@@ -16,7 +16,12 @@ pub struct Purged {
 
 /// Clears payloads of settled messages and response bodies older than `days`.
 pub async fn purge(db: &Db, days: i64) -> Result<Purged, sqlx::Error> {
-    let cutoff = now_ms() - days.max(0) * 86_400_000;
+    purge_at(db, days, now_ms()).await
+}
+
+/// [`purge`] as of `now` (Unix ms): the engine passes its clock's time.
+pub async fn purge_at(db: &Db, days: i64, now: i64) -> Result<Purged, sqlx::Error> {
+    let cutoff = now - days.max(0) * 86_400_000;
     let mut tx = db.begin().await?;
     let payloads = store::clear_settled_payloads(&mut tx, cutoff).await?;
     let response_bodies = store::clear_response_bodies(&mut tx, cutoff).await?;

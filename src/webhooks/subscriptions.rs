@@ -262,13 +262,13 @@ pub async fn delete(tx: &mut Tx, id: &SubscriptionId) -> Result<bool, sqlx::Erro
 }
 
 /// Enables or disables. Enabling clears the pause and the failure streak and makes the
-/// held deliveries due now, so they go out in sequence order.
+/// held deliveries due `now` (the engine's clock), so they go out in sequence order.
 pub async fn set_enabled(
     tx: &mut Tx,
     id: &SubscriptionId,
     enabled: bool,
+    now: Timestamp,
 ) -> Result<Option<Subscription>, sqlx::Error> {
-    let now = Timestamp::now();
     let sql = if enabled {
         format!(
             "UPDATE webhook_subscriptions SET enabled = 1, consecutive_failures = 0, paused_reason = NULL, \

@@ -9,7 +9,7 @@
 
 use super::EngineConfig;
 use super::lanes::Want;
-use crate::db::{Db, now_ms};
+use crate::db::Db;
 use crate::ids::{DeliveryId, SubscriptionId};
 use crate::webhooks::store;
 
@@ -30,7 +30,7 @@ pub struct Claims {
 /// is not due (a retry waiting) or is leased (in flight here or at another engine), and
 /// after locking, anything behind a delivery another engine locked first is let go.
 pub async fn claim(db: &Db, config: &EngineConfig, wants: &[Want]) -> Result<Claims, sqlx::Error> {
-    let now = now_ms();
+    let now = config.clock.now_ms();
     let mut candidates: Vec<Claimed> = Vec::new();
     let mut behind_own_lease = Vec::new();
     for want in wants {

@@ -34,7 +34,6 @@ use super::EngineConfig;
 use super::claim::Claimed;
 use crate::db::Db;
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::time::Timestamp;
 use crate::webhooks::store;
 use std::collections::HashMap;
 
@@ -103,7 +102,7 @@ pub async fn run_batch(
         }
     }
 
-    let now = Timestamp::now();
+    let now = config.clock.now();
     let lease_until = now.millis() + config.lease().as_millis() as i64;
     let mut rows: Vec<NewDelivery> = Vec::new();
     let mut batch = Batch {

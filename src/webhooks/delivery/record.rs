@@ -167,7 +167,7 @@ pub(super) async fn write(
             gone.push(&outcome.delivery.subscription_id);
         }
     }
-    let now = crate::db::now_ms();
+    let now = config.clock.now_ms();
     for (code, ids) in delivered {
         store::mark_delivered(&mut tx, &ids, code, now).await?;
     }
@@ -265,7 +265,7 @@ async fn update_failed_delivery(
         last_status: attempt.status_code,
         last_error: error,
     };
-    store::mark_failed(tx, failure, crate::db::now_ms()).await?;
+    store::mark_failed(tx, failure, config.clock.now_ms()).await?;
     Ok((status == DeliveryStatus::Pending).then_some(next_attempt_at))
 }
 
