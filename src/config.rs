@@ -128,6 +128,11 @@ pub struct Settings {
     #[arg(long, env = "EHRS_WEBHOOK_WORKERS", default_value = "true", value_parser = parse_flag)]
     pub webhook_workers: bool,
 
+    /// The webhook engine's clock: the system clock, unless a test puts an adjustable
+    /// one here (not a command-line option).
+    #[arg(skip)]
+    pub webhook_clock: crate::time::Clock,
+
     /// How far `X-EHRS-Timestamp` of an inbound webhook may be from now, either way.
     #[arg(long, env = "EHRS_INBOUND_TIMESTAMP_TOLERANCE", default_value = "5m", value_parser = parse_duration)]
     pub inbound_timestamp_tolerance: Duration,

@@ -33,9 +33,7 @@ pub async fn queue_depth(state: &AppState) -> Result<i64, sqlx::Error> {
     if state.svix.is_some() {
         return crate::webhooks::svix_backend::relay::unrelayed(&state.db).await;
     }
-    sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
-        .fetch_one(state.db.pool())
-        .await
+    crate::webhooks::store::pending_count(&state.db).await
 }
 
 /// Prometheus text exposition.

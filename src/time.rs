@@ -79,3 +79,101 @@ impl<'q> Encode<'q, Any> for Timestamp {
         <i64 as Encode<Any>>::encode_by_ref(&self.0, buf)
     }
 }
+
+/// Where the webhook engine reads "now" for every time decision it makes: when a retry
+/// is due, when a lease ends, when an attempt was made, when a subscription failed or
+/// was paused. Production uses the system clock. A test makes an adjustable one and
+/// moves it forward ([`Clock::advance`]) to drive retries and lease expiry that are
+/// minutes apart without waiting; advancing wakes the engines reading it, so due work is
+/// picked up at once.
+///
+/// The adjustable clock is the system clock plus an offset rather than a frozen value:
+/// code outside the engine (API writes, `emit`) stamps rows with the system time, and
+/// those rows must not look like they come from the future.
+#[derive(Clone, Default)]
+pub struct Clock(Option<std::sync::Arc<tokio::sync::watch::Sender<i64>>>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock(None)
+    }
+
+    /// A clock that starts at the system time and moves ahead by [`Clock::advance`].
+    pub fn adjustable() -> Self {
+        Clock(Some(std::sync::Arc::new(tokio::sync::watch::channel(0).0)))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.now_ms())
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        let offset = self.0.as_ref().map_or(0, |offset| *offset.borrow());
+        Utc::now().timestamp_millis() + offset
+    }
+
+    /// Moves an adjustable clock forward by `by` and wakes whoever waits in
+    /// [`ClockWatch::changed`]. Does nothing to the system clock.
+    pub fn advance(&self, by: std::time::Duration) {
+        if let Some(offset) = &self.0 {
+            offset.send_modify(|o| *o += by.as_millis() as i64);
+        }
+    }
+
+    /// Something to wait on for the clock being moved.
+    pub fn watch(&self) -> ClockWatch {
+        ClockWatch(self.0.as_ref().map(|offset| offset.subscribe()))
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            None => f.write_str("Clock::system"),
+            Some(offset) => write!(f, "Clock::adjustable(+{} ms)", *offset.borrow()),
+        }
+    }
+}
+
+/// Waits for an adjustable clock to be moved (see [`Clock::watch`]).
+pub struct ClockWatch(Option<tokio::sync::watch::Receiver<i64>>);
+
+impl ClockWatch {
+    /// Returns when the clock was moved since the last call; never for the system clock
+    /// (it only runs).
+    pub async fn changed(&mut self) {
+        if let Some(offset) = &mut self.0
+            && offset.changed().await.is_ok()
+        {
+            return;
+        }
+        std::future::pending().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_adjustable_clock_moves_ahead_and_wakes_its_watchers() {
+        let clock = Clock::adjustable();
+        let mut watch = clock.watch();
+        let before = clock.now_ms();
+        clock.advance(std::time::Duration::from_secs(600));
+        let moved = clock.now_ms() - before;
+        assert!((600_000..610_000).contains(&moved), "moved {moved} ms");
+        tokio::time::timeout(std::time::Duration::from_secs(1), watch.changed())
+            .await
+            .expect("the watcher is woken");
+        let system = Clock::system();
+        system.advance(std::time::Duration::from_secs(600));
+        assert!((system.now_ms() - Timestamp::now().millis()).abs() < 5_000);
+        let mut quiet = system.watch();
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), quiet.changed())
+                .await
+                .is_err()
+        );
+    }
+}

@@ -6,11 +6,12 @@ use super::delivery::{self, EngineConfig, HttpSender};
 use super::events::{Event, EventType};
 use super::outbox::REQUEUE_SIGNAL;
 use super::signing;
+use super::store::{self, DeliveryStatus, DisplayStatus};
 use super::subscriptions::{
     self, NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
 use crate::crypto::SecretBox;
-use crate::db::{Db, now_ms};
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::http::Page;
 use crate::ids::{MessageId, SubscriptionId};
@@ -47,36 +48,22 @@ fn not_found(id: &SubscriptionId) -> ApiError {
 }
 
 /// The SQL condition selecting deliveries in a displayed status.
-fn status_condition(status: &str) -> ApiResult<&'static str> {
-    Ok(match status {
-        "pending" => "d.status = 'pending' AND d.attempts = 0",
-        "failed" => "d.status = 'pending' AND d.attempts > 0",
-        "delivered" => "d.status = 'delivered'",
-        "exhausted" => "d.status = 'exhausted'",
-        other => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("status '{other}' is not one of pending, failed, delivered, exhausted"),
-            ));
-        }
-    })
+fn status_condition(status: &str) -> ApiResult<String> {
+    DisplayStatus::parse(status)
+        .map(DisplayStatus::condition)
+        .ok_or_else(|| ApiError::bad_request("invalid_query", DisplayStatus::unknown(status)))
 }
 
 fn delivery_state(row: &AnyRow) -> Result<DeliveryState, sqlx::Error> {
-    let status: String = row.try_get("status")?;
+    let status: DeliveryStatus = row.try_get("status")?;
     let attempts: i64 = row.try_get("attempts")?;
-    let display = if status == "pending" && attempts > 0 {
-        "failed".to_string()
-    } else {
-        status.clone()
-    };
     Ok(DeliveryState {
         subscription_id: row.try_get("subscription_id")?,
         sequence: Some(row.try_get("sequence")?),
-        next_attempt_at: (status == "pending")
+        next_attempt_at: (status == DeliveryStatus::Pending)
             .then(|| row.try_get("next_attempt_at"))
             .transpose()?,
-        status: display,
+        status: DisplayStatus::of(status, attempts).as_str().to_string(),
         attempts: Some(attempts),
         last_status_code: row.try_get("last_status")?,
         last_error: row.try_get("last_error")?,
@@ -151,7 +138,7 @@ impl WebhookBackend for EmbeddedBackend {
 
     async fn set_enabled(&self, id: &SubscriptionId, enabled: bool) -> ApiResult<Subscription> {
         let mut tx = self.db.begin().await?;
-        let updated = subscriptions::set_enabled(&mut tx, id, enabled)
+        let updated = subscriptions::set_enabled(&mut tx, id, enabled, self.config.clock.now())
             .await?
             .ok_or_else(|| not_found(id))?;
         // The dispatcher drops what it holds for a disabled subscription, or claims the
@@ -170,7 +157,7 @@ impl WebhookBackend for EmbeddedBackend {
                 message: "This is a test event from EHRS.".to_string(),
             },
         );
-        let now = Timestamp::now();
+        let now = self.config.clock.now();
         let hold = now.millis() + self.config.timeout.as_millis() as i64 * 2 + 5_000;
         let mut tx = self.db.begin().await?;
         let message_id = super::insert_message(&mut tx, &event, now, false).await?;
@@ -178,12 +165,7 @@ impl WebhookBackend for EmbeddedBackend {
         tx.commit().await?;
         let attempt =
             delivery::deliver_now(&self.db, &self.sender, &self.config, &delivery_id).await?;
-        let attempt_id: String = sqlx::query_scalar(
-            "SELECT id FROM webhook_attempts WHERE delivery_id = $1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(&delivery_id)
-        .fetch_one(self.db.pool())
-        .await?;
+        let attempt_id = store::latest_attempt_id(&self.db, &delivery_id).await?;
         Ok(TestDelivery {
             message_id: message_id.to_string(),
             attempt: Some(AttemptLog {
@@ -355,33 +337,15 @@ impl WebhookBackend for EmbeddedBackend {
         if let Some(subscription) = subscription {
             self.exists(subscription).await?;
         }
-        let now = now_ms();
+        let now = self.config.clock.now_ms();
         let mut tx = self.db.begin().await?;
         // Explicit subscription: send again even if delivered. Otherwise: every delivery
         // of the message that has not succeeded. Deliveries in flight are left alone.
-        let requeued: Vec<SubscriptionId> = sqlx::query_scalar(
-            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3 \
-             WHERE message_id = $1 AND locked_until IS NULL \
-               AND (($2 IS NULL AND status <> 'delivered') OR subscription_id = $2) \
-             RETURNING subscription_id",
-        )
-        .bind(id)
-        .bind(subscription)
-        .bind(now)
-        .fetch_all(tx.conn())
-        .await?;
-        let mut requeued = requeued;
+        let mut requeued = store::requeue_message(&mut tx, id, subscription, now).await?;
         if let Some(subscription) = subscription
             && requeued.is_empty()
         {
-            let existing: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM webhook_deliveries WHERE message_id = $1 AND subscription_id = $2",
-            )
-            .bind(id)
-            .bind(subscription)
-            .fetch_optional(tx.conn())
-            .await?;
-            if existing.is_some() {
+            if store::delivery_exists(&mut tx, id, subscription).await? {
                 return Err(ApiError::conflict(
                     "delivery_in_flight",
                     "the message is being delivered to that subscription right now",
@@ -405,22 +369,9 @@ impl WebhookBackend for EmbeddedBackend {
         until: Option<Timestamp>,
     ) -> ApiResult<Requeued> {
         self.exists(id).await?;
-        let now = now_ms();
+        let now = self.config.clock.now_ms();
         let mut tx = self.db.begin().await?;
-        let count = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $4, updated_at = $4 \
-             WHERE subscription_id = $1 AND locked_until IS NULL \
-               AND (status = 'exhausted' OR (status = 'pending' AND attempts > 0)) \
-               AND message_id IN (SELECT id FROM webhook_messages WHERE created_at >= $2 \
-                                  AND ($3 IS NULL OR created_at < $3) AND payload IS NOT NULL)",
-        )
-        .bind(id)
-        .bind(since)
-        .bind(until)
-        .bind(now)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
+        let count = store::recover(&mut tx, id, since, until, now).await?;
         tx.notify_on_commit(REQUEUE_SIGNAL);
         tx.commit().await?;
         Ok(Requeued {

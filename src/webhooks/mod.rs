@@ -11,6 +11,7 @@ pub mod events;
 pub mod inbound;
 pub mod outbox;
 pub mod retention;
+pub mod store;
 
 pub use events::{Event, EventType};
 pub use outbox::emit;
@@ -58,6 +59,7 @@ pub fn backend_for(
                 lookup.clone(),
                 secrets.clone(),
                 config.timeout,
+                config.clock.clone(),
             );
             Ok(Backends {
                 webhooks: std::sync::Arc::new(embedded::EmbeddedBackend::new(

@@ -5,8 +5,9 @@
 //! Svix relay hands it over.
 
 use super::events::Event;
+use super::store;
 use crate::db::Tx;
-use crate::ids::{DeliveryId, EventId, MessageId, SubscriptionId};
+use crate::ids::{DeliveryId, MessageId, SubscriptionId};
 use crate::time::Timestamp;
 
 /// The commit signal woken when a transaction wrote outbox messages.
@@ -35,18 +36,15 @@ pub async fn insert_message(
 ) -> Result<MessageId, sqlx::Error> {
     let message_id = MessageId::generate();
     let payload = serde_json::json!({ "data": event.data, "changed_fields": event.changed_fields });
-    sqlx::query(
-        "INSERT INTO webhook_messages (id, event_id, event_type, payload, ids, created_at, relayed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    store::insert_message(
+        tx,
+        &message_id,
+        event.event_type.as_str(),
+        &payload.to_string(),
+        &event.id_only_data().to_string(),
+        now,
+        (!fan_out).then_some(now),
     )
-    .bind(&message_id)
-    .bind(EventId::generate())
-    .bind(event.event_type.as_str())
-    .bind(payload.to_string())
-    .bind(event.id_only_data().to_string())
-    .bind(now)
-    .bind((!fan_out).then_some(now))
-    .execute(tx.conn())
     .await?;
     if fan_out {
         tx.notify_on_commit(OUTBOX_SIGNAL);
@@ -64,26 +62,16 @@ pub async fn queue_delivery(
     due: Timestamp,
     hold_until: Option<i64>,
 ) -> Result<DeliveryId, sqlx::Error> {
-    let sequence: i64 = sqlx::query_scalar(
-        "UPDATE webhook_subscriptions SET last_sequence = last_sequence + 1 WHERE id = $1 RETURNING last_sequence",
-    )
-    .bind(subscription)
-    .fetch_one(tx.conn())
-    .await?;
+    let sequence = store::advance_sequence(tx, subscription, 1).await?;
     let id = DeliveryId::generate();
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (id, message_id, subscription_id, sequence, status, attempts, \
-         next_attempt_at, locked_until, locked_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $5, $5)",
-    )
-    .bind(&id)
-    .bind(message_id)
-    .bind(subscription)
-    .bind(sequence)
-    .bind(due)
-    .bind(hold_until)
-    .bind(hold_until.map(|_| "inline"))
-    .execute(tx.conn())
-    .await?;
+    let row = store::NewDelivery {
+        id: &id,
+        message_id,
+        subscription_id: subscription,
+        sequence,
+        locked_until: hold_until,
+        locked_by: hold_until.map(|_| "inline"),
+    };
+    store::insert_deliveries(tx, std::slice::from_ref(&row), due).await?;
     Ok(id)
 }

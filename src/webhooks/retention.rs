@@ -4,6 +4,7 @@
 //! Messages still waiting for a delivery (or for the Svix relay) keep their payload until
 //! they are settled.
 
+use super::store;
 use crate::db::{Db, now_ms};
 
 /// What one purge cleared.
@@ -15,24 +16,15 @@ pub struct Purged {
 
 /// Clears payloads of settled messages and response bodies older than `days`.
 pub async fn purge(db: &Db, days: i64) -> Result<Purged, sqlx::Error> {
-    let cutoff = now_ms() - days.max(0) * 86_400_000;
+    purge_at(db, days, now_ms()).await
+}
+
+/// [`purge`] as of `now` (Unix ms): the engine passes its clock's time.
+pub async fn purge_at(db: &Db, days: i64, now: i64) -> Result<Purged, sqlx::Error> {
+    let cutoff = now - days.max(0) * 86_400_000;
     let mut tx = db.begin().await?;
-    let payloads = sqlx::query(
-        "UPDATE webhook_messages SET payload = NULL \
-         WHERE created_at < $1 AND payload IS NOT NULL AND relayed_at IS NOT NULL \
-           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_id = webhook_messages.id AND d.status = 'pending')",
-    )
-    .bind(cutoff)
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
-    let response_bodies = sqlx::query(
-        "UPDATE webhook_attempts SET response_body = NULL WHERE attempted_at < $1 AND response_body IS NOT NULL",
-    )
-    .bind(cutoff)
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
+    let payloads = store::clear_settled_payloads(&mut tx, cutoff).await?;
+    let response_bodies = store::clear_response_bodies(&mut tx, cutoff).await?;
     // Svix operational-webhook ids are kept only to drop Svix's retries of them.
     sqlx::query("DELETE FROM svix_ops_seen WHERE received_at < $1")
         .bind(cutoff)

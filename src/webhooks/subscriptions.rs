@@ -262,13 +262,13 @@ pub async fn delete(tx: &mut Tx, id: &SubscriptionId) -> Result<bool, sqlx::Erro
 }
 
 /// Enables or disables. Enabling clears the pause and the failure streak and makes the
-/// held deliveries due now, so they go out in sequence order.
+/// held deliveries due `now` (the engine's clock), so they go out in sequence order.
 pub async fn set_enabled(
     tx: &mut Tx,
     id: &SubscriptionId,
     enabled: bool,
+    now: Timestamp,
 ) -> Result<Option<Subscription>, sqlx::Error> {
-    let now = Timestamp::now();
     let sql = if enabled {
         format!(
             "UPDATE webhook_subscriptions SET enabled = 1, consecutive_failures = 0, paused_reason = NULL, \
@@ -285,14 +285,7 @@ pub async fn set_enabled(
         .fetch_optional(tx.conn())
         .await?;
     if enabled && row.is_some() {
-        sqlx::query(
-            "UPDATE webhook_deliveries SET next_attempt_at = $2 \
-             WHERE subscription_id = $1 AND status = 'pending' AND locked_until IS NULL",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
+        super::store::make_due(tx, id, now).await?;
     }
     row.as_ref().map(from_row).transpose()
 }
@@ -325,10 +318,11 @@ pub async fn failure_stats(
 ) -> Result<Option<super::backend::FailureStats>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT s.consecutive_failures, s.last_failure_at, s.last_success_at, s.enabled, s.paused_reason, s.paused_at, \
-         (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.subscription_id = s.id AND d.status = 'pending') AS pending \
+         (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.subscription_id = s.id AND d.status = $2) AS pending \
          FROM webhook_subscriptions s WHERE s.id = $1",
     )
     .bind(id)
+    .bind(super::store::DeliveryStatus::Pending)
     .fetch_optional(db.pool())
     .await?;
     row.map(|row| {

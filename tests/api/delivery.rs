@@ -379,3 +379,100 @@ db_test!(async fn subscriptions_are_unordered_unless_asked(app) {
         .await;
     assert!(refused.status == 400 || refused.status == 422, "a non-boolean is refused: {}", refused.status);
 });
+
+/// The engine's clock, moved by the test (the app was given an adjustable one).
+fn clock(app: &TestApp) -> &ehrs::time::Clock {
+    &app.state.settings.webhook_clock
+}
+
+db_test!(
+    settings = |s| {
+        s.webhook_retry_schedule = parse_schedule("10m,10m").unwrap();
+        s.webhook_clock = ehrs::time::Clock::adjustable();
+    },
+    async fn a_retry_minutes_out_goes_when_the_clock_gets_there(app) {
+        let receiver = TestReceiver::start().await;
+        receiver.script([Reply::Status(500)]);
+        let (subscription, secret) = app.subscribe(&receiver.url, &[], "full").await;
+        create_camp(&app).await;
+        receiver.wait_for(1, PATIENCE).await;
+        eventually("the failure is recorded", || async {
+            deliveries_of(&app, &subscription).await == [("pending".into(), 1, Some(500))]
+        })
+        .await;
+        let due: i64 = sqlx::query_scalar("SELECT next_attempt_at FROM webhook_deliveries WHERE subscription_id = $1")
+            .bind(&subscription)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        let wait = due - clock(&app).now_ms();
+        assert!((8 * 60_000..12 * 60_000).contains(&wait), "the retry is ~10 minutes out, not {wait} ms");
+        let failed = app.get(Role::Admin, "/api/v1/webhooks/logs?status=failed").await.expect(200);
+        assert_eq!(failed["items"].as_array().unwrap().len(), 1, "shown as failed while the retry waits");
+
+        // A few sweeps pass on the real clock: nothing is due yet.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(receiver.received().len(), 1, "no retry before it is due");
+
+        clock(&app).advance(Duration::from_secs(12 * 60));
+        let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+        assert_eq!(got[0].webhook_id(), got[1].webhook_id(), "the retry is the same message");
+        assert!(got[1].verify(&secret), "signed with a real timestamp the receiver accepts");
+        eventually("delivered on the retry", || async {
+            deliveries_of(&app, &subscription).await == [("delivered".into(), 2, Some(200))]
+        })
+        .await;
+        let times: Vec<i64> = sqlx::query_scalar("SELECT attempted_at FROM webhook_attempts WHERE subscription_id = $1 ORDER BY attempted_at")
+            .bind(&subscription)
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
+        assert!(times[1] - times[0] >= 12 * 60_000, "attempts are stamped by the engine's clock: {times:?}");
+    }
+);
+
+db_test!(
+    settings = |s| {
+        // A lease of minutes: twice the attempt timeout plus 5 s.
+        s.webhook_timeout = Duration::from_secs(120);
+        s.webhook_clock = ehrs::time::Clock::adjustable();
+    },
+    async fn a_lease_left_by_a_crashed_engine_is_reclaimed_when_it_ends(app) {
+        use ehrs::webhooks::events::{Event, EventType, WebhookTestData};
+        let receiver = TestReceiver::start().await;
+        let (subscription, _) = app.subscribe(&receiver.url, &[], "full").await;
+        let id = ehrs::ids::SubscriptionId::parse(&subscription).unwrap();
+        // One ordinary delivery first: the engine knows the subscription, as it would
+        // before a crash.
+        create_camp(&app).await;
+        receiver.wait_for(1, PATIENCE).await;
+        // What a claim of an engine that then died leaves behind: a pending delivery
+        // leased to it for as long as a lease lasts.
+        let now = clock(&app).now();
+        let lease = 2 * 120_000 + 5_000;
+        let mut tx = app.state.db.begin().await.unwrap();
+        let event = Event::new(EventType::WebhookTest, &WebhookTestData { subscription_id: id.clone(), message: "held".into() });
+        let message = ehrs::webhooks::outbox::insert_message(&mut tx, &event, now, false).await.unwrap();
+        let delivery = ehrs::webhooks::outbox::queue_delivery(&mut tx, &message, &id, now, Some(now.millis() + lease))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE webhook_deliveries SET locked_by = 'ehrs-crashed' WHERE id = $1")
+            .bind(&delivery)
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // Sweeps on the real clock leave the lease alone.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(receiver.received().len(), 1, "a live lease is not taken");
+
+        clock(&app).advance(Duration::from_millis(lease as u64 + 1_000));
+        let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+        assert_eq!(got[1].webhook_id(), message.to_string());
+        eventually("delivered by this engine", || async {
+            deliveries_of(&app, &subscription).await == [("delivered".into(), 1, Some(200)), ("delivered".into(), 1, Some(200))]
+        })
+        .await;
+    }
+);

@@ -28,36 +28,19 @@
 //! Deliveries the caller has room for (never those of an ordered subscription) are
 //! inserted already leased to this engine and returned, so the dispatcher sends them
 //! from memory without reading them back; the rest are inserted free, for the claim path
-//! (`claim.rs`) of any engine.
+//! (`claim.rs`) of any engine. The statements themselves are in `webhooks::store`.
 
 use super::EngineConfig;
-use super::claim::{Claimed, json_rows};
-use crate::db::{Backend, Db};
-use crate::ids::{DeliveryId, MessageId, SubscriptionId};
-use crate::time::Timestamp;
+use super::claim::Claimed;
+use crate::db::Db;
+use crate::ids::{DeliveryId, SubscriptionId};
+use crate::webhooks::store;
 use std::collections::HashMap;
+
+pub use crate::webhooks::store::{Target, enabled_targets};
 
 /// Messages fanned out per transaction.
 pub const BATCH: i64 = 512;
-/// Deliveries per multi-row INSERT (7 parameters each, within SQLite's limit).
-const INSERT_CHUNK: usize = 128;
-/// Key of the PostgreSQL advisory lock that makes one instance the fan-out leader for a
-/// batch ("ehrsfan" in ASCII).
-const FANOUT_LOCK: i64 = 0x0065_6872_7366_616e;
-
-/// An enabled subscription as the fan-out and the sender need it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Target {
-    pub id: SubscriptionId,
-    pub url: String,
-    pub payload_mode: String,
-    pub event_types: String,
-    pub secret_enc: String,
-    pub previous_secret_enc: Option<String>,
-    pub previous_secret_until: Option<i64>,
-    /// Non-zero: ordered delivery (see `lanes.rs`).
-    pub ordered: i64,
-}
 
 impl Target {
     /// The event types this subscription's filter names (empty: every type).
@@ -76,18 +59,6 @@ fn takes(filter: &[String], event_type: &str) -> bool {
     filter.is_empty() || filter.iter().any(|t| t == event_type)
 }
 
-/// The enabled subscriptions, in id order.
-pub async fn enabled_targets<'c>(
-    conn: impl sqlx::Executor<'c, Database = sqlx::Any>,
-) -> Result<Vec<Target>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, url, payload_mode, event_types, secret_enc, previous_secret_enc, previous_secret_until, ordered \
-         FROM webhook_subscriptions WHERE enabled = 1 ORDER BY id",
-    )
-    .fetch_all(conn)
-    .await
-}
-
 /// What one batch did.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -101,16 +72,6 @@ pub struct Batch {
     pub targets: Option<Vec<Target>>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Message {
-    id: MessageId,
-    event_id: String,
-    event_type: String,
-    payload: Option<String>,
-    ids: String,
-    created_at: Timestamp,
-}
-
 /// Fans out one batch. `room` says how many deliveries per subscription the caller can
 /// take into memory now; the rest are inserted unleased.
 pub async fn run_batch(
@@ -119,34 +80,11 @@ pub async fn run_batch(
     room: &(dyn Fn(&SubscriptionId) -> usize + Sync),
 ) -> Result<Batch, sqlx::Error> {
     let mut tx = db.begin().await?;
-    if db.backend() == Backend::Postgres {
-        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(FANOUT_LOCK)
-            .fetch_one(tx.conn())
-            .await?;
-        if !leader {
-            tx.rollback().await?;
-            return Ok(Batch::default());
-        }
+    if !store::lead_fanout(&mut tx).await? {
+        tx.rollback().await?;
+        return Ok(Batch::default());
     }
-    let read = match db.backend() {
-        // Left to itself SQLite walks the whole table in rowid order to satisfy the
-        // ORDER BY (every batch reading every message ever kept); the partial index holds
-        // only the unhanded messages, a few to sort.
-        Backend::Sqlite => {
-            "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
-             INDEXED BY webhook_messages_unrelayed WHERE relayed_at IS NULL ORDER BY rowid LIMIT $1"
-        }
-        Backend::Postgres => {
-            "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
-             WHERE relayed_at IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY txid, position LIMIT $1"
-        }
-    };
-    let messages: Vec<Message> = sqlx::query_as(read)
-        .bind(BATCH)
-        .fetch_all(tx.conn())
-        .await?;
+    let messages = store::unrelayed(&mut tx, BATCH).await?;
     if messages.is_empty() {
         tx.rollback().await?;
         return Ok(Batch::default());
@@ -164,7 +102,7 @@ pub async fn run_batch(
         }
     }
 
-    let now = Timestamp::now();
+    let now = config.clock.now();
     let lease_until = now.millis() + config.lease().as_millis() as i64;
     let mut rows: Vec<NewDelivery> = Vec::new();
     let mut batch = Batch {
@@ -177,14 +115,7 @@ pub async fn run_batch(
         if taken.is_empty() {
             continue;
         }
-        let last: i64 = sqlx::query_scalar(
-            "UPDATE webhook_subscriptions SET last_sequence = last_sequence + $2 WHERE id = $1 \
-             RETURNING last_sequence",
-        )
-        .bind(&target.id)
-        .bind(taken.len() as i64)
-        .fetch_one(tx.conn())
-        .await?;
+        let last = store::advance_sequence(&mut tx, &target.id, taken.len() as i64).await?;
         let first = last - taken.len() as i64 + 1;
         // An ordered subscription's deliveries always go through the claim path, which
         // takes them strictly in sequence (`lanes.rs`).
@@ -206,25 +137,20 @@ pub async fn run_batch(
             });
         }
     }
-    insert_deliveries(
-        &mut tx,
-        &messages,
-        &rows,
-        now,
-        lease_until,
-        &config.instance,
-    )
-    .await?;
-    let handed: Vec<&MessageId> = messages.iter().map(|m| &m.id).collect();
-    let sql = format!(
-        "UPDATE webhook_messages SET relayed_at = $2 WHERE id IN ({})",
-        json_rows(db.backend(), "$1")
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(serde_json::to_string(&handed).unwrap_or_else(|_| "[]".into()))
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
+    let new: Vec<store::NewDelivery> = rows
+        .iter()
+        .map(|row| store::NewDelivery {
+            id: &row.id,
+            message_id: &messages[row.message].id,
+            subscription_id: &row.target,
+            sequence: row.sequence,
+            locked_until: row.leased.then_some(lease_until),
+            locked_by: row.leased.then_some(config.instance.as_str()),
+        })
+        .collect();
+    store::insert_deliveries(&mut tx, &new, now).await?;
+    let handed: Vec<&crate::ids::MessageId> = messages.iter().map(|m| &m.id).collect();
+    store::mark_relayed(&mut tx, &handed, now).await?;
     tx.commit().await?;
 
     let by_id: HashMap<&SubscriptionId, &Target> = targets.iter().map(|t| (&t.id, t)).collect();
@@ -261,49 +187,6 @@ struct NewDelivery {
     target: SubscriptionId,
     sequence: i64,
     leased: bool,
-}
-
-async fn insert_deliveries(
-    tx: &mut crate::db::Tx,
-    messages: &[Message],
-    rows: &[NewDelivery],
-    now: Timestamp,
-    lease_until: i64,
-    instance: &str,
-) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = 2 + i * 6;
-                format!(
-                    "(${}, ${}, ${}, ${}, 'pending', 0, $1, ${}, ${}, $1, $1)",
-                    p,
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO webhook_deliveries (id, message_id, subscription_id, sequence, status, attempts, \
-             next_attempt_at, locked_until, locked_by, created_at, updated_at) VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-        for row in chunk {
-            query = query
-                .bind(&row.id)
-                .bind(&messages[row.message].id)
-                .bind(&row.target)
-                .bind(row.sequence)
-                .bind(row.leased.then_some(lease_until))
-                .bind(row.leased.then_some(instance));
-        }
-        query.execute(tx.conn()).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -17,6 +17,10 @@
 //! divide that work by leases with `FOR UPDATE SKIP LOCKED`, and one of them at a time
 //! fans out (an advisory lock). On SQLite one process delivers for a file (a lock file
 //! beside it), and at its start every lease left in the file is released.
+//!
+//! The statements on the webhook tables live in `webhooks::store`; these modules decide
+//! what to run. Every time decision reads [`EngineConfig::clock`], so a test can move
+//! time forward instead of waiting for a retry or a lease.
 
 mod claim;
 mod fanout;
@@ -30,8 +34,9 @@ pub use send::{Envelope, FailureKind, HttpSender, OutboxMessage, guarded_client}
 
 use crate::app::AppState;
 use crate::config::RetrySchedule;
-use crate::db::{Db, now_ms};
+use crate::db::Db;
 use crate::ids::SubscriptionId;
+use crate::time::Clock;
 use crate::webhooks::outbox::{OUTBOX_SIGNAL, REQUEUE_SIGNAL};
 use lanes::{Lanes, Slot};
 use record::Outcome;
@@ -54,6 +59,9 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// This engine's name in `locked_by`, so a graceful stop releases only its claims.
     pub instance: String,
+    /// Every time decision of the engine reads this: due retries, leases, attempt times,
+    /// failure and pause times.
+    pub clock: Clock,
 }
 
 impl EngineConfig {
@@ -66,6 +74,7 @@ impl EngineConfig {
             endpoint_concurrency: settings.webhook_endpoint_concurrency.max(1),
             poll_interval: Duration::from_secs(1),
             instance: format!("ehrs-{}", ulid::Ulid::generate().to_string().to_lowercase()),
+            clock: settings.webhook_clock.clone(),
         }
     }
 
@@ -106,6 +115,7 @@ impl DeliveryEngine {
     pub fn start(state: &AppState) -> DeliveryEngine {
         let config = EngineConfig::from_settings(&state.settings);
         let sender = HttpSender::new(state, config.timeout);
+        let clock = config.clock.clone();
         let (stop, stop_rx) = watch::channel(false);
         let dispatcher = match lock_workers(&state.db) {
             WorkerLock::Elsewhere => {
@@ -126,6 +136,7 @@ impl DeliveryEngine {
         let maintenance = tokio::spawn(maintain(
             state.db.clone(),
             state.settings.webhook_retention_days,
+            clock,
             stop_rx,
         ));
         DeliveryEngine {
@@ -241,6 +252,8 @@ async fn dispatch(
     let mut known: Vec<fanout::Target> = Vec::new();
     let mut tasks = JoinSet::new();
     let mut sweep_at = Instant::now();
+    // A test moving the clock makes retries and leases due: look at once.
+    let mut clock_moved = config.clock.watch();
     let (mut refresh, mut fan_out) = (true, true);
 
     loop {
@@ -325,7 +338,8 @@ async fn dispatch(
         if !enabled.is_empty() {
             enabled.rotate_left(1); // no subscription is always served last
         }
-        let latest_start = now_ms() + (config.timeout + LEASE_MARGIN).as_millis() as i64;
+        let latest_start =
+            config.clock.now_ms() + (config.timeout + LEASE_MARGIN).as_millis() as i64;
         while let Some((delivery, slot)) = lanes.next_ready(&enabled) {
             if delivery.lease_until.is_some_and(|end| end < latest_start) {
                 // Held in memory too long: its lease may end mid-attempt, when another
@@ -364,7 +378,7 @@ async fn dispatch(
             Some(news) = news_rx.recv() => match news {
                 Recorded::Paused => refresh = true,
                 Recorded::RetryAt(due) => {
-                    let wait = Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64);
+                    let wait = Duration::from_millis(due.saturating_sub(config.clock.now_ms()).max(0) as u64);
                     sweep_at = sweep_at.min(Instant::now() + wait);
                 }
                 Recorded::Written => {}
@@ -384,6 +398,10 @@ async fn dispatch(
             _ = tokio::time::sleep_until(sweep_at) => {
                 // Other processes' commits on a shared PostgreSQL wake nobody here.
                 fan_out = true;
+            }
+            _ = clock_moved.changed() => {
+                fan_out = true;
+                sweep_at = Instant::now();
             }
             _ = stop.changed() => {}
         }
@@ -455,9 +473,9 @@ async fn apply_targets(
 }
 
 /// Hourly upkeep: the payload retention purge.
-async fn maintain(db: Db, retention_days: i64, mut stop: watch::Receiver<bool>) {
+async fn maintain(db: Db, retention_days: i64, clock: Clock, mut stop: watch::Receiver<bool>) {
     loop {
-        match crate::webhooks::retention::purge(&db, retention_days).await {
+        match crate::webhooks::retention::purge_at(&db, retention_days, clock.now_ms()).await {
             Ok(purged) if purged.payloads + purged.response_bodies > 0 => {
                 tracing::info!(
                     payloads = purged.payloads,

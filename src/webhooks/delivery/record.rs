@@ -6,7 +6,8 @@
 use super::EngineConfig;
 use super::claim::Claimed;
 use crate::db::{Db, Tx};
-use crate::ids::{AttemptId, DeliveryId, SubscriptionId};
+use crate::ids::{DeliveryId, SubscriptionId};
+use crate::webhooks::store::{self, DeliveryStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,12 +129,14 @@ pub(super) async fn write(
     let mut tx = db.begin().await?;
     // A subscription deleted while its delivery was in flight took the delivery row with
     // it: that outcome has nothing left to record.
-    let existing = existing_deliveries(&mut tx, batch).await?;
+    let ids: Vec<&DeliveryId> = batch.iter().map(|o| &o.delivery.delivery_id).collect();
+    let existing = store::existing_deliveries(&mut tx, &ids).await?;
     let batch: Vec<&Outcome> = batch
         .iter()
         .filter(|o| existing.contains(&o.delivery.delivery_id))
         .collect();
-    insert_attempts(&mut tx, &batch).await?;
+    let attempts: Vec<store::NewAttempt> = batch.iter().copied().map(new_attempt).collect();
+    store::insert_attempts(&mut tx, &attempts).await?;
     // Per subscription, in order: failures since the last success, and whether one succeeded.
     let mut counters: HashMap<&SubscriptionId, (i64, bool)> = HashMap::new();
     let mut gone = Vec::new();
@@ -164,16 +167,16 @@ pub(super) async fn write(
             gone.push(&outcome.delivery.subscription_id);
         }
     }
-    let now = crate::db::now_ms();
+    let now = config.clock.now_ms();
     for (code, ids) in delivered {
-        mark_delivered(&mut tx, &ids, code, now).await?;
+        store::mark_delivered(&mut tx, &ids, code, now).await?;
     }
     let mut paused = Vec::new();
     // Subscription rows are locked in id order, as `emit` locks them: no deadlock.
     let mut counters: Vec<_> = counters.into_iter().collect();
     counters.sort_by(|a, b| a.0.cmp(b.0));
     for (subscription, (failures, succeeded)) in counters {
-        update_counters(&mut tx, subscription, failures, succeeded, now).await?;
+        store::update_counters(&mut tx, subscription, failures, succeeded, now).await?;
         if failures > 0 {
             let reason = format!("{} consecutive failed deliveries", config.autopause_after);
             if pause(
@@ -216,88 +219,18 @@ pub(super) async fn write(
     })
 }
 
-async fn existing_deliveries(
-    tx: &mut Tx,
-    batch: &[Outcome],
-) -> Result<std::collections::HashSet<DeliveryId>, sqlx::Error> {
-    let ids: Vec<&DeliveryId> = batch.iter().map(|o| &o.delivery.delivery_id).collect();
-    let sql = format!(
-        "SELECT id FROM webhook_deliveries WHERE id IN ({})",
-        super::claim::json_rows(tx.backend(), "$1")
-    );
-    let found: Vec<DeliveryId> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
-        .fetch_all(tx.conn())
-        .await?;
-    Ok(found.into_iter().collect())
-}
-
-/// Rows per multi-row INSERT: few statements per batch, and few distinct SQL texts for
-/// the prepared-statement cache.
-const INSERT_CHUNK: usize = 64;
-
-async fn insert_attempts(tx: &mut Tx, batch: &[&Outcome]) -> Result<(), sqlx::Error> {
-    for chunk in batch.chunks(INSERT_CHUNK) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = i * 9;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8,
-                    p + 9
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO webhook_attempts (id, delivery_id, message_id, subscription_id, attempted_at, status_code, \
-             response_body, duration_ms, error) VALUES {}",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for &outcome in chunk {
-            let attempt = &outcome.attempt;
-            query = query
-                .bind(AttemptId::generate())
-                .bind(&outcome.delivery.delivery_id)
-                .bind(&outcome.delivery.message_id)
-                .bind(&outcome.delivery.subscription_id)
-                .bind(attempt.attempted_at)
-                .bind(attempt.status_code.map(i64::from))
-                .bind(attempt.response_body.as_deref())
-                .bind(attempt.duration_ms)
-                .bind(attempt.error.as_deref());
-        }
-        query.execute(tx.conn()).await?;
+fn new_attempt(outcome: &Outcome) -> store::NewAttempt<'_> {
+    let attempt = &outcome.attempt;
+    store::NewAttempt {
+        delivery_id: &outcome.delivery.delivery_id,
+        message_id: &outcome.delivery.message_id,
+        subscription_id: &outcome.delivery.subscription_id,
+        attempted_at: attempt.attempted_at,
+        status_code: attempt.status_code,
+        response_body: attempt.response_body.as_deref(),
+        duration_ms: attempt.duration_ms,
+        error: attempt.error.as_deref(),
     }
-    Ok(())
-}
-
-/// One UPDATE for all deliveries of a batch that succeeded with the same status code.
-async fn mark_delivered(
-    tx: &mut Tx,
-    ids: &[&DeliveryId],
-    code: u16,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, locked_until = NULL, \
-         locked_by = NULL, last_status = $2, last_error = NULL, updated_at = $3 WHERE id IN ({})",
-        super::claim::json_rows(tx.backend(), "$1")
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
-        .bind(i64::from(code))
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
 }
 
 /// Records a failed attempt; returns when the retry is due, if one is scheduled.
@@ -309,32 +242,31 @@ async fn update_failed_delivery(
 ) -> Result<Option<i64>, sqlx::Error> {
     let attempt = &outcome.attempt;
     let attempt_number = outcome.delivery.attempts + 1;
-    // A failed delivery with a retry ahead stays 'pending' (claimable when due).
+    // A failed delivery with a retry ahead stays pending (claimable when due).
     let (status, next_attempt_at) = match verdict {
         Verdict::Failed => match retry_delay(config, attempt_number, attempt.retry_after) {
-            Some(delay) => ("pending", attempt.attempted_at + delay.as_millis() as i64),
-            None => ("exhausted", attempt.attempted_at),
+            Some(delay) => (
+                DeliveryStatus::Pending,
+                attempt.attempted_at + delay.as_millis() as i64,
+            ),
+            None => (DeliveryStatus::Exhausted, attempt.attempted_at),
         },
-        Verdict::Gone | Verdict::Delivered => ("exhausted", attempt.attempted_at),
+        Verdict::Gone | Verdict::Delivered => (DeliveryStatus::Exhausted, attempt.attempted_at),
     };
     let error = match (&attempt.error, attempt.status_code) {
         (Some(error), _) => Some(error.clone()),
         (None, Some(code)) => Some(format!("HTTP {code}")),
         (None, None) => None,
     };
-    sqlx::query(
-        "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, \
-         locked_until = NULL, locked_by = NULL, last_status = $4, last_error = $5, updated_at = $6 WHERE id = $1",
-    )
-    .bind(&outcome.delivery.delivery_id)
-    .bind(status)
-    .bind(next_attempt_at)
-    .bind(attempt.status_code.map(i64::from))
-    .bind(error)
-    .bind(crate::db::now_ms())
-    .execute(tx.conn())
-    .await?;
-    Ok((status == "pending").then_some(next_attempt_at))
+    let failure = store::Failure {
+        delivery_id: &outcome.delivery.delivery_id,
+        status,
+        next_attempt_at,
+        last_status: attempt.status_code,
+        last_error: error,
+    };
+    store::mark_failed(tx, failure, config.clock.now_ms()).await?;
+    Ok((status == DeliveryStatus::Pending).then_some(next_attempt_at))
 }
 
 /// The wait before the next attempt after attempt number `attempt_number` failed, or
@@ -353,41 +285,6 @@ fn retry_delay(
     Some(scheduled.mul_f64(jitter))
 }
 
-async fn update_counters(
-    tx: &mut Tx,
-    subscription: &SubscriptionId,
-    failures: i64,
-    succeeded: bool,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let query = if succeeded {
-        // Failures after the batch's last success are the new streak. A healthy
-        // subscription whose row already says so (no streak, a success within the last
-        // second) is left alone: rewriting it on every batch took the row lock the
-        // fan-out needs for `last_sequence`, so on PostgreSQL the two waited for each
-        // other's commit (fsync) batch after batch. `last_success_at` is therefore exact
-        // to within a second.
-        sqlx::query(
-            "UPDATE webhook_subscriptions SET consecutive_failures = $2, last_success_at = $3, \
-             last_failure_at = CASE WHEN $2 > 0 THEN $3 ELSE last_failure_at END \
-             WHERE id = $1 AND NOT ($2 = 0 AND consecutive_failures = 0 AND last_success_at IS NOT NULL \
-                                    AND last_success_at > $3 - 1000)",
-        )
-    } else {
-        sqlx::query(
-            "UPDATE webhook_subscriptions SET consecutive_failures = consecutive_failures + $2, \
-             last_failure_at = $3 WHERE id = $1",
-        )
-    };
-    query
-        .bind(subscription)
-        .bind(failures)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
-}
-
 /// Disables an enabled subscription when its failure streak reached `threshold` (or
 /// unconditionally with `None`). True only for the one writer that made the change.
 async fn pause(
@@ -397,18 +294,8 @@ async fn pause(
     threshold: Option<i64>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let changed = sqlx::query(
-        "UPDATE webhook_subscriptions SET enabled = 0, paused_reason = $2, paused_at = $3, updated_at = $3 \
-         WHERE id = $1 AND enabled = 1 AND consecutive_failures >= $4",
-    )
-    .bind(subscription)
-    .bind(reason)
-    .bind(now)
-    .bind(threshold.unwrap_or(0))
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
-    if changed == 1 {
+    let changed = store::pause(tx, subscription, reason, threshold, now).await?;
+    if changed {
         let details = serde_json::json!({ "reason": reason });
         crate::webhooks::audit::record(
             tx,
@@ -420,7 +307,7 @@ async fn pause(
         )
         .await?;
     }
-    Ok(changed == 1)
+    Ok(changed)
 }
 
 fn observe(outcome: &Outcome) {

@@ -5,7 +5,7 @@ use super::claim::Claimed;
 use super::record::{Attempt, Outcome};
 use crate::app::AppState;
 use crate::crypto::SecretBox;
-use crate::db::now_ms;
+use crate::time::Clock;
 use crate::webhooks::events::API_VERSION;
 use crate::webhooks::signing;
 use crate::webhooks::ssrf::{self, GuardedResolver, Policy};
@@ -109,6 +109,10 @@ pub struct HttpSender {
     client: reqwest::Client,
     secrets: SecretBox,
     policy: Policy,
+    /// Stamps attempts and decides whether a rotated-out secret still signs. The
+    /// signature's own timestamp stays on the system clock: the receiver checks it
+    /// against its wall clock.
+    clock: Clock,
 }
 
 impl HttpSender {
@@ -118,6 +122,7 @@ impl HttpSender {
             state.lookup.clone(),
             state.secrets.clone(),
             timeout,
+            state.settings.webhook_clock.clone(),
         )
     }
 
@@ -126,17 +131,19 @@ impl HttpSender {
         lookup: Arc<dyn ssrf::Lookup>,
         secrets: SecretBox,
         timeout: Duration,
+        clock: Clock,
     ) -> HttpSender {
         HttpSender {
             client: guarded_client(policy, lookup, timeout),
             secrets,
             policy,
+            clock,
         }
     }
 
     pub async fn deliver(&self, delivery: Claimed) -> Outcome {
         let started = Instant::now();
-        let attempted_at = now_ms();
+        let attempted_at = self.clock.now_ms();
         let attempt = match self.post(&delivery).await {
             Ok((status, retry_after, body)) => Attempt {
                 status_code: Some(status),
@@ -172,7 +179,7 @@ impl HttpSender {
         if let (Some(previous), Some(until)) = (
             &delivery.previous_secret_enc,
             delivery.previous_secret_until,
-        ) && until > now_ms()
+        ) && until > self.clock.now_ms()
             && let Some(key) = self
                 .secrets
                 .open(previous, context)

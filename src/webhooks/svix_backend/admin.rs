@@ -13,6 +13,7 @@ use crate::time::Timestamp;
 use crate::webhooks::backend::*;
 use crate::webhooks::events::{API_VERSION, EventType};
 use crate::webhooks::signing;
+use crate::webhooks::store::DisplayStatus;
 use crate::webhooks::subscriptions::{
     NewSubscription, PayloadMode, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
@@ -147,17 +148,21 @@ fn display_status(
     next_attempt: Option<chrono::DateTime<chrono::Utc>>,
     enabled: bool,
     now: chrono::DateTime<chrono::Utc>,
-) -> (&'static str, Option<&'static str>) {
+) -> (DisplayStatus, Option<&'static str>) {
     match (status, next_attempt) {
-        (MessageStatus::Success, _) => ("delivered", None),
+        (MessageStatus::Success, _) => (DisplayStatus::Delivered, None),
         (MessageStatus::Fail | MessageStatus::Sending, Some(due))
             if enabled && due + OVERDUE < now =>
         {
-            ("exhausted", Some(DROPPED_RETRY))
+            (DisplayStatus::Exhausted, Some(DROPPED_RETRY))
         }
-        (MessageStatus::Fail | MessageStatus::Sending, Some(_)) => ("failed", None),
-        (MessageStatus::Canceled, _) | (MessageStatus::Fail, None) => ("exhausted", None),
-        (MessageStatus::Pending, _) | (MessageStatus::Sending, None) => ("pending", None),
+        (MessageStatus::Fail | MessageStatus::Sending, Some(_)) => (DisplayStatus::Failed, None),
+        (MessageStatus::Canceled, _) | (MessageStatus::Fail, None) => {
+            (DisplayStatus::Exhausted, None)
+        }
+        (MessageStatus::Pending, _) | (MessageStatus::Sending, None) => {
+            (DisplayStatus::Pending, None)
+        }
     }
 }
 
@@ -177,9 +182,11 @@ fn delivery_state(
     DeliveryState {
         subscription_id,
         sequence: None,
-        status: shown.to_string(),
+        status: shown.as_str().to_string(),
         attempts: None,
-        next_attempt_at: next_attempt.filter(|_| shown == "failed").map(Into::into),
+        next_attempt_at: next_attempt
+            .filter(|_| shown == DisplayStatus::Failed)
+            .map(Into::into),
         last_status_code: None,
         last_error: why.map(str::to_string),
     }
@@ -196,11 +203,11 @@ fn takes_example(endpoint: &EndpointOut, event_type: &str) -> bool {
 
 fn check_status_filter(status: Option<&str>) -> ApiResult<()> {
     match status {
-        None | Some("pending" | "failed" | "delivered" | "exhausted") => Ok(()),
-        Some(other) => Err(ApiError::bad_request(
+        Some(raw) if DisplayStatus::parse(raw).is_none() => Err(ApiError::bad_request(
             "invalid_query",
-            format!("status '{other}' is not one of pending, failed, delivered, exhausted"),
+            DisplayStatus::unknown(raw),
         )),
+        _ => Ok(()),
     }
 }
 
@@ -830,7 +837,7 @@ impl WebhookBackend for SvixBackend {
         }
         let mut requeued = Vec::new();
         for delivery in self.deliveries(&message).await? {
-            if delivery.status != "delivered" {
+            if delivery.status != DisplayStatus::Delivered.as_str() {
                 self.resend(&message, &delivery.subscription_id).await?;
                 requeued.push(delivery.subscription_id);
             }
@@ -886,28 +893,40 @@ mod tests {
         let sending = MessageStatus::Sending;
         // Scheduled retry ahead, or just due: failed (retry scheduled).
         assert_eq!(
-            display_status(MessageStatus::Fail, Some(now + OVERDUE), true, now).0,
+            display_status(MessageStatus::Fail, Some(now + OVERDUE), true, now)
+                .0
+                .as_str(),
             "failed"
         );
-        assert_eq!(display_status(sending, due(1), true, now).0, "failed");
+        assert_eq!(
+            display_status(sending, due(1), true, now).0.as_str(),
+            "failed"
+        );
         // Dropped by Svix while the endpoint is disabled: held, as the embedded engine.
         assert_eq!(
             display_status(sending, due(60), false, now),
-            ("failed", None)
+            (DisplayStatus::Failed, None)
         );
         // On an enabled endpoint that retry never comes.
         assert_eq!(
             display_status(sending, due(60), true, now),
-            ("exhausted", Some(DROPPED_RETRY))
+            (DisplayStatus::Exhausted, Some(DROPPED_RETRY))
         );
         assert_eq!(
-            display_status(MessageStatus::Fail, None, true, now).0,
+            display_status(MessageStatus::Fail, None, true, now)
+                .0
+                .as_str(),
             "exhausted"
         );
         assert_eq!(
-            display_status(MessageStatus::Success, due(60), true, now).0,
+            display_status(MessageStatus::Success, due(60), true, now)
+                .0
+                .as_str(),
             "delivered"
         );
-        assert_eq!(display_status(sending, None, true, now).0, "pending");
+        assert_eq!(
+            display_status(sending, None, true, now).0.as_str(),
+            "pending"
+        );
     }
 }

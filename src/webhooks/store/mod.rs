@@ -1,0 +1,202 @@
+//! The embedded engine's SQL on the webhook tables: `webhook_messages`,
+//! `webhook_deliveries`, `webhook_attempts` and the health columns of
+//! `webhook_subscriptions`. The delivery modules (`delivery::{fanout, claim, record, …}`)
+//! decide what to do; this module is the one place that says how it is written, so a
+//! status is spelled once ([`DeliveryStatus`]) and the SQLite and PostgreSQL variants of
+//! a statement sit side by side.
+//!
+//! - `messages.rs`: the outbox and the fan-out (messages, sequences, new deliveries).
+//! - `deliveries.rs`: claims, leases and requeues (retry, recover, re-enable).
+//! - `outcomes.rs`: attempts, delivery outcomes, failure counters and auto-pause.
+//! - `upkeep.rs`: retention and the counts the metrics and the admin API show.
+
+mod deliveries;
+mod messages;
+mod outcomes;
+mod upkeep;
+
+pub use deliveries::*;
+pub use messages::*;
+pub use outcomes::*;
+pub use upkeep::*;
+
+use crate::db::Backend;
+use sqlx::any::{Any, AnyTypeInfo};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::{Database, Decode, Encode, Type};
+
+/// The stored state of a delivery (`webhook_deliveries.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Waiting for an attempt: the first, or a retry (then `attempts > 0`).
+    Pending,
+    /// A 2xx answer was recorded.
+    Delivered,
+    /// No attempt will be made any more (schedule used up, or 410 Gone).
+    Exhausted,
+}
+
+impl DeliveryStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Exhausted => "exhausted",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "pending" => DeliveryStatus::Pending,
+            "delivered" => DeliveryStatus::Delivered,
+            "exhausted" => DeliveryStatus::Exhausted,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Type<Any> for DeliveryStatus {
+    fn type_info() -> AnyTypeInfo {
+        <str as Type<Any>>::type_info()
+    }
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <str as Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Any> for DeliveryStatus {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Any as Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <&str as Encode<Any>>::encode_by_ref(&self.as_str(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Any> for DeliveryStatus {
+    fn decode(value: <Any as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let raw = <String as Decode<Any>>::decode(value)?;
+        DeliveryStatus::parse(&raw).ok_or_else(|| format!("unknown delivery status '{raw}'").into())
+    }
+}
+
+/// The status the administration API shows: a pending delivery that was already tried
+/// is shown `failed` (its retry is scheduled, or held while the subscription is
+/// disabled). Both backends show these four.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisplayStatus {
+    Pending,
+    Failed,
+    Delivered,
+    Exhausted,
+}
+
+impl DisplayStatus {
+    pub const ALL: [DisplayStatus; 4] = [
+        DisplayStatus::Pending,
+        DisplayStatus::Failed,
+        DisplayStatus::Delivered,
+        DisplayStatus::Exhausted,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DisplayStatus::Pending => "pending",
+            DisplayStatus::Failed => "failed",
+            DisplayStatus::Delivered => "delivered",
+            DisplayStatus::Exhausted => "exhausted",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        DisplayStatus::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// What a stored delivery shows.
+    pub fn of(status: DeliveryStatus, attempts: i64) -> Self {
+        match status {
+            DeliveryStatus::Pending if attempts > 0 => DisplayStatus::Failed,
+            DeliveryStatus::Pending => DisplayStatus::Pending,
+            DeliveryStatus::Delivered => DisplayStatus::Delivered,
+            DeliveryStatus::Exhausted => DisplayStatus::Exhausted,
+        }
+    }
+
+    /// The SQL condition on delivery alias `d` selecting this display status. Built
+    /// from the enum's own spellings (no user input), the inverse of [`DisplayStatus::of`].
+    pub fn condition(self) -> String {
+        let stored = |s: DeliveryStatus| format!("d.status = '{}'", s.as_str());
+        match self {
+            DisplayStatus::Pending => {
+                format!("{} AND d.attempts = 0", stored(DeliveryStatus::Pending))
+            }
+            DisplayStatus::Failed => {
+                format!("{} AND d.attempts > 0", stored(DeliveryStatus::Pending))
+            }
+            DisplayStatus::Delivered => stored(DeliveryStatus::Delivered),
+            DisplayStatus::Exhausted => stored(DeliveryStatus::Exhausted),
+        }
+    }
+
+    /// The answer to a `status` filter that names none of them.
+    pub fn unknown(raw: &str) -> String {
+        let names: Vec<&str> = DisplayStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("status '{raw}' is not one of {}", names.join(", "))
+    }
+}
+
+/// A JSON array parameter expanded to rows, per dialect.
+pub fn json_rows(backend: Backend, param: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("SELECT value FROM json_each({param})"),
+        Backend::Postgres => format!("SELECT json_array_elements_text(CAST({param} AS json))"),
+    }
+}
+
+/// A list of ids as the JSON array [`json_rows`] expands.
+pub(crate) fn json_ids<T: serde::Serialize>(ids: &[T]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_display_follows_attempts() {
+        for status in [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Exhausted,
+        ] {
+            assert_eq!(DeliveryStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(DeliveryStatus::parse("failed"), None);
+        for status in DisplayStatus::ALL {
+            assert_eq!(DisplayStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(
+            DisplayStatus::of(DeliveryStatus::Pending, 0),
+            DisplayStatus::Pending
+        );
+        assert_eq!(
+            DisplayStatus::of(DeliveryStatus::Pending, 2),
+            DisplayStatus::Failed
+        );
+        assert_eq!(
+            DisplayStatus::Failed.condition(),
+            "d.status = 'pending' AND d.attempts > 0"
+        );
+        assert_eq!(
+            DisplayStatus::unknown("x"),
+            "status 'x' is not one of pending, failed, delivered, exhausted"
+        );
+    }
+}
