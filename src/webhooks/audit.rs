@@ -22,6 +22,7 @@ pub struct AuditEntry {
     pub created_at: Timestamp,
 }
 
+/// Appends an entry; returns its id.
 pub async fn record(
     tx: &mut Tx,
     actor_id: Option<&UserId>,
@@ -29,12 +30,13 @@ pub async fn record(
     action: &str,
     subscription: Option<&SubscriptionId>,
     details: &Value,
-) -> Result<(), sqlx::Error> {
+) -> Result<AuditId, sqlx::Error> {
+    let id = AuditId::generate();
     sqlx::query(
         "INSERT INTO webhook_audit (id, actor_id, actor, action, subscription_id, details, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(AuditId::generate())
+    .bind(&id)
     .bind(actor_id)
     .bind(actor)
     .bind(action)
@@ -43,7 +45,7 @@ pub async fn record(
     .bind(Timestamp::now())
     .execute(tx.conn())
     .await?;
-    Ok(())
+    Ok(id)
 }
 
 /// Newest first, optionally for one subscription.

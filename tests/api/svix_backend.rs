@@ -705,6 +705,41 @@ svix_test!(async fn operational_webhooks_are_verified_and_drive_auto_pause(app, 
     assert_eq!(malformed.status().as_u16(), 401, "unsigned garbage is refused before parsing");
 });
 
+svix_test!(async fn a_pause_svix_cannot_take_is_undone_until_the_webhook_comes_again(app, svix) {
+    wait_until_registered(&app).await;
+    let receiver = TestReceiver::start().await;
+    let (id, _) = app.subscribe(&receiver.url, &[], "full").await;
+    // `endpointUid` given, so that applying the webhook needs Svix only for the pause.
+    let failing = |n: usize| {
+        json!({"type": "message.attempt.failing", "data": {
+            "appId": "app_x", "appUid": APP_UID, "endpointId": "ep_x", "endpointUid": id, "msgId": format!("msg_{n}"),
+            "msgEventId": null,
+            "lastAttempt": {"id": format!("atmpt_{n}"), "responseStatusCode": 500, "timestamp": "2026-11-29T10:00:00Z"}}})
+    };
+    for n in 1..=2 {
+        assert_eq!(post_ops(&app, Some(OPS_SECRET), &format!("msg_ops_{n}"), &failing(n)).await, 204);
+    }
+    let paused_entries = || async {
+        let audit = app.get(Role::Admin, &format!("/api/v1/webhooks/audit?subscription_id={id}")).await.expect(200);
+        audit["items"].as_array().unwrap().iter().filter(|e| e["action"] == "subscription.auto_paused").count()
+    };
+    // The third would pause, but Svix cannot be reached: nothing of the pause stays.
+    svix.set_down(true);
+    assert_eq!(post_ops(&app, Some(OPS_SECRET), "msg_ops_3", &failing(3)).await, 502);
+    svix.set_down(false);
+    assert_eq!(paused_entries().await, 0, "no audit entry for a pause that did not happen");
+    let stats_path = format!("/api/v1/webhooks/subscriptions/{id}/failure-stats");
+    let stats = app.get(Role::Admin, &stats_path).await.expect(200);
+    assert_eq!((stats["auto_paused"].clone(), stats["enabled"].clone()), (json!(false), json!(true)), "{stats}");
+    // Svix sends the webhook again: now it pauses, audited once, the message counted once.
+    assert_eq!(post_ops(&app, Some(OPS_SECRET), "msg_ops_3", &failing(3)).await, 204);
+    let stats = app.get(Role::Admin, &stats_path).await.expect(200);
+    assert_eq!(stats["auto_paused"], true, "{stats}");
+    assert_eq!(stats["consecutive_failures"], 3, "{stats}");
+    assert_eq!(endpoint_of(&svix, &id)["disabled"], true);
+    assert_eq!(paused_entries().await, 1);
+});
+
 db_test!(async fn the_svix_ops_route_is_404_under_the_embedded_engine(app) {
     let status = post_ops(&app, Some(OPS_SECRET), "msg_1", &json!({"type": "endpoint.disabled", "data": {}})).await;
     assert_eq!(status, 404);

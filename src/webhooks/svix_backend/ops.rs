@@ -18,7 +18,7 @@ use super::SvixBackend;
 use crate::app::AppState;
 use crate::db::{Db, now_ms};
 use crate::error::{ApiError, ApiResult};
-use crate::ids::SubscriptionId;
+use crate::ids::{AuditId, SubscriptionId};
 use crate::time::Timestamp;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -298,7 +298,7 @@ async fn apply(backend: &SvixBackend, webhook_id: &str, event: &OpsEvent) -> Api
         return Ok(());
     }
     ensure_row(&mut tx, &id).await?;
-    let mut pause_reason = None;
+    let mut pause_claim = None;
     match effect {
         Effect::Failure { status, at, msg_id } => {
             // Svix reports a message `failing` (4th attempt failed) and later `exhausted`
@@ -350,7 +350,12 @@ async fn apply(backend: &SvixBackend, webhook_id: &str, event: &OpsEvent) -> Api
             .bind(backend.autopause_after)
             .fetch_optional(tx.conn())
             .await?;
-            pause_reason = paused.map(|_| reason);
+            // The audit entry commits with the claim, before Svix is asked: the pause shows
+            // (flag set and Svix's endpoint disabled) only once its entry is there too.
+            if paused.is_some() {
+                let entry = audit_pause(&mut tx, &id, &reason).await?;
+                pause_claim = Some((reason, entry));
+            }
         }
         Effect::Success { at } => {
             sqlx::query(
@@ -394,19 +399,21 @@ async fn apply(backend: &SvixBackend, webhook_id: &str, event: &OpsEvent) -> Api
         }
     }
     tx.commit().await?;
-    if let Some(reason) = pause_reason {
-        pause(backend, &id, webhook_id, &reason).await?;
+    if let Some((reason, entry)) = pause_claim {
+        pause(backend, &id, webhook_id, &reason, &entry).await?;
     }
     Ok(())
 }
 
-/// Disables the endpoint in Svix. If Svix cannot be reached, the pause and the webhook's
-/// "seen" mark are undone and the error answered, so Svix sends the webhook again.
+/// Disables the endpoint in Svix. If Svix cannot be reached, the pause, its audit entry
+/// and the webhook's "seen" mark are undone and the error answered, so Svix sends the
+/// webhook again (its message stays counted once: the troubled mark is kept).
 async fn pause(
     backend: &SvixBackend,
     id: &SubscriptionId,
     webhook_id: &str,
     reason: &str,
+    audit_entry: &AuditId,
 ) -> ApiResult<()> {
     let patch = svix::models::EndpointPatch {
         disabled: Some(true),
@@ -419,10 +426,6 @@ async fn pause(
         .await;
     match result {
         Ok(_) => {
-            // Audited once Svix took it, as the embedded engine audits its pause.
-            let mut tx = backend.db.begin().await?;
-            audit_pause(&mut tx, id, reason).await?;
-            tx.commit().await?;
             tracing::warn!(subscription = %id, reason, "auto-paused a Svix endpoint");
             metrics::counter!("ehrs_webhook_autopaused_total").increment(1);
             Ok(())
@@ -440,6 +443,10 @@ async fn pause(
                 .bind(webhook_id)
                 .execute(tx.conn())
                 .await?;
+            sqlx::query("DELETE FROM webhook_audit WHERE id = $1")
+                .bind(audit_entry)
+                .execute(tx.conn())
+                .await?;
             tx.commit().await?;
             Err(super::api_error(err, "subscription", id.as_str()))
         }
@@ -451,7 +458,7 @@ async fn audit_pause(
     tx: &mut crate::db::Tx,
     id: &SubscriptionId,
     reason: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<AuditId, sqlx::Error> {
     let details = serde_json::json!({ "reason": reason });
     crate::webhooks::audit::record(
         tx,
