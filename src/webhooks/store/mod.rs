@@ -156,7 +156,13 @@ impl DisplayStatus {
 pub fn json_rows(backend: Backend, param: &str) -> String {
     match backend {
         Backend::Sqlite => format!("SELECT value FROM json_each({param})"),
-        Backend::Postgres => format!("SELECT json_array_elements_text(CAST({param} AS json))"),
+        // Through an array: PostgreSQL plans `x IN (SELECT json_array_elements_text(..))`
+        // as a hash semi-join over a sequential scan of the whole table (the function's
+        // rows are a blind guess), one full scan per batch that grows with the table;
+        // `unnest(ARRAY(..))` is planned as a few index lookups.
+        Backend::Postgres => {
+            format!("SELECT unnest(ARRAY(SELECT json_array_elements_text(CAST({param} AS json))))")
+        }
     }
 }
 
