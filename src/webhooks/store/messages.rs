@@ -81,10 +81,10 @@ pub async fn unrelayed(tx: &mut Tx, limit: i64) -> Result<Vec<Message>, sqlx::Er
     sqlx::query_as(read).bind(limit).fetch_all(tx.conn()).await
 }
 
-/// Marks `ids` handed off at `now`.
-pub async fn mark_relayed(
+/// Marks messages `ids` handed off (to the fan-out or to Svix) at `now`.
+pub async fn mark_relayed<T: serde::Serialize>(
     tx: &mut Tx,
-    ids: &[&MessageId],
+    ids: &[T],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
     let sql = format!(

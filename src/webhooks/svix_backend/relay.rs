@@ -13,7 +13,7 @@
 use super::SvixBackend;
 use crate::db::now_ms;
 use crate::time::Timestamp;
-use crate::webhooks::delivery::{self, OutboxMessage};
+use crate::webhooks::delivery::OutboxMessage;
 use sqlx::Row;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -269,17 +269,8 @@ async fn mark_relayed(backend: &SvixBackend, ids: &[String]) -> Result<(), sqlx:
     if ids.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "UPDATE webhook_messages SET relayed_at = $2 WHERE id IN ({})",
-        delivery::json_rows(backend.db.backend(), "$1")
-    );
-    let ids = serde_json::to_string(ids).unwrap_or_default();
     let mut tx = backend.db.begin().await?;
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(ids)
-        .bind(now_ms())
-        .execute(tx.conn())
-        .await?;
+    crate::webhooks::store::mark_relayed(&mut tx, ids, Timestamp(now_ms())).await?;
     tx.commit().await
 }
 
