@@ -102,11 +102,11 @@ pub async fn credentials(db: &Db, username: &str) -> Result<Option<Credentials>,
 /// The role and token generation of an active user; `None` when the user is gone or
 /// disabled.
 pub async fn session(db: &Db, id: &UserId) -> Result<Option<(Role, i64)>, sqlx::Error> {
-    let row =
+    // Runs on every authenticated request: a key lookup, so inline on SQLite.
+    let query =
         sqlx::query("SELECT role, token_generation FROM users WHERE id = $1 AND is_active = 1")
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?;
+            .bind(id);
+    let row = db.fetch_by_key(query).await?;
     let Some(row) = row else { return Ok(None) };
     let role: String = row.try_get("role")?;
     let generation: i64 = row.try_get("token_generation")?;

@@ -3,10 +3,12 @@
 //! work with `FOR UPDATE SKIP LOCKED`) the two variants sit side by side in the repo that
 //! needs them, selected with [`Db::backend`].
 //!
-//! SQLite allows one writer at a time. Reads go through a sqlx pool; every write
-//! transaction goes through [`sqlite_writer`]: one `rusqlite` connection that the
-//! transaction's own task runs statements on (no thread hand-off per statement), with
-//! concurrent transactions grouped into one commit. PostgreSQL keeps one sqlx pool for
+//! SQLite allows one writer at a time. Reads go through a sqlx pool, except the key
+//! lookup every authenticated request makes, which runs inline on a `rusqlite`
+//! connection of its own ([`Db::fetch_by_key`]). Every write transaction goes through
+//! [`sqlite_writer`]: one `rusqlite` connection that the transaction's own task runs
+//! statements on (no thread hand-off per statement), with concurrent transactions
+//! grouped into one commit. PostgreSQL keeps one sqlx pool for
 //! both. Repository code is the same for both: `query.execute(tx.conn())`.
 
 pub mod files;
@@ -133,6 +135,8 @@ pub struct Db {
     backend: Backend,
     pool: AnyPool,
     sqlite_writer: Option<Arc<sqlite_writer::Writer>>,
+    /// SQLite: connections for key lookups run inline ([`Db::fetch_by_key`]).
+    point_reader: Option<Arc<sqlite_writer::PointReader>>,
     signals: CommitSignals,
     /// SQLite: the database file.
     path: Option<std::path::PathBuf>,
@@ -156,6 +160,7 @@ impl Db {
                 backend: Backend::Postgres,
                 pool,
                 sqlite_writer: None,
+                point_reader: None,
                 signals: CommitSignals::default(),
                 path: None,
             });
@@ -168,11 +173,13 @@ impl Db {
         // The pool created the file and put it in WAL mode; the writer joins it.
         sqlx::query("SELECT 1").execute(&read).await?;
         let writer = sqlite_writer::Writer::open(&path)?;
+        let point_reader = sqlite_writer::PointReader::open(&path, POINT_READERS)?;
         spawn_checkpointer(read.clone(), writer.clone());
         Ok(Db {
             backend: Backend::Sqlite,
             pool: read,
             sqlite_writer: Some(writer),
+            point_reader: Some(Arc::new(point_reader)),
             signals: CommitSignals::default(),
             path: Some(path),
         })
@@ -190,6 +197,20 @@ impl Db {
     /// The pool for reads outside a transaction.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Reads one row by key outside a transaction, for lookups on every request's path
+    /// (the session check): on SQLite inline on a dedicated connection, with no thread
+    /// hand-off (see `sqlite_writer::PointReader`); on PostgreSQL through the pool. Only
+    /// for index lookups of a row or two.
+    pub async fn fetch_by_key<'q, E: 'q + sqlx::Execute<'q, sqlx::Any>>(
+        &self,
+        query: E,
+    ) -> Result<Option<sqlx::any::AnyRow>, sqlx::Error> {
+        match &self.point_reader {
+            Some(reader) => reader.fetch_optional(query),
+            None => self.pool.fetch_optional(query).await,
+        }
     }
 
     /// Starts a write transaction.
@@ -241,6 +262,9 @@ impl Db {
     pub async fn close(&self) {
         if let Some(writer) = &self.sqlite_writer {
             writer.close().await;
+        }
+        if let Some(reader) = &self.point_reader {
+            reader.close();
         }
         self.pool.close().await;
     }
@@ -317,6 +341,10 @@ async fn sqlite_pool(url: &str, size: u32) -> anyhow::Result<AnyPool> {
         .await
         .with_context(|| "cannot open the SQLite database".to_string())
 }
+
+/// Connections of the SQLite point reader: one per runtime thread of the 2-core
+/// machines EHRS is sized for, so a lookup rarely waits for another.
+const POINT_READERS: usize = 2;
 
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);

@@ -283,51 +283,142 @@ impl Writing {
     /// Runs one statement with its arguments and collects what it returns.
     fn run(&mut self, sql: &str, arguments: Option<AnyArguments>) -> Result<Output, sqlx::Error> {
         let conn = self.conn.as_ref().ok_or(sqlx::Error::PoolClosed)?;
-        let mut statement = conn.prepare_cached(sql).map_err(to_sqlx)?;
-        let values = arguments.map(|a| a.values.0).unwrap_or_default();
-        for slot in 1..=statement.parameter_count() {
-            // `$N` (and `?N`) name argument N, as in sqlx; a bare `?` is positional.
-            let index = statement
-                .parameter_name(slot)
-                .and_then(|name| name[1..].parse::<usize>().ok())
-                .unwrap_or(slot);
-            let value = values.get(index - 1).ok_or_else(|| {
-                sqlx::Error::Protocol(format!("no argument bound for parameter {index}"))
-            })?;
-            statement
-                .raw_bind_parameter(slot, Bind(value))
-                .map_err(to_sqlx)?;
+        run_statement(conn, &mut self.columns, sql, arguments)
+    }
+}
+
+/// Runs one statement with its arguments on `conn` and collects what it returns;
+/// `columns` caches each statement's result description.
+fn run_statement(
+    conn: &rusqlite::Connection,
+    columns_cache: &mut HashMap<String, Arc<Columns>>,
+    sql: &str,
+    arguments: Option<AnyArguments>,
+) -> Result<Output, sqlx::Error> {
+    let mut statement = conn.prepare_cached(sql).map_err(to_sqlx)?;
+    let values = arguments.map(|a| a.values.0).unwrap_or_default();
+    for slot in 1..=statement.parameter_count() {
+        // `$N` (and `?N`) name argument N, as in sqlx; a bare `?` is positional.
+        let index = statement
+            .parameter_name(slot)
+            .and_then(|name| name[1..].parse::<usize>().ok())
+            .unwrap_or(slot);
+        let value = values.get(index - 1).ok_or_else(|| {
+            sqlx::Error::Protocol(format!("no argument bound for parameter {index}"))
+        })?;
+        statement
+            .raw_bind_parameter(slot, Bind(value))
+            .map_err(to_sqlx)?;
+    }
+    let columns = match columns_cache.get(sql) {
+        Some(columns) => columns.clone(),
+        None => {
+            let columns = Arc::new(describe(&statement));
+            if columns_cache.len() >= STATEMENT_CACHE {
+                columns_cache.clear();
+            }
+            columns_cache.insert(sql.to_string(), columns.clone());
+            columns
         }
-        let columns = match self.columns.get(sql) {
-            Some(columns) => columns.clone(),
-            None => {
-                let columns = Arc::new(describe(&statement));
-                if self.columns.len() >= STATEMENT_CACHE {
-                    self.columns.clear();
-                }
-                self.columns.insert(sql.to_string(), columns.clone());
-                columns
-            }
-        };
-        let readonly = statement.readonly();
-        let mut rows = Vec::new();
-        let mut cursor = statement.raw_query();
-        while let Some(row) = cursor.next().map_err(to_sqlx)? {
-            let mut values = Vec::with_capacity(columns.columns.len());
-            for index in 0..columns.columns.len() {
-                values.push(AnyValue {
-                    kind: any_value(row.get_ref(index).map_err(to_sqlx)?)?,
-                });
-            }
-            rows.push(AnyRow {
-                column_names: columns.names.clone(),
-                columns: columns.columns.clone(),
-                values,
+    };
+    let readonly = statement.readonly();
+    let mut rows = Vec::new();
+    let mut cursor = statement.raw_query();
+    while let Some(row) = cursor.next().map_err(to_sqlx)? {
+        let mut values = Vec::with_capacity(columns.columns.len());
+        for index in 0..columns.columns.len() {
+            values.push(AnyValue {
+                kind: any_value(row.get_ref(index).map_err(to_sqlx)?)?,
             });
         }
-        drop(cursor);
-        let changes = if readonly { 0 } else { conn.changes() };
-        Ok(Output { rows, changes })
+        rows.push(AnyRow {
+            column_names: columns.names.clone(),
+            columns: columns.columns.clone(),
+            values,
+        });
+    }
+    drop(cursor);
+    let changes = if readonly { 0 } else { conn.changes() };
+    Ok(Output { rows, changes })
+}
+
+/// Connections that run a read of a few rows by key inline on the calling task, for the
+/// lookup every authenticated request makes (the session check). Through the sqlx pool
+/// such a read costs two thread hand-offs, to sqlx-sqlite's worker thread and back, and
+/// a wake-up: in a profile of API-only writes (`perf record --call-graph dwarf` on
+/// `ehrs-bench delivery --receivers 0`) those hand-offs and their futex wake-ups took
+/// more CPU than the lookup itself. A read here holds the runtime thread while it runs,
+/// so only index lookups of a row or two belong here; scans stay on the pool.
+pub struct PointReader {
+    connections: Vec<std::sync::Mutex<Option<ReadConn>>>,
+}
+
+struct ReadConn {
+    conn: rusqlite::Connection,
+    columns: HashMap<String, Arc<Columns>>,
+}
+
+impl std::fmt::Debug for PointReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PointReader")
+            .field("connections", &self.connections.len())
+            .finish()
+    }
+}
+
+impl PointReader {
+    /// Opens `count` read-only connections (one per runtime thread is enough: a read
+    /// never waits while holding one) to an existing database file.
+    pub fn open(path: &Path, count: usize) -> anyhow::Result<PointReader> {
+        use anyhow::Context;
+        let mut connections = Vec::with_capacity(count.max(1));
+        for _ in 0..count.max(1) {
+            let conn = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+            conn.execute_batch(super::SQLITE_PRAGMAS)
+                .and_then(|()| conn.execute_batch("PRAGMA query_only = ON;"))
+                .context("cannot configure a SQLite read connection")?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            connections.push(std::sync::Mutex::new(Some(ReadConn {
+                conn,
+                columns: HashMap::new(),
+            })));
+        }
+        Ok(PointReader { connections })
+    }
+
+    /// Runs `query` and returns its first row. It sees every commit that returned
+    /// before it started.
+    pub fn fetch_optional<'q, E: Execute<'q, Any>>(
+        &self,
+        mut query: E,
+    ) -> Result<Option<AnyRow>, sqlx::Error> {
+        let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
+        let sql = query.sql();
+        // A free connection if there is one, else wait for the first (microseconds).
+        let mut guard = self
+            .connections
+            .iter()
+            .find_map(|c| c.try_lock().ok())
+            .unwrap_or_else(|| {
+                self.connections[0]
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+            });
+        let read = guard.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        let output = run_statement(&read.conn, &mut read.columns, sql.as_str(), arguments)?;
+        Ok(output.rows.into_iter().next())
+    }
+
+    /// Closes every connection; later reads fail with `PoolClosed`.
+    pub fn close(&self) {
+        for connection in &self.connections {
+            *connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
     }
 }
 
@@ -760,6 +851,29 @@ mod tests {
             unique.as_database_error().map(|e| e.kind()),
             Some(ErrorKind::UniqueViolation)
         );
+    }
+
+    #[tokio::test]
+    async fn a_point_read_sees_each_commit_once_it_returns_and_fails_once_closed() {
+        let (dir, writer, _pool) = scratch().await;
+        let reader = PointReader::open(&dir.path().join("w.db"), 2).unwrap();
+        let by_name = |name: &'static str| {
+            sqlx::query("SELECT name, score FROM t WHERE name = $1").bind(name)
+        };
+        let mut tx = writer.begin().await.unwrap();
+        insert(&mut tx, "a").await.unwrap();
+        assert!(reader.fetch_optional(by_name("a")).unwrap().is_none());
+        tx.commit(Vec::new()).await.unwrap();
+        let row = reader.fetch_optional(by_name("a")).unwrap().unwrap();
+        assert_eq!(sqlx::Row::get::<f64, _>(&row, "score"), 1.5);
+        // Read-only: a write through it is refused.
+        let write = sqlx::query("DELETE FROM t");
+        assert!(reader.fetch_optional(write).is_err());
+        reader.close();
+        assert!(matches!(
+            reader.fetch_optional(by_name("a")),
+            Err(sqlx::Error::PoolClosed)
+        ));
     }
 
     #[tokio::test]
