@@ -133,6 +133,13 @@ pub struct Settings {
     #[arg(skip)]
     pub webhook_clock: crate::time::Clock,
 
+    /// How often the webhook engine looks in the database for work nothing announced
+    /// (retries the recorder did not time, other instances' writes on PostgreSQL); a test
+    /// lengthens it to show that some path does not depend on it (not a command-line
+    /// option).
+    #[arg(skip = std::time::Duration::from_secs(1))]
+    pub webhook_sweep_interval: std::time::Duration,
+
     /// How far `X-EHRS-Timestamp` of an inbound webhook may be from now, either way.
     #[arg(long, env = "EHRS_INBOUND_TIMESTAMP_TOLERANCE", default_value = "5m", value_parser = parse_duration)]
     pub inbound_timestamp_tolerance: Duration,

@@ -91,12 +91,18 @@ enum Command {
 #[derive(Default)]
 struct ReceiverStats {
     count: usize,
-    /// Envelope timestamp (the commit) to arrival, in milliseconds.
+    /// Envelope timestamp (the write, stamped in whole milliseconds) to arrival, in
+    /// milliseconds.
     latencies_ms: Vec<f64>,
+    /// Which write each delivery carried (the `i` of its camp's name) and when it came.
+    arrivals: Vec<(usize, Instant)>,
     last_arrival: Option<Instant>,
 }
 
 type Stats = Arc<Mutex<ReceiverStats>>;
+
+/// When one write's request left and when its answer came.
+type RequestTimes = (Option<Instant>, Option<Instant>);
 
 async fn start_receiver() -> (String, Stats) {
     let stats: Stats = Arc::default();
@@ -113,9 +119,24 @@ async fn receive(State(stats): State<Stats>, body: Bytes) -> &'static str {
     #[derive(serde::Deserialize)]
     struct Stamp {
         timestamp: Option<String>,
+        data: Option<Data>,
     }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        name: Option<String>,
+    }
+    let arrived = Instant::now();
     let now = chrono::Utc::now();
     let stamp: Option<Stamp> = serde_json::from_slice(&body).ok();
+    let write = stamp.as_ref().and_then(|s| {
+        s.data
+            .as_ref()?
+            .name
+            .as_deref()?
+            .strip_prefix("Camp ")?
+            .parse()
+            .ok()
+    });
     let latency = stamp
         .and_then(|s| s.timestamp)
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
@@ -130,7 +151,10 @@ async fn receive(State(stats): State<Stats>, body: Bytes) -> &'static str {
     if let Some(latency) = latency {
         stats.latencies_ms.push(latency);
     }
-    stats.last_arrival = Some(Instant::now());
+    if let Some(write) = write {
+        stats.arrivals.push((write, arrived));
+    }
+    stats.last_arrival = Some(arrived);
     "ok"
 }
 
@@ -262,6 +286,12 @@ struct Report {
     expected: usize,
     deliveries_per_s: f64,
     commit_to_receiver_ms: Vec<f64>,
+    /// The commit happens after its request was sent and before its answer came back,
+    /// so these bound commit-to-receiver to the microsecond: the API answer to the
+    /// arrival (a lower bound; negative when the delivery beat the answer) and the
+    /// request to the arrival (an upper bound).
+    answer_to_receiver_ms: Vec<f64>,
+    request_to_receiver_ms: Vec<f64>,
     /// Last delivery after the last API answer.
     drain: Duration,
     peak_rss_kb: u64,
@@ -402,13 +432,19 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
     }
 
     let commits_before = sqlite_commits(&state);
+    // When each write's request left and its answer came.
+    let timings: Arc<Vec<Mutex<RequestTimes>>> =
+        Arc::new((0..events).map(|_| Mutex::default()).collect());
     let started = Instant::now();
     let api = client.clone();
+    let times = timings.clone();
     let create = move |i: usize| {
         let api = api.clone();
         let url = format!("{base}/api/v1/medical-camps");
         let token = token.clone();
+        let times = times.clone();
         async move {
+            times[i].lock().unwrap().0 = Some(Instant::now());
             let response = api
                 .post(url)
                 .bearer_auth(token)
@@ -416,6 +452,7 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
                 .send()
                 .await
                 .unwrap();
+            times[i].lock().unwrap().1 = Some(Instant::now());
             assert_eq!(response.status(), 201);
         }
     };
@@ -444,6 +481,26 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         .iter()
         .flat_map(|s| s.lock().unwrap().latencies_ms.clone())
         .collect();
+    let (mut answer_to_receiver, mut request_to_receiver) = (Vec::new(), Vec::new());
+    for stats in &all_stats {
+        for &(write, arrived) in &stats.lock().unwrap().arrivals {
+            let Some(slot) = timings.get(write) else {
+                continue;
+            };
+            let (Some(sent), Some(answered)) = *slot.lock().unwrap() else {
+                continue;
+            };
+            let ms = |from: Instant| {
+                if arrived >= from {
+                    arrived.duration_since(from).as_secs_f64() * 1000.0
+                } else {
+                    -(from.duration_since(arrived).as_secs_f64() * 1000.0)
+                }
+            };
+            answer_to_receiver.push(ms(answered));
+            request_to_receiver.push(ms(sent));
+        }
+    }
     let peak_rss_kb = peak_rss_kb();
     let (commits, transactions) = sqlite_commits(&state);
     let group_commit = state
@@ -469,6 +526,8 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         expected,
         deliveries_per_s: delivered as f64 / delivery_wall.as_secs_f64(),
         commit_to_receiver_ms: commit_to_receiver,
+        answer_to_receiver_ms: answer_to_receiver,
+        request_to_receiver_ms: request_to_receiver,
         drain: last.saturating_duration_since(api_done),
         peak_rss_kb,
         wal_bytes,
@@ -524,8 +583,13 @@ fn print_report(title: &str, report: &Report, events: usize) {
             report.drain.as_secs_f64() * 1000.0
         );
         println!(
-            "  commit-to-receiver latency: {}",
+            "  commit-to-receiver latency (envelope stamp, whole ms): {}",
             summary(report.commit_to_receiver_ms.clone())
+        );
+        println!(
+            "  API answer to receiver: {}; request sent to receiver: {}",
+            summary(report.answer_to_receiver_ms.clone()),
+            summary(report.request_to_receiver_ms.clone())
         );
     }
     println!("  peak RSS: {:.1} MB", report.peak_rss_kb as f64 / 1024.0);
@@ -612,9 +676,11 @@ async fn suite(events: usize, concurrency: usize, postgres: Option<String>, pace
     }
     for (name, report) in &steady {
         println!(
-            "  commit->receiver on {name} at 400 writes/s: p50 {:.2} ms, p99 {:.2} ms (target p50 <= 2 x one POST = {:.2} ms)",
-            p(&report.commit_to_receiver_ms, 0.5),
-            p(&report.commit_to_receiver_ms, 0.99),
+            "  commit->receiver on {name} at 400 writes/s: p50 between {:.2} and {:.2} ms (API answer / request sent to receiver), p99 between {:.2} and {:.2} ms (target p50 <= 2 x one POST = {:.2} ms)",
+            p(&report.answer_to_receiver_ms, 0.5),
+            p(&report.request_to_receiver_ms, 0.5),
+            p(&report.answer_to_receiver_ms, 0.99),
+            p(&report.request_to_receiver_ms, 0.99),
             2.0 * ceiling_p50
         );
     }

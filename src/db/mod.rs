@@ -387,11 +387,16 @@ fn spawn_checkpointer(pool: AnyPool, writer: Arc<sqlite_writer::Writer>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !pool.is_closed() {
             tick.tick().await;
-            let done = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-                .fetch_one(&pool)
-                .await;
-            let result = match done {
-                Ok((_, log, _)) if log >= RESTART_FRAMES => writer.checkpoint().await,
+            let result = match passive_checkpoint(&pool).await {
+                Ok(log) if log >= RESTART_FRAMES => {
+                    // The first pass takes tens of milliseconds under load, and what
+                    // landed meanwhile would be copied by the restart, holding the
+                    // writer: a second pass copies it first.
+                    match passive_checkpoint(&pool).await {
+                        Ok(_) => writer.checkpoint().await,
+                        Err(err) => Err(err),
+                    }
+                }
                 Ok(_) => Ok(()),
                 Err(err) => Err(err),
             };
@@ -403,6 +408,15 @@ fn spawn_checkpointer(pool: AnyPool, writer: Arc<sqlite_writer::Writer>) {
             }
         }
     });
+}
+
+/// Copies what it can of the WAL into the database file without waiting for or
+/// blocking the writer; returns the WAL's length in frames.
+async fn passive_checkpoint(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+    let (_, log, _) = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    Ok(log)
 }
 
 /// Current time in Unix milliseconds, the unit of every timestamp column.

@@ -54,6 +54,19 @@ const MAX_BATCH: usize = 64;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Distinct statements kept prepared (repositories build a few SQL texts at run time).
 const STATEMENT_CACHE: usize = 256;
+/// The writer's busy timeout, as `PRAGMA busy_timeout` in `SQLITE_PRAGMAS` sets it.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Looks a WAL restart takes for readers to leave old frames, 50 µs apart.
+const RESTART_WAIT_TRIES: i32 = 100;
+
+/// Busy handler of the writer during a WAL restart (see [`Writer::checkpoint`]).
+fn short_restart_wait(tries: i32) -> bool {
+    if tries >= RESTART_WAIT_TRIES {
+        return false;
+    }
+    std::thread::sleep(Duration::from_micros(50));
+    true
+}
 
 /// The one SQLite write connection of a [`super::Db`].
 pub struct Writer {
@@ -209,13 +222,32 @@ impl Writer {
     /// the next write start the WAL over (RESTART: waits, at most the busy timeout, for
     /// readers still reading old frames; reads take microseconds). Ends the open batch
     /// first: a connection inside a transaction cannot checkpoint.
+    ///
+    /// RESTART waits for readers still on old frames through the busy handler, and
+    /// SQLite's default one sleeps 1, 2, 5, 10 ms… between looks: with a read in flight
+    /// at that moment (there usually is one under load) the writer sat idle for ~15 ms,
+    /// the API's p99 with 10 subscriptions at 400 writes/s (15 ms against 2 ms with no
+    /// checkpoint at all). Reads take microseconds, so this looks every 50 µs instead,
+    /// and after [`RESTART_WAIT_TRIES`] gives up until the next round (a long read keeps
+    /// its old frames; the WAL starts over a round later).
     pub async fn checkpoint(self: &Arc<Self>) -> Result<(), sqlx::Error> {
         let mut guard = self.lock().await?;
         self.finish(&mut guard, true);
-        guard
-            .conn()?
-            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-            .map_err(to_sqlx)
+        let conn = guard.conn()?;
+        conn.busy_handler(Some(short_restart_wait))
+            .map_err(to_sqlx)?;
+        let done = match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+            // Readers outlasted the wait: the next round tries again.
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Ok(())
+            }
+            other => other.map_err(to_sqlx),
+        };
+        // Back to the connection's busy timeout for everything else.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(to_sqlx)?;
+        done
     }
 
     /// Closes the connection once the current batch is done; later transactions fail

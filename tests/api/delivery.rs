@@ -295,6 +295,39 @@ db_test!(async fn late_commits_are_never_skipped_and_sequences_follow_commit_hor
 });
 
 db_test!(
+    settings = |s| s.webhook_sweep_interval = Duration::from_secs(3600),
+    async fn a_message_held_back_by_a_transaction_that_wakes_nobody_still_goes_out(app) {
+        // PostgreSQL: a transaction that took its id before the camp's write and stays
+        // open holds the fan-out's horizon below the camp's message. It commits outside
+        // the engine's notice (as the recorder's, a claim's or another instance's would),
+        // and the engine's sweep is an hour away: the message goes out because the
+        // fan-out that found it held back looks again by itself. SQLite has one writer
+        // and no horizon: the message goes out at once.
+        let receiver = TestReceiver::start().await;
+        app.subscribe(&receiver.url, &[], "full").await;
+        let postgres = app.state.db.backend() == ehrs::db::Backend::Postgres;
+        let mut older = app.state.db.pool().begin().await.unwrap();
+        if postgres {
+            sqlx::query("SELECT pg_current_xact_id()::text").execute(&mut *older).await.unwrap();
+        }
+        create_camp(&app).await;
+        if postgres {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE relayed_at IS NULL")
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+            assert_eq!(waiting, 1, "held back while the older transaction is open");
+            assert!(receiver.received().is_empty());
+        }
+        older.commit().await.unwrap();
+        let got = receiver.wait_for(1, PATIENCE).await;
+        assert_eq!(got[0].json["type"], "camp.created");
+        assert_eq!(got[0].json["sequence"], 1);
+    }
+);
+
+db_test!(
     settings = |s| {
         s.webhook_concurrency = 64;
         s.webhook_endpoint_concurrency = 8;

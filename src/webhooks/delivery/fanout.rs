@@ -20,6 +20,10 @@
 //!   are read in `(txid, position)` order; a later batch only ever finds transaction ids
 //!   at or above the earlier batch's horizon, so the order is total and stable. A
 //!   long-open write transaction delays the fan-out (never loses or reorders anything).
+//!   The transaction holding the horizon back may be one whose commit wakes nobody (the
+//!   recorder's, a claim's, another instance's), so a batch that saw messages above the
+//!   horizon says so (`held_back`) and the dispatcher runs another soon, backing off
+//!   while the horizon stays put.
 //!   Batches are serialised across instances by a transaction-scoped advisory lock
 //!   taken with `pg_try_advisory_xact_lock`: one instance fans out at a time, the others
 //!   skip the round, and writers never touch that lock, so any number of instances take
@@ -70,6 +74,8 @@ pub struct Batch {
     pub overflowed: Vec<SubscriptionId>,
     /// The enabled subscriptions when the batch ran (`None` if it read none).
     pub targets: Option<Vec<Target>>,
+    /// Committed messages wait above the horizon (PostgreSQL): run again soon.
+    pub held_back: bool,
 }
 
 /// Fans out one batch. `room` says how many deliveries per subscription the caller can
@@ -84,10 +90,16 @@ pub async fn run_batch(
         tx.rollback().await?;
         return Ok(Batch::default());
     }
-    let messages = store::unrelayed(&mut tx, BATCH).await?;
+    let store::Unrelayed {
+        messages,
+        held_back,
+    } = store::unrelayed(&mut tx, BATCH).await?;
     if messages.is_empty() {
         tx.rollback().await?;
-        return Ok(Batch::default());
+        return Ok(Batch {
+            held_back,
+            ..Batch::default()
+        });
     }
     let targets = enabled_targets(tx.conn()).await?;
 
@@ -107,6 +119,7 @@ pub async fn run_batch(
     let mut rows: Vec<NewDelivery> = Vec::new();
     let mut batch = Batch {
         messages: messages.len(),
+        held_back,
         ..Batch::default()
     };
     // Subscription rows are updated in id order (the order `targets` is in), the order

@@ -72,7 +72,7 @@ impl EngineConfig {
             autopause_after: settings.webhook_autopause_after.max(1),
             global_concurrency: settings.webhook_concurrency.max(1),
             endpoint_concurrency: settings.webhook_endpoint_concurrency.max(1),
-            poll_interval: Duration::from_secs(1),
+            poll_interval: settings.webhook_sweep_interval,
             instance: format!("ehrs-{}", ulid::Ulid::generate().to_string().to_lowercase()),
             clock: settings.webhook_clock.clone(),
         }
@@ -254,7 +254,11 @@ async fn dispatch(
     let mut sweep_at = Instant::now();
     // A test moving the clock makes retries and leases due: look at once.
     let mut clock_moved = config.clock.watch();
-    let (mut refresh, mut fan_out) = (true, true);
+    let mut refresh = true;
+    // When the next fan-out batch runs (`None`: nothing known to hand off).
+    let mut fan_out_at = Some(Instant::now());
+    let mut last_fan_out = Instant::now();
+    let mut held_back_wait = HELD_BACK_FIRST;
 
     loop {
         if *stop.borrow() {
@@ -272,12 +276,15 @@ async fn dispatch(
                 }
             }
         }
-        if fan_out {
-            fan_out = false;
+        if fan_out_at.is_some_and(|at| at <= Instant::now()) {
+            fan_out_at = None;
+            last_fan_out = Instant::now();
+            let mut held_back = false;
             loop {
                 match fanout::run_batch(&db, &config, &|s| lanes.room(s)).await {
                     Ok(batch) => {
                         let more = batch.messages >= fanout::BATCH as usize;
+                        held_back = batch.held_back;
                         if let Some(targets) = batch.targets {
                             apply_targets(
                                 &db,
@@ -304,6 +311,12 @@ async fn dispatch(
                         break;
                     }
                 }
+            }
+            if held_back {
+                fan_out_at = Some(Instant::now() + held_back_wait);
+                held_back_wait = (held_back_wait * 2).min(HELD_BACK_MAX);
+            } else {
+                held_back_wait = HELD_BACK_FIRST;
             }
         }
         let sweep = Instant::now() >= sweep_at;
@@ -370,7 +383,10 @@ async fn dispatch(
         while tasks.try_join_next().is_some() {}
 
         tokio::select! {
-            _ = outbox.notified() => fan_out = true,
+            _ = outbox.notified() => {
+                soonest(&mut fan_out_at, Instant::now().max(last_fan_out + FAN_OUT_INTERVAL));
+            }
+            _ = tokio::time::sleep_until(fan_out_at.unwrap_or(sweep_at)), if fan_out_at.is_some() => {}
             _ = requeue.notified() => {
                 refresh = true;
                 sweep_at = Instant::now();
@@ -397,10 +413,10 @@ async fn dispatch(
             }
             _ = tokio::time::sleep_until(sweep_at) => {
                 // Other processes' commits on a shared PostgreSQL wake nobody here.
-                fan_out = true;
+                soonest(&mut fan_out_at, Instant::now());
             }
             _ = clock_moved.changed() => {
-                fan_out = true;
+                soonest(&mut fan_out_at, Instant::now());
                 sweep_at = Instant::now();
             }
             _ = stop.changed() => {}
@@ -431,6 +447,18 @@ async fn release_or_warn(db: &Db, config: &EngineConfig, ids: &[crate::ids::Deli
 
 /// Room kept between a lease's end and the latest time an attempt may start under it.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
+/// At most one fan-out batch starts per interval: under load the messages of several
+/// commits go out in one batch (one write transaction) instead of one batch each.
+const FAN_OUT_INTERVAL: Duration = Duration::from_millis(1);
+/// PostgreSQL: how soon a batch that found messages held back by an open transaction
+/// looks again, doubling up to the longest wait while the horizon stays put.
+const HELD_BACK_FIRST: Duration = Duration::from_millis(1);
+const HELD_BACK_MAX: Duration = Duration::from_millis(100);
+
+/// Moves `slot` to `at` if that is sooner (or it was unset).
+fn soonest(slot: &mut Option<Instant>, at: Instant) {
+    *slot = Some(slot.map_or(at, |current| current.min(at)));
+}
 
 /// Brings the dispatcher's view of the enabled subscriptions up to date: drops (and
 /// releases) what is held for subscriptions no longer enabled, and sends what is held for

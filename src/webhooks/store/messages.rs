@@ -62,23 +62,67 @@ pub async fn lead_fanout(tx: &mut Tx) -> Result<bool, sqlx::Error> {
         .await
 }
 
+/// What the fan-out may hand off now.
+#[derive(Debug, Default)]
+pub struct Unrelayed {
+    /// The oldest messages not handed off yet, in commit order.
+    pub messages: Vec<Message>,
+    /// PostgreSQL: messages committed above the horizon wait for an older transaction
+    /// still open (see `delivery/fanout.rs`); the fan-out must look again soon, since
+    /// that transaction's commit may wake nobody.
+    pub held_back: bool,
+}
+
+/// PostgreSQL: a message row and whether it is below the snapshot horizon.
+#[derive(sqlx::FromRow)]
+struct HorizonRow {
+    #[sqlx(flatten)]
+    message: Message,
+    settled: bool,
+}
+
 /// The oldest `limit` messages not handed off yet, in commit order.
-pub async fn unrelayed(tx: &mut Tx, limit: i64) -> Result<Vec<Message>, sqlx::Error> {
-    let read = match tx.backend() {
+pub async fn unrelayed(tx: &mut Tx, limit: i64) -> Result<Unrelayed, sqlx::Error> {
+    match tx.backend() {
         // Left to itself SQLite walks the whole table in rowid order to satisfy the
         // ORDER BY (every batch reading every message ever kept); the partial index holds
         // only the unhanded messages, a few to sort.
         Backend::Sqlite => {
-            "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
-             INDEXED BY webhook_messages_unrelayed WHERE relayed_at IS NULL ORDER BY rowid LIMIT $1"
+            let messages = sqlx::query_as(
+                "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
+                 INDEXED BY webhook_messages_unrelayed WHERE relayed_at IS NULL ORDER BY rowid LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(tx.conn())
+            .await?;
+            Ok(Unrelayed {
+                messages,
+                held_back: false,
+            })
         }
+        // Rows come in `(txid, position)` order, so those below the horizon come first;
+        // the first one above it ends what may be handed off, and says some are held back.
         Backend::Postgres => {
-            "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
-             WHERE relayed_at IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY txid, position LIMIT $1"
+            let rows: Vec<HorizonRow> = sqlx::query_as(
+                "SELECT id, event_id, event_type, payload, ids, created_at, \
+                 txid < pg_snapshot_xmin(pg_current_snapshot()) AS settled FROM webhook_messages \
+                 WHERE relayed_at IS NULL ORDER BY txid, position LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(tx.conn())
+            .await?;
+            let held_back = rows.iter().any(|row| !row.settled);
+            let messages = rows
+                .into_iter()
+                .take_while(|row| row.settled)
+                .map(|row| row.message)
+                .collect();
+            Ok(Unrelayed {
+                messages,
+                held_back,
+            })
         }
-    };
-    sqlx::query_as(read).bind(limit).fetch_all(tx.conn()).await
+    }
 }
 
 /// Marks messages `ids` handed off (to the fan-out or to Svix) at `now`.
