@@ -244,6 +244,28 @@ impl Db {
         })
     }
 
+    /// Starts a write transaction for bookkeeping that is simply done again if a crash
+    /// loses it: on PostgreSQL its commit does not wait for the WAL flush
+    /// (`synchronous_commit = off`, set in the same round trip as `BEGIN`). PostgreSQL
+    /// writes the WAL in order, so any later synchronous commit makes it durable too, and
+    /// a crash can lose it only together with everything after it. SQLite commits the
+    /// same way as [`Db::begin`] (its `synchronous = NORMAL` is already that).
+    pub async fn begin_lazy_commit(&self) -> Result<Tx, sqlx::Error> {
+        if self.sqlite_writer.is_some() {
+            return self.begin().await;
+        }
+        let tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+            .await?;
+        Ok(Tx {
+            inner: TxInner::Postgres(tx),
+            signals: self.signals.clone(),
+            wake: Vec::new(),
+            backend: self.backend,
+        })
+    }
+
     /// The signal `name`, woken after each commit of a transaction that asked for it
     /// with [`Tx::notify_on_commit`].
     pub fn commit_signal(&self, name: &'static str) -> Arc<Notify> {

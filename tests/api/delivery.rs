@@ -294,6 +294,36 @@ db_test!(async fn late_commits_are_never_skipped_and_sequences_follow_commit_hor
     assert_eq!(app.count_rows("webhook_deliveries").await, 62);
 });
 
+db_test!(async fn only_the_fan_out_commits_without_waiting_for_the_disk(app) {
+    // PostgreSQL: the fan-out's transaction turns synchronous_commit off for itself
+    // alone; a pooled connection that ran it must not carry that into an API write.
+    // SQLite: both kinds are the same, WAL with synchronous = NORMAL (1).
+    let db = &app.state.db;
+    let postgres = db.backend() == ehrs::db::Backend::Postgres;
+    let show = if postgres { "SHOW synchronous_commit" } else { "PRAGMA synchronous" };
+    let read = |row: sqlx::any::AnyRow| -> String {
+        use sqlx::Row;
+        row.try_get::<String, _>(0).unwrap_or_else(|_| row.get::<i64, _>(0).to_string())
+    };
+    let mut lazy = db.begin_lazy_commit().await.unwrap();
+    let setting = read(sqlx::query(show).fetch_one(lazy.conn()).await.unwrap());
+    assert_eq!(setting, if postgres { "off" } else { "1" });
+    lazy.commit().await.unwrap();
+    // Every pooled connection at once, so the one that ran the fan-out's is among them.
+    let size = app.state.settings.db_pool_size.max(2) as usize;
+    let mut held = Vec::new();
+    for _ in 0..if postgres { size } else { 1 } {
+        held.push(db.begin().await.unwrap());
+    }
+    for tx in &mut held {
+        let setting = read(sqlx::query(show).fetch_one(tx.conn()).await.unwrap());
+        assert_eq!(setting, if postgres { "on" } else { "1" });
+    }
+    for tx in held {
+        tx.rollback().await.unwrap();
+    }
+});
+
 db_test!(
     settings = |s| s.webhook_sweep_interval = Duration::from_secs(3600),
     async fn a_message_held_back_by_a_transaction_that_wakes_nobody_still_goes_out(app) {

@@ -85,7 +85,11 @@ pub async fn run_batch(
     config: &EngineConfig,
     room: &(dyn Fn(&SubscriptionId) -> usize + Sync),
 ) -> Result<Batch, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    // If a crash loses this commit, its messages are not handed off yet, and the next
+    // batch fans them out again with the same sequence numbers (their `last_sequence`
+    // went with it): what was already sent goes again with the same webhook-id, which
+    // at-least-once allows. The commit need not wait for the disk.
+    let mut tx = db.begin_lazy_commit().await?;
     if !store::lead_fanout(&mut tx).await? {
         tx.rollback().await?;
         return Ok(Batch::default());
