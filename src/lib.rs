@@ -24,6 +24,7 @@ pub mod http;
 pub mod ids;
 pub mod jobs;
 pub mod medicines;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod patients;
