@@ -358,6 +358,35 @@ db_test!(
 );
 
 db_test!(
+    settings = |s| s.webhook_sweep_interval = Duration::from_secs(3600),
+    async fn a_message_goes_out_when_another_instance_held_the_fan_out_lock(app) {
+        // PostgreSQL: another instance (here a bare transaction holding its lock) leads
+        // the fan-out when this instance's write commits, so this engine's batch skips;
+        // the leader never sees the message and its release wakes nobody. The engine
+        // looks again by itself; the sweep is an hour away. SQLite has no such lock.
+        let receiver = TestReceiver::start().await;
+        app.subscribe(&receiver.url, &[], "full").await;
+        let postgres = app.state.db.backend() == ehrs::db::Backend::Postgres;
+        let mut leader = app.state.db.pool().begin().await.unwrap();
+        if postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ehrs::webhooks::store::FANOUT_LOCK)
+                .execute(&mut *leader)
+                .await
+                .unwrap();
+        }
+        create_camp(&app).await;
+        if postgres {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(receiver.received().is_empty(), "not fanned out while the other leads");
+        }
+        leader.commit().await.unwrap();
+        let got = receiver.wait_for(1, PATIENCE).await;
+        assert_eq!(got[0].json["sequence"], 1);
+    }
+);
+
+db_test!(
     settings = |s| {
         s.webhook_concurrency = 64;
         s.webhook_endpoint_concurrency = 8;

@@ -23,7 +23,9 @@
 //!   The transaction holding the horizon back may be one whose commit wakes nobody (the
 //!   recorder's, a claim's, another instance's), so a batch that saw messages above the
 //!   horizon says so (`held_back`) and the dispatcher runs another soon, backing off
-//!   while the horizon stays put.
+//!   while the horizon stays put. So does a batch that found another instance holding
+//!   the lock: that leader may have read before this instance's latest commit, whose
+//!   signal woke only this instance's engine.
 //!   Batches are serialised across instances by a transaction-scoped advisory lock
 //!   taken with `pg_try_advisory_xact_lock`: one instance fans out at a time, the others
 //!   skip the round, and writers never touch that lock, so any number of instances take
@@ -74,7 +76,8 @@ pub struct Batch {
     pub overflowed: Vec<SubscriptionId>,
     /// The enabled subscriptions when the batch ran (`None` if it read none).
     pub targets: Option<Vec<Target>>,
-    /// Committed messages wait above the horizon (PostgreSQL): run again soon.
+    /// PostgreSQL: committed messages may wait that this batch could not take (above
+    /// the horizon, or another instance held the fan-out lock): run again soon.
     pub held_back: bool,
 }
 
@@ -91,8 +94,13 @@ pub async fn run_batch(
     // at-least-once allows. The commit need not wait for the disk.
     let mut tx = db.begin_lazy_commit().await?;
     if !store::lead_fanout(&mut tx).await? {
+        // Another instance is fanning out, and may have read the messages before this
+        // instance's latest commit, whose signal woke only this engine: look again.
         tx.rollback().await?;
-        return Ok(Batch::default());
+        return Ok(Batch {
+            held_back: true,
+            ..Batch::default()
+        });
     }
     let store::Unrelayed {
         messages,

@@ -9,7 +9,7 @@ use crate::time::Timestamp;
 
 /// Key of the PostgreSQL advisory lock that makes one instance the fan-out leader for a
 /// batch ("ehrsfan" in ASCII).
-const FANOUT_LOCK: i64 = 0x0065_6872_7366_616e;
+pub const FANOUT_LOCK: i64 = 0x0065_6872_7366_616e;
 /// Deliveries per multi-row INSERT (6 parameters each plus one, within SQLite's limit).
 const INSERT_CHUNK: usize = 128;
 
