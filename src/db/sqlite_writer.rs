@@ -223,13 +223,15 @@ impl Writer {
     /// readers still reading old frames; reads take microseconds). Ends the open batch
     /// first: a connection inside a transaction cannot checkpoint.
     ///
-    /// RESTART waits for readers still on old frames through the busy handler, and
-    /// SQLite's default one sleeps 1, 2, 5, 10 ms… between looks: with a read in flight
-    /// at that moment (there usually is one under load) the writer sat idle for ~15 ms,
-    /// the API's p99 with 10 subscriptions at 400 writes/s (15 ms against 2 ms with no
-    /// checkpoint at all). Reads take microseconds, so this looks every 50 µs instead,
-    /// and after [`RESTART_WAIT_TRIES`] gives up until the next round (a long read keeps
-    /// its old frames; the WAL starts over a round later).
+    /// RESTART waits for readers still on old frames through the busy handler, all the
+    /// while holding the writer, and the connection's own handler sleeps 1, 2, 5, 10 ms…
+    /// between looks, up to the 10 s busy timeout behind one long read. Reads take
+    /// microseconds, so this looks every 50 µs instead and after [`RESTART_WAIT_TRIES`]
+    /// (~5 ms) gives up until the next round: a long read keeps its old frames and the
+    /// WAL starts over a round later, instead of API writes waiting for it. (With 10
+    /// subscriptions at 400 writes/s the restart held the writer 5–8 ms; this change
+    /// alone measured no difference in the API's p99 there, the second passive pass in
+    /// `spawn_checkpointer` did.)
     pub async fn checkpoint(self: &Arc<Self>) -> Result<(), sqlx::Error> {
         let mut guard = self.lock().await?;
         self.finish(&mut guard, true);

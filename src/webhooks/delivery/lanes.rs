@@ -191,8 +191,8 @@ impl Lanes {
     }
 
     /// Subscriptions whose lane holds nothing (and, probing, has its slot free), with how
-    /// many to claim from the database; `all` adds lanes without a known backlog (a periodic sweep for
-    /// retries coming due and other engines' leftovers). An ordered lane claims only
+    /// many to claim from the database; `all` adds lanes without a known backlog (a
+    /// periodic sweep for retries coming due and other engines' leftovers). An ordered lane claims only
     /// when nothing of it is in flight (the lowest pending delivery would be its own).
     pub fn wants(&self, enabled: &[SubscriptionId], all: bool) -> Vec<Want> {
         let idle = Lane::default();
@@ -357,6 +357,37 @@ mod tests {
             [3, 4, 5, 6],
             "answering again: back to four at once, in order"
         );
+    }
+
+    #[test]
+    fn a_healthy_lane_claims_rounds_of_its_slots_and_a_probing_one_its_one_slot() {
+        let mut lanes = Lanes::new(64, 4);
+        let healthy = SubscriptionId::generate();
+        let hung = SubscriptionId::generate();
+        let order = [healthy.clone(), hung.clone()];
+        // Both have a backlog in the database; the hung endpoint's last send timed out.
+        lanes.push(delivery(&hung, 1));
+        let (_, slot) = lanes.next_ready(&order).unwrap();
+        lanes.finish(&slot, true);
+        lanes.mark_backlog(&healthy);
+        lanes.mark_backlog(&hung);
+        let want = |lanes: &Lanes, id: &SubscriptionId| {
+            lanes
+                .wants(&order, false)
+                .into_iter()
+                .find(|w| w.subscription == *id)
+                .map(|w| w.count)
+        };
+        assert_eq!(want(&lanes, &healthy), Some(4 * CLAIM_ROUNDS));
+        assert_eq!(want(&lanes, &hung), Some(1), "probing: one slot");
+        // A healthy lane claims again even while every slot is busy; a probing one not.
+        for seq in 1..=4 {
+            lanes.push(delivery(&healthy, seq));
+        }
+        lanes.push(delivery(&hung, 2));
+        while lanes.next_ready(&order).is_some() {}
+        assert_eq!(want(&lanes, &healthy), Some(4 * CLAIM_ROUNDS));
+        assert_eq!(want(&lanes, &hung), None);
     }
 
     #[test]
