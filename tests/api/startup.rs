@@ -4,6 +4,7 @@
 //! the tokens work on every instance. Also: logs written to a pipe carry no ANSI colour.
 
 use crate::support::app::{create_postgres_database, drop_postgres_database};
+use crate::support::free_port;
 use base64::Engine;
 use serde_json::json;
 use std::path::Path;
@@ -33,11 +34,6 @@ impl Instance {
             .iter()
             .find_map(|line| line.strip_prefix(PRINTED).map(str::to_string))
     }
-}
-
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
 }
 
 /// Spawns `ehrs serve` with an environment that holds only what is given here (so no

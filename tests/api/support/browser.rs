@@ -10,6 +10,7 @@
 //! `.ci/run` installs them). When they are missing the test fails; a developer without them
 //! may set `EHRS_SKIP_BROWSER_TESTS=1`, which is ignored when `CI=true`.
 
+use super::free_port;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -72,13 +73,6 @@ pub fn programs() -> Option<(PathBuf, PathBuf)> {
     );
     eprintln!("skipped: no chromium/chromedriver and EHRS_SKIP_BROWSER_TESTS=1");
     None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
 }
 
 impl Browser {

@@ -13,6 +13,25 @@ pub mod receiver;
 pub use app::{Backend, Cleanup, TestApp, TestResponse, run_test};
 pub use receiver::{Received, Reply, TestReceiver};
 
+/// A port that is free now, for a process the test starts (which binds it itself).
+/// Taken below Linux's ephemeral range (32768–60999): a port from that range, freed
+/// after the probe, could be taken meanwhile as the source port of any test's outgoing
+/// connection, and the process then failed with "Address already in use".
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Each test process starts at its own place in the range, then walks it.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id();
+    for _ in 0..12_000 {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (offset.wrapping_add(step) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
+}
+
 /// Declares a test that runs on SQLite and on PostgreSQL:
 ///
 /// ```ignore
