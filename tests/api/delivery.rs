@@ -324,65 +324,60 @@ db_test!(async fn only_the_fan_out_commits_without_waiting_for_the_disk(app) {
     }
 });
 
-db_test!(
-    settings = |s| s.webhook_sweep_interval = Duration::from_secs(3600),
-    async fn a_message_held_back_by_a_transaction_that_wakes_nobody_still_goes_out(app) {
-        // PostgreSQL: a transaction that took its id before the camp's write and stays
-        // open holds the fan-out's horizon below the camp's message. It commits outside
-        // the engine's notice (as the recorder's, a claim's or another instance's would),
-        // and the engine's sweep is an hour away: the message goes out because the
-        // fan-out that found it held back looks again by itself. SQLite has one writer
-        // and no horizon: the message goes out at once.
-        let receiver = TestReceiver::start().await;
-        app.subscribe(&receiver.url, &[], "full").await;
-        let postgres = app.state.db.backend() == ehrs::db::Backend::Postgres;
-        let mut older = app.state.db.pool().begin().await.unwrap();
-        if postgres {
-            sqlx::query("SELECT pg_current_xact_id()::text").execute(&mut *older).await.unwrap();
-        }
-        create_camp(&app).await;
-        if postgres {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE relayed_at IS NULL")
+/// PostgreSQL: runs `hold` in a bare transaction (not the engine's: its commit wakes no
+/// engine), writes a camp while it is open, checks that the camp's message is not handed
+/// off meanwhile, ends the transaction and waits for the delivery. The engine's sweep is
+/// an hour away in these tests, so only the fan-out looking again by itself delivers.
+/// SQLite has neither horizon nor fan-out lock: the message simply goes out.
+async fn goes_out_once_released(
+    app: &TestApp,
+    hold: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+) {
+    let receiver = TestReceiver::start().await;
+    app.subscribe(&receiver.url, &[], "full").await;
+    let postgres = app.state.db.backend() == ehrs::db::Backend::Postgres;
+    let mut other = app.state.db.pool().begin().await.unwrap();
+    if postgres {
+        hold.execute(&mut *other).await.unwrap();
+    }
+    create_camp(app).await;
+    if postgres {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE relayed_at IS NULL")
                 .fetch_one(app.state.db.pool())
                 .await
                 .unwrap();
-            assert_eq!(waiting, 1, "held back while the older transaction is open");
-            assert!(receiver.received().is_empty());
-        }
-        older.commit().await.unwrap();
-        let got = receiver.wait_for(1, PATIENCE).await;
-        assert_eq!(got[0].json["type"], "camp.created");
-        assert_eq!(got[0].json["sequence"], 1);
+        assert_eq!(
+            waiting, 1,
+            "not handed off while the other transaction is open"
+        );
+        assert!(receiver.received().is_empty());
+    }
+    other.commit().await.unwrap();
+    let got = receiver.wait_for(1, PATIENCE).await;
+    assert_eq!(got[0].json["type"], "camp.created");
+    assert_eq!(got[0].json["sequence"], 1);
+}
+
+db_test!(
+    settings = |s| s.webhook_sweep_interval = Duration::from_secs(3600),
+    async fn a_message_held_back_by_a_transaction_that_wakes_nobody_still_goes_out(app) {
+        // A transaction that took its id before the camp's write holds the fan-out's
+        // horizon below the camp's message, and commits outside the engine's notice (as
+        // the recorder's, a claim's or another instance's would).
+        goes_out_once_released(&app, sqlx::query("SELECT pg_current_xact_id()::text")).await;
     }
 );
 
 db_test!(
     settings = |s| s.webhook_sweep_interval = Duration::from_secs(3600),
     async fn a_message_goes_out_when_another_instance_held_the_fan_out_lock(app) {
-        // PostgreSQL: another instance (here a bare transaction holding its lock) leads
-        // the fan-out when this instance's write commits, so this engine's batch skips;
-        // the leader never sees the message and its release wakes nobody. The engine
-        // looks again by itself; the sweep is an hour away. SQLite has no such lock.
-        let receiver = TestReceiver::start().await;
-        app.subscribe(&receiver.url, &[], "full").await;
-        let postgres = app.state.db.backend() == ehrs::db::Backend::Postgres;
-        let mut leader = app.state.db.pool().begin().await.unwrap();
-        if postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(ehrs::webhooks::store::FANOUT_LOCK)
-                .execute(&mut *leader)
-                .await
-                .unwrap();
-        }
-        create_camp(&app).await;
-        if postgres {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            assert!(receiver.received().is_empty(), "not fanned out while the other leads");
-        }
-        leader.commit().await.unwrap();
-        let got = receiver.wait_for(1, PATIENCE).await;
-        assert_eq!(got[0].json["sequence"], 1);
+        // Another instance leads the fan-out when this instance's write commits, so this
+        // engine's batch skips; the leader never sees the message and its release wakes
+        // nobody.
+        let lock = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ehrs::webhooks::store::FANOUT_LOCK);
+        goes_out_once_released(&app, lock).await;
     }
 );
 
