@@ -236,12 +236,7 @@ impl Db {
             Some(writer) => TxInner::Sqlite(writer.begin().await?),
             None => TxInner::Postgres(self.pool.begin().await?),
         };
-        Ok(Tx {
-            inner,
-            signals: self.signals.clone(),
-            wake: Vec::new(),
-            backend: self.backend,
-        })
+        Ok(self.tx(inner))
     }
 
     /// Starts a write transaction for bookkeeping that is simply done again if a crash
@@ -258,12 +253,16 @@ impl Db {
             .pool
             .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
             .await?;
-        Ok(Tx {
-            inner: TxInner::Postgres(tx),
+        Ok(self.tx(TxInner::Postgres(tx)))
+    }
+
+    fn tx(&self, inner: TxInner) -> Tx {
+        Tx {
+            inner,
             signals: self.signals.clone(),
             wake: Vec::new(),
             backend: self.backend,
-        })
+        }
     }
 
     /// The signal `name`, woken after each commit of a transaction that asked for it

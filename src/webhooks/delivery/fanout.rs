@@ -22,7 +22,7 @@
 //!   long-open write transaction delays the fan-out (never loses or reorders anything).
 //!   The transaction holding the horizon back may be one whose commit wakes nobody (the
 //!   recorder's, a claim's, another instance's), so a batch that saw messages above the
-//!   horizon says so (`held_back`) and the dispatcher runs another soon, backing off
+//!   horizon says so (`look_again`) and the dispatcher runs another soon, backing off
 //!   while the horizon stays put. So does a batch that found another instance holding
 //!   the lock: that leader may have read before this instance's latest commit, whose
 //!   signal woke only this instance's engine.
@@ -78,7 +78,7 @@ pub struct Batch {
     pub targets: Option<Vec<Target>>,
     /// PostgreSQL: committed messages may wait that this batch could not take (above
     /// the horizon, or another instance held the fan-out lock): run again soon.
-    pub held_back: bool,
+    pub look_again: bool,
 }
 
 /// Fans out one batch. `room` says how many deliveries per subscription the caller can
@@ -98,7 +98,7 @@ pub async fn run_batch(
         // instance's latest commit, whose signal woke only this engine: look again.
         tx.rollback().await?;
         return Ok(Batch {
-            held_back: true,
+            look_again: true,
             ..Batch::default()
         });
     }
@@ -109,7 +109,7 @@ pub async fn run_batch(
     if messages.is_empty() {
         tx.rollback().await?;
         return Ok(Batch {
-            held_back,
+            look_again: held_back,
             ..Batch::default()
         });
     }
@@ -131,7 +131,7 @@ pub async fn run_batch(
     let mut rows: Vec<NewDelivery> = Vec::new();
     let mut batch = Batch {
         messages: messages.len(),
-        held_back,
+        look_again: held_back,
         ..Batch::default()
     };
     // Subscription rows are updated in id order (the order `targets` is in), the order

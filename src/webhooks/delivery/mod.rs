@@ -258,7 +258,7 @@ async fn dispatch(
     // When the next fan-out batch runs (`None`: nothing known to hand off).
     let mut fan_out_at = Some(Instant::now());
     let mut last_fan_out = Instant::now();
-    let mut held_back_wait = HELD_BACK_FIRST;
+    let mut look_again_wait = LOOK_AGAIN_FIRST;
 
     loop {
         if *stop.borrow() {
@@ -279,12 +279,12 @@ async fn dispatch(
         if fan_out_at.is_some_and(|at| at <= Instant::now()) {
             fan_out_at = None;
             last_fan_out = Instant::now();
-            let mut held_back = false;
+            let mut look_again = false;
             loop {
                 match fanout::run_batch(&db, &config, &|s| lanes.room(s)).await {
                     Ok(batch) => {
                         let more = batch.messages >= fanout::BATCH as usize;
-                        held_back = batch.held_back;
+                        look_again = batch.look_again;
                         if let Some(targets) = batch.targets {
                             apply_targets(
                                 &db,
@@ -312,11 +312,11 @@ async fn dispatch(
                     }
                 }
             }
-            if held_back {
-                fan_out_at = Some(Instant::now() + held_back_wait);
-                held_back_wait = (held_back_wait * 2).min(HELD_BACK_MAX);
+            if look_again {
+                fan_out_at = Some(Instant::now() + look_again_wait);
+                look_again_wait = (look_again_wait * 2).min(LOOK_AGAIN_MAX);
             } else {
-                held_back_wait = HELD_BACK_FIRST;
+                look_again_wait = LOOK_AGAIN_FIRST;
             }
         }
         let sweep = Instant::now() >= sweep_at;
@@ -450,10 +450,11 @@ const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// At most one fan-out batch starts per interval: under load the messages of several
 /// commits go out in one batch (one write transaction) instead of one batch each.
 const FAN_OUT_INTERVAL: Duration = Duration::from_millis(1);
-/// PostgreSQL: how soon a batch that found messages held back by an open transaction
-/// looks again, doubling up to the longest wait while the horizon stays put.
-const HELD_BACK_FIRST: Duration = Duration::from_millis(1);
-const HELD_BACK_MAX: Duration = Duration::from_millis(100);
+/// PostgreSQL: how soon a batch that could not take every committed message (held back
+/// by an open transaction, or another instance leading) looks again, doubling up to the
+/// longest wait while that lasts.
+const LOOK_AGAIN_FIRST: Duration = Duration::from_millis(1);
+const LOOK_AGAIN_MAX: Duration = Duration::from_millis(100);
 
 /// Moves `slot` to `at` if that is sooner (or it was unset).
 fn soonest(slot: &mut Option<Instant>, at: Instant) {
