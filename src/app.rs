@@ -28,20 +28,20 @@ pub struct AppState {
     /// Seals secrets stored in the database (webhook and inbound-source secrets).
     pub secrets: crate::crypto::SecretBox,
     /// Name resolution for webhook targets (replaceable in tests).
-    pub lookup: Arc<dyn crate::webhooks::ssrf::Lookup>,
+    pub lookup: Arc<dyn crate::outbound::ssrf::Lookup>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// The delivery backend behind the webhook administration API.
-    pub webhooks: Arc<dyn crate::webhooks::backend::WebhookBackend>,
+    pub webhooks: Arc<dyn crate::outbound::backend::WebhookBackend>,
     /// The Svix backend, when `WEBHOOK_BACKEND=svix` (its workers and ops webhooks).
-    pub svix: Option<Arc<crate::webhooks::svix_backend::SvixBackend>>,
+    pub svix: Option<Arc<crate::svix::SvixBackend>>,
 }
 
 impl AppState {
     pub fn new(db: Db, settings: Settings, keys: Keys) -> anyhow::Result<Self> {
         let secrets = crate::crypto::SecretBox::new(&keys.data);
-        let lookup: Arc<dyn crate::webhooks::ssrf::Lookup> =
-            Arc::new(crate::webhooks::ssrf::SystemLookup);
-        let backends = crate::webhooks::backend_for(&settings, &db, &secrets, &lookup)?;
+        let lookup: Arc<dyn crate::outbound::ssrf::Lookup> =
+            Arc::new(crate::outbound::ssrf::SystemLookup);
+        let backends = crate::outbound::backend_for(&settings, &db, &secrets, &lookup)?;
         Ok(AppState {
             tokens: TokenIssuer::new(&keys.jwt, settings.token_ttl)?,
             passwords: auth::Passwords::new(
@@ -63,8 +63,8 @@ impl AppState {
 
 impl AppState {
     /// What the webhook SSRF guard allows under the current settings.
-    pub fn webhook_policy(&self) -> crate::webhooks::ssrf::Policy {
-        crate::webhooks::ssrf::Policy {
+    pub fn webhook_policy(&self) -> crate::outbound::ssrf::Policy {
+        crate::outbound::ssrf::Policy {
             allow_insecure: self.settings.webhooks_allow_insecure,
         }
     }
@@ -86,7 +86,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::queue::router())
         .merge(crate::medicines::router())
         .merge(crate::prescriptions::router())
-        .merge(crate::webhooks::router())
+        .merge(crate::outbound::router())
         .routes(routes!(crate::health::health))
         .routes(routes!(crate::metrics::render))
         .merge(crate::openapi::router())

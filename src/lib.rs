@@ -7,7 +7,7 @@
 //!
 //! The crate is a library plus the `ehrs` binary (`src/main.rs`). Modules are split by
 //! domain; each clinical module owns its routes, models and SQL, and talks to the webhook
-//! machinery through one call, [`webhooks::emit`].
+//! machinery through one call, [`outbound::emit`].
 
 pub mod app;
 pub mod auth;
@@ -16,22 +16,25 @@ pub mod config;
 pub mod consultations;
 pub mod crypto;
 pub mod db;
+pub mod delivery;
 pub mod demo;
 pub mod doctors;
 pub mod error;
 pub mod health;
 pub mod http;
 pub mod ids;
+pub mod inbound;
 pub mod jobs;
 pub mod medicines;
 pub mod memory;
 pub mod metrics;
 pub mod openapi;
+pub mod outbound;
 pub mod patients;
 pub mod portal;
 pub mod prescriptions;
 pub mod queue;
+pub mod svix;
 pub mod time;
 pub mod validation;
 pub mod vitals;
-pub mod webhooks;

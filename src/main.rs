@@ -109,7 +109,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let db = state.db.clone();
     let engine = (state.settings.webhook_workers && state.svix.is_none())
-        .then(|| ehrs::webhooks::DeliveryEngine::start(&state));
+        .then(|| ehrs::delivery::DeliveryEngine::start(&state));
     let svix_workers = state
         .svix
         .as_ref()

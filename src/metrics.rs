@@ -31,9 +31,9 @@ pub fn handle() -> PrometheusHandle {
 /// Deliveries waiting to be attempted (first attempts and scheduled retries).
 pub async fn queue_depth(state: &AppState) -> Result<i64, sqlx::Error> {
     if state.svix.is_some() {
-        return crate::webhooks::svix_backend::relay::unrelayed(&state.db).await;
+        return crate::svix::relay::unrelayed(&state.db).await;
     }
-    crate::webhooks::store::pending_count(&state.db).await
+    crate::outbound::store::pending_count(&state.db).await
 }
 
 /// Prometheus text exposition.

@@ -220,7 +220,7 @@ async fn ceiling(events: usize, concurrency: usize) -> f64 {
         .build()
         .unwrap();
     let key =
-        ehrs::webhooks::signing::secret_key(&ehrs::webhooks::signing::generate_secret()).unwrap();
+        ehrs::outbound::signing::secret_key(&ehrs::outbound::signing::generate_secret()).unwrap();
     let (latencies, wall) = drive(events, concurrency, move |i| {
         let client = client.clone();
         let url = url.clone();
@@ -229,7 +229,7 @@ async fn ceiling(events: usize, concurrency: usize) -> f64 {
             let body = json!({"type": "camp.created", "timestamp": chrono::Utc::now().to_rfc3339(), "data": {"i": i}}).to_string();
             let id = format!("msg_{i}");
             let ts = chrono::Utc::now().timestamp();
-            let signature = ehrs::webhooks::signing::sign(&key, &id, ts, body.as_bytes());
+            let signature = ehrs::outbound::signing::sign(&key, &id, ts, body.as_bytes());
             client
                 .post(&url)
                 .header("webhook-id", id)
@@ -393,7 +393,7 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         settings.secret_key = Some(base64_key());
     }
     let (state, _) = app::prepare(settings).await.expect("server prepares");
-    let engine = ehrs::webhooks::DeliveryEngine::start(&state);
+    let engine = ehrs::delivery::DeliveryEngine::start(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(app::serve(

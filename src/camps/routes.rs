@@ -7,8 +7,8 @@ use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::CampId;
+use crate::outbound::{self, Event, EventType};
 use crate::validation::{FieldErrors, Validate};
-use crate::webhooks::{self, Event, EventType};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -59,7 +59,7 @@ async fn create_camp(
     body.validate()?;
     let mut tx = state.db.begin().await?;
     let camp = repo::insert(&mut tx, &body).await?;
-    webhooks::emit(&mut tx, Event::new(EventType::CampCreated, &camp)).await?;
+    outbound::emit(&mut tx, Event::new(EventType::CampCreated, &camp)).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(camp)))
 }
@@ -94,7 +94,7 @@ async fn update_camp(
     let camp = repo::update(&mut tx, &id, &body)
         .await?
         .ok_or_else(|| ApiError::not_found("camp", &id))?;
-    webhooks::emit(
+    outbound::emit(
         &mut tx,
         Event::changed(EventType::CampUpdated, &before, &camp),
     )
@@ -117,7 +117,7 @@ async fn delete_camp(
         .await
         .map_err(camp_in_use)?
         .ok_or_else(|| ApiError::not_found("camp", &id))?;
-    webhooks::emit(&mut tx, Event::new(EventType::CampDeleted, &camp)).await?;
+    outbound::emit(&mut tx, Event::new(EventType::CampDeleted, &camp)).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -149,7 +149,7 @@ async fn update_attendance(
     let camp = repo::set_attendance(&mut tx, &id, count)
         .await?
         .ok_or_else(|| ApiError::not_found("camp", &id))?;
-    webhooks::emit(
+    outbound::emit(
         &mut tx,
         Event::changed(EventType::CampAttendanceUpdated, &before, &camp),
     )

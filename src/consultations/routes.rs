@@ -8,9 +8,9 @@ use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, ConsultationId, DoctorId, PatientId};
+use crate::outbound::{self, Event, EventType};
 use crate::queue::model::{Priority, filter_id};
 use crate::validation::Validate;
-use crate::webhooks::{self, Event, EventType};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -50,7 +50,7 @@ async fn assign_doctor(
     let consultation = repo::get_in(&mut tx, &id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("consultation {id} vanished")))?;
-    webhooks::emit(
+    outbound::emit(
         &mut tx,
         Event::new(EventType::ConsultationCreated, &consultation),
     )
@@ -180,7 +180,7 @@ async fn update_consultation(
     let after = repo::get_in(&mut tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("consultation", &id))?;
-    webhooks::emit(
+    outbound::emit(
         &mut tx,
         Event::changed(EventType::ConsultationUpdated, &before, &after),
     )

@@ -13,7 +13,7 @@ mod steps;
 
 use crate::app;
 use crate::config::Settings;
-use crate::webhooks::signing;
+use crate::outbound::signing;
 use anyhow::{Context, bail};
 use receiver::{Deliveries, start_receiver};
 use reqwest::Method;
@@ -48,7 +48,7 @@ async fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
     let (state, _) = app::prepare(settings).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let engine = crate::webhooks::DeliveryEngine::start(&state);
+    let engine = crate::delivery::DeliveryEngine::start(&state);
     let db = state.db.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app::serve(listener, app::router(state), async {

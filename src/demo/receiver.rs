@@ -1,8 +1,8 @@
 //! The demo's webhook receiver: an HTTP server on 127.0.0.1 that verifies each delivery's
-//! Standard Webhooks signature with the functions of `crate::webhooks::signing`, as an
+//! Standard Webhooks signature with the functions of `crate::outbound::signing`, as an
 //! integrator's receiver would, and hands it to the walk.
 
-use crate::webhooks::signing;
+use crate::outbound::signing;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use serde_json::Value;

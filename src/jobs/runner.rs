@@ -39,7 +39,7 @@ impl Registry {
 
     /// Every job kind this program knows. Modules that queue jobs add their handlers here.
     pub fn standard() -> Self {
-        crate::webhooks::inbound::register_jobs(Registry::new())
+        crate::inbound::register_jobs(Registry::new())
     }
 
     /// Adds (or replaces) the handler of `kind`; `handler` is typically an `async fn`.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::webhooks::EventType;
+use crate::outbound::EventType;
 use serde_json::{Value, json};
 
 fn doc() -> Value {

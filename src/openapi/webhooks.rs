@@ -5,8 +5,8 @@
 //! [`data_schema`] is the one place that says what each event carries. Its `match` has no
 //! wildcard: a new [`EventType`] does not compile until it is declared here.
 
-use crate::webhooks::EventType;
-use crate::webhooks::events::{API_VERSION, WebhookTestData, is_identifier};
+use crate::outbound::EventType;
+use crate::outbound::events::{API_VERSION, WebhookTestData, is_identifier};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;

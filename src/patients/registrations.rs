@@ -8,7 +8,7 @@ use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::CampId;
-use crate::webhooks::{self, Event, EventType};
+use crate::outbound::{self, Event, EventType};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -63,7 +63,7 @@ async fn register(
             )
             .with_details(json!({ "book_no": book_no, "camp_id": camp }))
         })?;
-    webhooks::emit(
+    outbound::emit(
         &mut tx,
         Event::new(EventType::PatientCampRegistered, &registration),
     )

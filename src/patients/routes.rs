@@ -7,8 +7,8 @@ use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams};
 use crate::ids::CampId;
+use crate::outbound::{self, Event, EventType};
 use crate::validation::{FieldErrors, Validate};
-use crate::webhooks::{self, Event, EventType};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -57,7 +57,7 @@ async fn create_patient(
     let patient = repo::insert(&mut tx, &book_no, &body)
         .await
         .map_err(|err| book_no_taken(err, &book_no))?;
-    webhooks::emit(&mut tx, Event::new(EventType::PatientRegistered, &patient)).await?;
+    outbound::emit(&mut tx, Event::new(EventType::PatientRegistered, &patient)).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(patient)))
 }
@@ -104,7 +104,7 @@ async fn update_patient(
         return Ok(Json(before));
     }
     let patient = repo::update(&mut tx, &wanted).await?;
-    webhooks::emit(
+    outbound::emit(
         &mut tx,
         Event::changed(EventType::PatientUpdated, &before, &patient),
     )

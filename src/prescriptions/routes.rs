@@ -11,8 +11,8 @@ use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{ConsultationId, MedicineId, PrescriptionId};
+use crate::outbound::{self, Event, EventType};
 use crate::validation::Validate;
-use crate::webhooks::{self, Event, EventType};
 use crate::{consultations, medicines};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -53,7 +53,7 @@ async fn add_prescription(
     let prescription = repo::get_in(&mut tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("prescription", &id))?;
-    webhooks::emit(
+    outbound::emit(
         &mut tx,
         Event::new(EventType::PrescriptionAdded, &prescription),
     )
@@ -162,7 +162,7 @@ async fn update_prescription(
         .await?
         .ok_or_else(|| ApiError::not_found("prescription", &id))?;
     if let Some(event) = pharmacy_event(replaced, status) {
-        webhooks::emit(&mut tx, Event::new(event, &after)).await?;
+        outbound::emit(&mut tx, Event::new(event, &after)).await?;
     }
     tx.commit().await?;
     Ok(Json(after))

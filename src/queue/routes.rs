@@ -11,7 +11,7 @@ use crate::consultations;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, DoctorId, QueueEntryId};
-use crate::webhooks::{self, Event, EventType};
+use crate::outbound::{self, Event, EventType};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::json;
@@ -95,12 +95,12 @@ async fn update_status(
         entry: &entry,
         previous_status: from,
     };
-    webhooks::emit(&mut tx, Event::new(EventType::QueueStatusChanged, &changed)).await?;
+    outbound::emit(&mut tx, Event::new(EventType::QueueStatusChanged, &changed)).await?;
     if to == QueueStatus::Completed {
         let consultation = consultations::repo::get_in(&mut tx, &before.consultation_id).await?;
         let consultation = consultation
             .ok_or_else(|| ApiError::not_found("consultation", &before.consultation_id))?;
-        webhooks::emit(
+        outbound::emit(
             &mut tx,
             Event::new(EventType::ConsultationCompleted, &consultation),
         )
@@ -145,7 +145,7 @@ async fn update_priority(
         entry: &entry,
         previous_priority: before.priority,
     };
-    webhooks::emit(
+    outbound::emit(
         &mut tx,
         Event::new(EventType::QueuePriorityChanged, &changed),
     )

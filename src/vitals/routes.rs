@@ -7,9 +7,9 @@ use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, VitalsId};
+use crate::outbound::{self, Event, EventType};
 use crate::patients::BookNo;
 use crate::validation::Validate;
-use crate::webhooks::{self, Event, EventType};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -48,7 +48,7 @@ async fn record_vitals(
         },
     };
     let vitals = repo::insert(&mut tx, &patient.id, camp.as_ref(), &body, &user.id).await?;
-    webhooks::emit(&mut tx, Event::new(EventType::VitalsRecorded, &vitals)).await?;
+    outbound::emit(&mut tx, Event::new(EventType::VitalsRecorded, &vitals)).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(vitals)))
 }

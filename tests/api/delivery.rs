@@ -194,7 +194,7 @@ db_test!(
 db_test!(async fn two_engines_never_deliver_the_same_message_at_once(app) {
     let receiver = TestReceiver::start().await;
     let (subscription, _) = app.subscribe(&receiver.url, &[], "full").await;
-    let second = ehrs::webhooks::DeliveryEngine::start(&app.state);
+    let second = ehrs::delivery::DeliveryEngine::start(&app.state);
     let creations = (0..60).map(|_| create_camp(&app));
     futures_util::future::join_all(creations).await;
     let got = receiver.wait_for(60, PATIENCE).await;
@@ -231,7 +231,7 @@ db_test!(async fn a_failed_write_emits_nothing(app) {
 
 db_test!(async fn a_rolled_back_transaction_leaves_no_event(app) {
     let mut tx = app.state.db.begin().await.unwrap();
-    ehrs::webhooks::emit(&mut tx, ehrs::webhooks::Event::new(ehrs::webhooks::EventType::CampCreated, &json!({"id": "camp_x"})))
+    ehrs::outbound::emit(&mut tx, ehrs::outbound::Event::new(ehrs::outbound::EventType::CampCreated, &json!({"id": "camp_x"})))
         .await
         .unwrap();
     tx.rollback().await.unwrap();
@@ -243,12 +243,12 @@ db_test!(async fn late_commits_are_never_skipped_and_sequences_follow_commit_hor
     // Two engines on one database (two instances on PostgreSQL), two subscriptions, and
     // writers whose commits land out of id order: the first transaction emits first and
     // commits last, while thirty others emit and commit around it.
-    use ehrs::webhooks::{Event, EventType, emit};
+    use ehrs::outbound::{Event, EventType, emit};
     let first = TestReceiver::start().await;
     let second = TestReceiver::start().await;
     app.subscribe(&first.url, &[], "full").await;
     app.subscribe(&second.url, &[], "id_only").await;
-    let other_engine = ehrs::webhooks::DeliveryEngine::start(&app.state);
+    let other_engine = ehrs::delivery::DeliveryEngine::start(&app.state);
     let db = app.state.db.clone();
 
     let slow = {
@@ -376,7 +376,7 @@ db_test!(
         // Another instance leads the fan-out when this instance's write commits, so this
         // engine's batch skips; the leader never sees the message and its release wakes
         // nobody.
-        let lock = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ehrs::webhooks::store::FANOUT_LOCK);
+        let lock = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ehrs::outbound::store::FANOUT_LOCK);
         goes_out_once_released(&app, lock).await;
     }
 );
@@ -525,7 +525,7 @@ db_test!(
         s.webhook_clock = ehrs::time::Clock::adjustable();
     },
     async fn a_lease_left_by_a_crashed_engine_is_reclaimed_when_it_ends(app) {
-        use ehrs::webhooks::events::{Event, EventType, WebhookTestData};
+        use ehrs::outbound::events::{Event, EventType, WebhookTestData};
         let receiver = TestReceiver::start().await;
         let (subscription, _) = app.subscribe(&receiver.url, &[], "full").await;
         let id = ehrs::ids::SubscriptionId::parse(&subscription).unwrap();
@@ -539,8 +539,8 @@ db_test!(
         let lease = 2 * 120_000 + 5_000;
         let mut tx = app.state.db.begin().await.unwrap();
         let event = Event::new(EventType::WebhookTest, &WebhookTestData { subscription_id: id.clone(), message: "held".into() });
-        let message = ehrs::webhooks::outbox::insert_message(&mut tx, &event, now, false).await.unwrap();
-        let delivery = ehrs::webhooks::outbox::queue_delivery(&mut tx, &message, &id, now, Some(now.millis() + lease))
+        let message = ehrs::outbound::outbox::insert_message(&mut tx, &event, now, false).await.unwrap();
+        let delivery = ehrs::outbound::outbox::queue_delivery(&mut tx, &message, &id, now, Some(now.millis() + lease))
             .await
             .unwrap();
         sqlx::query("UPDATE webhook_deliveries SET locked_by = 'ehrs-crashed' WHERE id = $1")

@@ -8,7 +8,7 @@ use crate::support::care::{
 };
 use crate::support::{Received, TestApp, TestReceiver};
 use ehrs::auth::Role;
-use ehrs::webhooks::EventType;
+use ehrs::outbound::EventType;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

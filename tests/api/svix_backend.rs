@@ -163,7 +163,7 @@ svix_test!(async fn start_up_registers_the_application_and_every_event_type(app,
     let names: std::collections::BTreeSet<&str> =
         types.iter().map(|t| t["name"].as_str().unwrap()).collect();
     let expected: std::collections::BTreeSet<&str> =
-        ehrs::webhooks::EventType::ALL.iter().map(|t| t.as_str()).collect();
+        ehrs::outbound::EventType::ALL.iter().map(|t| t.as_str()).collect();
     assert_eq!(names, expected);
     // Each schema is the envelope of the OpenAPI document, self-contained, and its
     // example validates against it.
@@ -748,15 +748,15 @@ db_test!(async fn the_svix_ops_route_is_404_under_the_embedded_engine(app) {
 svix_test!(async fn subscriptions_left_from_the_embedded_engine_get_nothing_queued(app, svix) {
     wait_until_registered(&app).await;
     // A subscription row from before the switch to Svix.
-    let leftover = ehrs::webhooks::subscriptions::NewSubscription {
+    let leftover = ehrs::outbound::subscriptions::NewSubscription {
         url: "https://lab.example.org/hook".into(),
         description: String::new(),
         event_types: vec![],
-        payload: ehrs::webhooks::subscriptions::PayloadMode::Full,
+        payload: ehrs::outbound::subscriptions::PayloadMode::Full,
         ordered: false,
     };
     let mut tx = app.state.db.begin().await.unwrap();
-    ehrs::webhooks::subscriptions::insert(&mut tx, &leftover, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &app.state.secrets)
+    ehrs::outbound::subscriptions::insert(&mut tx, &leftover, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &app.state.secrets)
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -185,7 +185,7 @@ db_test!(
         let mut busy = (*app.state.settings).clone();
         busy.webhook_endpoint_concurrency = 8;
         let busy_state = ehrs::app::AppState { settings: std::sync::Arc::new(busy), ..app.state.clone() };
-        let second_worker = ehrs::webhooks::DeliveryEngine::start(&busy_state);
+        let second_worker = ehrs::delivery::DeliveryEngine::start(&busy_state);
         futures_util::future::join_all((0..12).map(|_| create_camp(&app))).await;
 
         let stats_path = format!("/api/v1/webhooks/subscriptions/{id}/failure-stats");
@@ -324,7 +324,7 @@ db_test!(async fn retention_clears_payloads_but_keeps_the_log(app) {
     create_camp(&app).await;
     receiver.wait_for(1, PATIENCE).await;
     eventually("delivered", || async { deliveries_of(&app, &id).await.iter().all(|d| d.0 == "delivered") }).await;
-    let purged = ehrs::webhooks::retention::purge(&app.state.db, 0).await.unwrap();
+    let purged = ehrs::outbound::retention::purge(&app.state.db, 0).await.unwrap();
     assert_eq!(purged.payloads, 1);
     assert_eq!(purged.response_bodies, 1);
     let payload: Option<String> = sqlx::query_scalar("SELECT payload FROM webhook_messages").fetch_one(app.state.db.pool()).await.unwrap();

@@ -50,7 +50,7 @@ db_test!(async fn bad_timestamps_are_401(app) {
         let response = send_signed_at(&app, &source, now_secs() + offset, body.as_bytes()).await;
         assert_eq!(response.status, 401, "offset {offset}: {}", response.text);
     }
-    let signature = ehrs::webhooks::inbound::sign(&source.secret, now_secs(), body.as_bytes());
+    let signature = ehrs::inbound::sign(&source.secret, now_secs(), body.as_bytes());
     assert_eq!(send_raw(&app, &source.path(), None, Some(&signature), body.clone().into_bytes()).await.status, 401);
     for bad in ["", "yesterday", "1.7e9", "-1", " 1700000000"] {
         let response = send_raw(&app, &source.path(), Some(bad), Some(&signature), body.clone().into_bytes()).await;
@@ -71,13 +71,13 @@ db_test!(async fn bad_signatures_are_401(app) {
     };
     let compact: &[u8] = br#"{"event_type":"lab.result.ready","event_id":"e1","data":{"book_no":"B-1","result":"ok"}}"#;
     let spaced: &[u8] = br#"{"event_type": "lab.result.ready", "event_id": "e1", "data": {"book_no": "B-1", "result": "ok"}}"#;
-    let good = ehrs::webhooks::inbound::sign(&source.secret, now, compact);
+    let good = ehrs::inbound::sign(&source.secret, now, compact);
     // Signed over one serialisation, sent as another: the HMAC is over the raw bytes.
     assert_eq!(send(Some(good.clone()), spaced).await, 401);
-    assert_eq!(send(Some(ehrs::webhooks::inbound::sign(&source.secret, now, br#"{"a":1}"#)), br#"{"a": 1}"#).await, 401);
+    assert_eq!(send(Some(ehrs::inbound::sign(&source.secret, now, br#"{"a":1}"#)), br#"{"a": 1}"#).await, 401);
     assert_eq!(send(None, compact).await, 401);
-    assert_eq!(send(Some(ehrs::webhooks::inbound::sign("whsec_wrong", now, compact)), compact).await, 401);
-    assert_eq!(send(Some(ehrs::webhooks::inbound::sign(&source.secret, now - 1, compact)), compact).await, 401);
+    assert_eq!(send(Some(ehrs::inbound::sign("whsec_wrong", now, compact)), compact).await, 401);
+    assert_eq!(send(Some(ehrs::inbound::sign(&source.secret, now - 1, compact)), compact).await, 401);
     assert_eq!(send(Some(good.trim_start_matches("sha256=").to_string()), compact).await, 401);
     assert_eq!(send(Some("sha256=not-hex".into()), compact).await, 401);
     assert_eq!(send(Some("sha256=".into()), compact).await, 401);

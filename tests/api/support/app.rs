@@ -35,8 +35,8 @@ pub struct TestApp {
 /// database. Kept apart from [`TestApp`] so it survives a panicking test body.
 pub struct Cleanup {
     shutdown: Option<oneshot::Sender<()>>,
-    engine: Option<ehrs::webhooks::DeliveryEngine>,
-    svix: Option<ehrs::webhooks::svix_backend::SvixWorkers>,
+    engine: Option<ehrs::delivery::DeliveryEngine>,
+    svix: Option<ehrs::svix::SvixWorkers>,
     _dir: tempfile::TempDir,
     pg_database: Option<String>,
 }
@@ -159,7 +159,7 @@ impl TestApp {
         };
         let workers = app.state.settings.webhook_workers;
         let engine = (workers && app.state.svix.is_none())
-            .then(|| ehrs::webhooks::DeliveryEngine::start(&app.state));
+            .then(|| ehrs::delivery::DeliveryEngine::start(&app.state));
         let svix = app.state.svix.as_ref().map(|svix| svix.start(workers));
         let cleanup = Cleanup {
             shutdown: Some(shutdown),

@@ -84,7 +84,7 @@ pub async fn send_signed_at(
     timestamp: i64,
     body: &[u8],
 ) -> TestResponse {
-    let signature = ehrs::webhooks::inbound::sign(&source.secret, timestamp, body);
+    let signature = ehrs::inbound::sign(&source.secret, timestamp, body);
     send_raw(
         app,
         &source.path(),

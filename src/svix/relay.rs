@@ -12,8 +12,8 @@
 
 use super::SvixBackend;
 use crate::db::now_ms;
+use crate::delivery::OutboxMessage;
 use crate::time::Timestamp;
-use crate::webhooks::delivery::OutboxMessage;
 use sqlx::Row;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ pub const ID_ONLY_CHANNEL: &str = "id_only";
 pub async fn run(backend: Arc<SvixBackend>, mut stopped: tokio::sync::watch::Receiver<bool>) {
     let committed = backend
         .db
-        .commit_signal(crate::webhooks::outbox::OUTBOX_SIGNAL);
+        .commit_signal(crate::outbound::outbox::OUTBOX_SIGNAL);
     let mut backoff = Duration::ZERO;
     let mut modes_read = Instant::now();
     loop {
@@ -270,7 +270,7 @@ async fn mark_relayed(backend: &SvixBackend, ids: &[String]) -> Result<(), sqlx:
         return Ok(());
     }
     let mut tx = backend.db.begin().await?;
-    crate::webhooks::store::mark_relayed(&mut tx, ids, Timestamp(now_ms())).await?;
+    crate::outbound::store::mark_relayed(&mut tx, ids, Timestamp(now_ms())).await?;
     tx.commit().await
 }
 

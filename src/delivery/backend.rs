@@ -1,20 +1,20 @@
 //! [`WebhookBackend`] for the embedded engine: the administration API served from our
 //! own tables.
 
-use super::backend::*;
-use super::delivery::{self, EngineConfig, HttpSender};
-use super::events::{Event, EventType};
-use super::outbox::REQUEUE_SIGNAL;
-use super::signing;
-use super::store::{self, DeliveryStatus, DisplayStatus};
-use super::subscriptions::{
-    self, NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
-};
+use super::{EngineConfig, HttpSender};
 use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::http::Page;
 use crate::ids::{MessageId, SubscriptionId};
+use crate::outbound::backend::*;
+use crate::outbound::events::{Event, EventType};
+use crate::outbound::outbox::REQUEUE_SIGNAL;
+use crate::outbound::signing;
+use crate::outbound::store::{self, DeliveryStatus, DisplayStatus};
+use crate::outbound::subscriptions::{
+    self, NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
+};
 use crate::time::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -152,7 +152,7 @@ impl WebhookBackend for EmbeddedBackend {
         self.exists(id).await?;
         let event = Event::new(
             EventType::WebhookTest,
-            &super::events::WebhookTestData {
+            &crate::outbound::events::WebhookTestData {
                 subscription_id: id.clone(),
                 message: "This is a test event from EHRS.".to_string(),
             },
@@ -160,11 +160,12 @@ impl WebhookBackend for EmbeddedBackend {
         let now = self.config.clock.now();
         let hold = now.millis() + self.config.timeout.as_millis() as i64 * 2 + 5_000;
         let mut tx = self.db.begin().await?;
-        let message_id = super::insert_message(&mut tx, &event, now, false).await?;
-        let delivery_id = super::queue_delivery(&mut tx, &message_id, id, now, Some(hold)).await?;
+        let message_id = crate::outbound::insert_message(&mut tx, &event, now, false).await?;
+        let delivery_id =
+            crate::outbound::queue_delivery(&mut tx, &message_id, id, now, Some(hold)).await?;
         tx.commit().await?;
         let attempt =
-            delivery::deliver_now(&self.db, &self.sender, &self.config, &delivery_id).await?;
+            super::deliver_now(&self.db, &self.sender, &self.config, &delivery_id).await?;
         let attempt_id = store::latest_attempt_id(&self.db, &delivery_id).await?;
         Ok(TestDelivery {
             message_id: message_id.to_string(),
@@ -267,7 +268,7 @@ impl WebhookBackend for EmbeddedBackend {
                 "SELECT message_id, subscription_id, sequence, status, attempts, next_attempt_at, last_status, last_error \
                  FROM webhook_deliveries WHERE message_id IN ({}) AND ($2 IS NULL OR subscription_id = $2) \
                  ORDER BY subscription_id",
-                delivery::json_rows(self.db.backend(), "$1")
+                super::json_rows(self.db.backend(), "$1")
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(ids)
@@ -351,7 +352,8 @@ impl WebhookBackend for EmbeddedBackend {
                     "the message is being delivered to that subscription right now",
                 ));
             }
-            super::queue_delivery(&mut tx, id, subscription, Timestamp(now), None).await?;
+            crate::outbound::queue_delivery(&mut tx, id, subscription, Timestamp(now), None)
+                .await?;
             requeued.push(subscription.clone());
         }
         tx.notify_on_commit(REQUEUE_SIGNAL);

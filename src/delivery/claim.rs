@@ -1,5 +1,5 @@
 //! Claiming due deliveries and releasing claims: which deliveries a claim takes (the
-//! statements are in `webhooks::store`).
+//! statements are in `outbound::store`).
 //!
 //! New deliveries reach the dispatcher from the fan-out, already leased and in memory;
 //! claiming is for the rest: retries coming due, a backlog the dispatcher had no room
@@ -11,9 +11,9 @@ use super::EngineConfig;
 use super::lanes::Want;
 use crate::db::Db;
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::webhooks::store;
+use crate::outbound::store;
 
-pub use crate::webhooks::store::{Claimed, json_rows};
+pub use crate::outbound::store::{Claimed, json_rows};
 
 /// What a claim brought.
 #[derive(Debug, Default)]

@@ -5,10 +5,7 @@
 pub mod admin;
 pub mod audit;
 pub mod backend;
-pub mod delivery;
-pub mod embedded;
 pub mod events;
-pub mod inbound;
 pub mod outbox;
 pub mod retention;
 pub mod store;
@@ -19,9 +16,6 @@ pub(crate) use outbox::{insert_message, queue_delivery};
 pub mod signing;
 pub mod ssrf;
 pub mod subscriptions;
-pub mod svix_backend;
-
-pub use delivery::DeliveryEngine;
 
 use crate::app::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,15 +24,15 @@ use utoipa_axum::router::OpenApiRouter;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(admin::router())
-        .merge(inbound::router())
-        .merge(svix_backend::ops::router())
+        .merge(crate::inbound::router())
+        .merge(crate::svix::ops::router())
 }
 
 /// The configured backend, and the Svix backend itself when that is the one (its
 /// workers and the operational-webhook route need more than the trait).
 pub struct Backends {
     pub webhooks: std::sync::Arc<dyn backend::WebhookBackend>,
-    pub svix: Option<std::sync::Arc<svix_backend::SvixBackend>>,
+    pub svix: Option<std::sync::Arc<crate::svix::SvixBackend>>,
 }
 
 /// The backend chosen by `WEBHOOK_BACKEND`.
@@ -50,11 +44,11 @@ pub fn backend_for(
 ) -> anyhow::Result<Backends> {
     match settings.webhook_backend.as_str() {
         "embedded" => {
-            let config = delivery::EngineConfig::from_settings(settings);
+            let config = crate::delivery::EngineConfig::from_settings(settings);
             let policy = ssrf::Policy {
                 allow_insecure: settings.webhooks_allow_insecure,
             };
-            let sender = delivery::HttpSender::from_parts(
+            let sender = crate::delivery::HttpSender::from_parts(
                 policy,
                 lookup.clone(),
                 secrets.clone(),
@@ -62,7 +56,7 @@ pub fn backend_for(
                 config.clock.clone(),
             );
             Ok(Backends {
-                webhooks: std::sync::Arc::new(embedded::EmbeddedBackend::new(
+                webhooks: std::sync::Arc::new(crate::delivery::EmbeddedBackend::new(
                     db.clone(),
                     secrets.clone(),
                     sender,
@@ -72,7 +66,7 @@ pub fn backend_for(
             })
         }
         "svix" => {
-            let svix = std::sync::Arc::new(svix_backend::SvixBackend::from_settings(settings, db)?);
+            let svix = std::sync::Arc::new(crate::svix::SvixBackend::from_settings(settings, db)?);
             Ok(Backends {
                 webhooks: svix.clone(),
                 svix: Some(svix),

@@ -7,7 +7,7 @@ use super::EngineConfig;
 use super::claim::Claimed;
 use crate::db::{Db, Tx};
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::webhooks::store::{self, DeliveryStatus};
+use crate::outbound::store::{self, DeliveryStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -297,7 +297,7 @@ async fn pause(
     let changed = store::pause(tx, subscription, reason, threshold, now).await?;
     if changed {
         let details = serde_json::json!({ "reason": reason });
-        crate::webhooks::audit::record(
+        crate::outbound::audit::record(
             tx,
             None,
             "system",

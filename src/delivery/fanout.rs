@@ -34,16 +34,16 @@
 //! Deliveries the caller has room for (never those of an ordered subscription) are
 //! inserted already leased to this engine and returned, so the dispatcher sends them
 //! from memory without reading them back; the rest are inserted free, for the claim path
-//! (`claim.rs`) of any engine. The statements themselves are in `webhooks::store`.
+//! (`claim.rs`) of any engine. The statements themselves are in `outbound::store`.
 
 use super::EngineConfig;
 use super::claim::Claimed;
 use crate::db::Db;
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::webhooks::store;
+use crate::outbound::store;
 use std::collections::HashMap;
 
-pub use crate::webhooks::store::{Target, enabled_targets};
+pub use crate::outbound::store::{Target, enabled_targets};
 
 /// Messages fanned out per transaction.
 pub const BATCH: i64 = 512;

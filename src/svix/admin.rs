@@ -9,14 +9,14 @@ use super::{PAYLOAD_METADATA, SvixBackend, api_error};
 use crate::error::{ApiError, ApiResult};
 use crate::http::Page;
 use crate::ids::{EventId, MessageId, SubscriptionId};
-use crate::time::Timestamp;
-use crate::webhooks::backend::*;
-use crate::webhooks::events::{API_VERSION, EventType};
-use crate::webhooks::signing;
-use crate::webhooks::store::DisplayStatus;
-use crate::webhooks::subscriptions::{
+use crate::outbound::backend::*;
+use crate::outbound::events::{API_VERSION, EventType};
+use crate::outbound::signing;
+use crate::outbound::store::DisplayStatus;
+use crate::outbound::subscriptions::{
     NewSubscription, PayloadMode, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
+use crate::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use svix::api::{

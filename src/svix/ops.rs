@@ -460,7 +460,7 @@ async fn audit_pause(
     reason: &str,
 ) -> Result<AuditId, sqlx::Error> {
     let details = serde_json::json!({ "reason": reason });
-    crate::webhooks::audit::record(
+    crate::outbound::audit::record(
         tx,
         None,
         "system",

@@ -1,6 +1,6 @@
 //! The embedded delivery engine.
 //!
-//! Emission writes one outbox row ([`crate::webhooks::emit`]). One dispatcher task per
+//! Emission writes one outbox row ([`crate::outbound::emit`]). One dispatcher task per
 //! engine, woken the moment such a transaction commits, fans the new messages out
 //! (`fanout.rs`: deliveries with per-subscription sequence numbers, leased to this
 //! engine) and sends them straight from memory: no re-read of what it just wrote. Each
@@ -18,16 +18,18 @@
 //! fans out (an advisory lock). On SQLite one process delivers for a file (a lock file
 //! beside it), and at its start every lease left in the file is released.
 //!
-//! The statements on the webhook tables live in `webhooks::store`; these modules decide
+//! The statements on the webhook tables live in `outbound::store`; these modules decide
 //! what to run. Every time decision reads [`EngineConfig::clock`], so a test can move
 //! time forward instead of waiting for a retry or a lease.
 
+mod backend;
 mod claim;
 mod fanout;
 mod lanes;
 mod record;
 mod send;
 
+pub use backend::EmbeddedBackend;
 pub use claim::json_rows;
 pub use record::Attempt;
 pub use send::{Envelope, FailureKind, HttpSender, OutboxMessage, guarded_client};
@@ -36,8 +38,8 @@ use crate::app::AppState;
 use crate::config::RetrySchedule;
 use crate::db::Db;
 use crate::ids::SubscriptionId;
+use crate::outbound::outbox::{OUTBOX_SIGNAL, REQUEUE_SIGNAL};
 use crate::time::Clock;
-use crate::webhooks::outbox::{OUTBOX_SIGNAL, REQUEUE_SIGNAL};
 use lanes::{Lanes, Slot};
 use record::Outcome;
 use std::sync::Arc;
@@ -504,7 +506,7 @@ async fn apply_targets(
 /// Hourly upkeep: the payload retention purge.
 async fn maintain(db: Db, retention_days: i64, clock: Clock, mut stop: watch::Receiver<bool>) {
     loop {
-        match crate::webhooks::retention::purge_at(&db, retention_days, clock.now_ms()).await {
+        match crate::outbound::retention::purge_at(&db, retention_days, clock.now_ms()).await {
             Ok(purged) if purged.payloads + purged.response_bodies > 0 => {
                 tracing::info!(
                     payloads = purged.payloads,
