@@ -140,6 +140,16 @@ pub struct Settings {
     #[arg(skip = std::time::Duration::from_secs(1))]
     pub webhook_sweep_interval: std::time::Duration,
 
+    /// Run the job runner in this process (inbound webhook actions). Always on for
+    /// `ehrs serve`; tests run due jobs themselves (not a command-line option).
+    #[arg(skip = true)]
+    pub job_workers: bool,
+
+    /// On an empty user table, create the `admin` user at start-up. Always on for
+    /// `ehrs serve`; tests make their own users (not a command-line option).
+    #[arg(skip = true)]
+    pub create_admin: bool,
+
     /// How far `X-EHRS-Timestamp` of an inbound webhook may be from now, either way.
     #[arg(long, env = "EHRS_INBOUND_TIMESTAMP_TOLERANCE", default_value = "5m", value_parser = parse_duration)]
     pub inbound_timestamp_tolerance: Duration,

@@ -1,7 +1,7 @@
 //! `GET /health`: is the database reachable, which delivery backend runs, and how deep
 //! its queue is.
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,8 +31,9 @@ pub struct Health {
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database_ok = state.db.ping().await;
-    let queue_depth = crate::metrics::queue_depth(&state).await.ok();
-    let webhooks = state.webhooks.health();
+    let backend = &state.webhooks.backend;
+    let queue_depth = backend.queue_depth().await.ok();
+    let webhooks = backend.health();
     let health = Health {
         status: if database_ok && webhooks.status == "ok" {
             "ok"
@@ -44,7 +45,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             crate::db::Backend::Sqlite => "sqlite",
             crate::db::Backend::Postgres => "postgres",
         },
-        webhook_backend: state.settings.webhook_backend.clone(),
+        webhook_backend: backend.name().to_string(),
         webhooks: webhooks.status,
         webhooks_detail: webhooks.detail,
         queue_depth,

@@ -9,7 +9,7 @@
 //! domain; each clinical module owns its routes, models and SQL, and talks to the webhook
 //! machinery through one call, [`outbound::emit`].
 
-pub mod app;
+pub mod application;
 pub mod auth;
 pub mod camps;
 pub mod config;
@@ -34,7 +34,12 @@ pub mod patients;
 pub mod portal;
 pub mod prescriptions;
 pub mod queue;
+pub mod router;
+pub mod server;
+pub mod state;
 pub mod svix;
+pub mod tasks;
+pub mod testing;
 pub mod time;
 pub mod validation;
 pub mod vitals;

@@ -1,7 +1,7 @@
 //! The `ehrs` command line: serve, migrate, user, openapi, demo.
 
 use clap::{Parser, Subcommand};
-use ehrs::app;
+use ehrs::application::Application;
 use ehrs::auth::{self, Role};
 use ehrs::config::{DatabaseSettings, Settings};
 use ehrs::db::Db;
@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         } => reset_password(settings, username).await,
         Command::Demo => ehrs::demo::run().await,
         Command::Openapi => {
-            print!("{}", ehrs::openapi::document_json());
+            print!("{}", ehrs::router::document_json());
             Ok(())
         }
     }
@@ -94,40 +94,21 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     init_tracing(&settings.log_format);
     let bind = settings.bind.clone();
-    let (state, generated_password) = app::prepare(settings).await?;
-    if let Some(password) = generated_password {
+    let app = Application::build(settings).await?;
+    if let Some(password) = &app.generated_admin_password {
         // Printed to the terminal once, never logged.
         println!("Created user 'admin' with password: {password}");
         println!("(shown only this once; set EHRS_ADMIN_PASSWORD to choose it)");
     }
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     tracing::info!(address = %listener.local_addr()?, "ehrs listening");
-    if state.settings.webhooks_allow_insecure {
+    if app.state.settings.webhooks_allow_insecure {
         tracing::warn!(
             "EHRS_WEBHOOKS_ALLOW_INSECURE is on: webhooks may go to http:// and loopback targets (development only)"
         );
     }
-    let db = state.db.clone();
-    let engine = (state.settings.webhook_workers && state.svix.is_none())
-        .then(|| ehrs::delivery::DeliveryEngine::start(&state));
-    let svix_workers = state
-        .svix
-        .as_ref()
-        .map(|svix| svix.start(state.settings.webhook_workers));
-    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
-    let job_runner = ehrs::jobs::spawn_runner(state.clone(), jobs_stopped);
-    app::serve(listener, app::router(state), shutdown_signal()).await?;
     // In-flight work finishes; what is queued waits in the database for the next start.
-    let _ = stop_jobs.send(true);
-    if let Some(engine) = engine {
-        tracing::info!("finishing in-flight deliveries");
-        engine.stop().await;
-    }
-    if let Some(workers) = svix_workers {
-        workers.stop().await;
-    }
-    let _ = job_runner.await;
-    db.close().await;
+    app.serve(listener, shutdown_signal()).await?;
     tracing::info!("ehrs stopped");
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! The `metrics` facade keeps one recorder per process (its design, not ours); it is
 //! installed once and its handle kept in `AppState`.
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -28,18 +28,10 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Deliveries waiting to be attempted (first attempts and scheduled retries).
-pub async fn queue_depth(state: &AppState) -> Result<i64, sqlx::Error> {
-    if state.svix.is_some() {
-        return crate::svix::relay::unrelayed(&state.db).await;
-    }
-    crate::outbound::store::pending_count(&state.db).await
-}
-
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    if let Ok(depth) = queue_depth(&state).await {
+    if let Ok(depth) = state.webhooks.backend.queue_depth().await {
         metrics::gauge!("ehrs_delivery_queue_depth").set(depth as f64);
     }
     (

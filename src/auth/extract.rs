@@ -1,10 +1,9 @@
 //! The `CurrentUser` extractor: a valid bearer token or 401.
 
-use super::{Permission, Role};
-use crate::app::AppState;
+use super::{AuthState, Permission, Role};
 use crate::error::ApiError;
 use crate::ids::UserId;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -51,10 +50,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-impl FromRequestParts<AppState> for CurrentUser {
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = AuthState::from_ref(state);
         let header = parts
             .headers
             .get(AUTHORIZATION)

@@ -4,18 +4,18 @@
 //! `failure`, `throttled`, `busy`) and every refusal is logged with the username and the
 //! client address — never the password.
 
+use super::AuthState;
 use super::model::TokenResponse;
 use super::password::PasswordError;
 use super::repo;
 use super::throttle::Attempt;
-use crate::app::AppState;
 use crate::error::ApiError;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// A new token for the user, or the error to answer with (401, 429, 503).
 pub async fn login(
-    state: &AppState,
+    state: &AuthState,
     username: &str,
     password: String,
     address: IpAddr,

@@ -25,3 +25,16 @@ pub use permissions::Permission;
 pub use require::{PermissionMarker, Require, can};
 pub use routes::router;
 pub use throttle::{LoginThrottle, ThrottleSettings};
+
+/// What the auth routes and extractors need, taken from the application's state with
+/// `FromRef`: auth depends on nothing above it, and any state that holds one can check
+/// tokens and roles.
+#[derive(Clone)]
+pub struct AuthState {
+    pub db: crate::db::Db,
+    pub tokens: TokenIssuer,
+    /// The bounded password hashing pool (logins, password changes).
+    pub passwords: Passwords,
+    /// Failed-login records per username and per client address.
+    pub logins: LoginThrottle,
+}

@@ -2,10 +2,9 @@
 //! Extractors run before the body is read, so a role that may not act gets 403 whatever
 //! it sent, and the rule stands in the handler's signature.
 
-use super::{CurrentUser, Permission};
-use crate::app::AppState;
+use super::{AuthState, CurrentUser, Permission};
 use crate::error::ApiError;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use std::marker::PhantomData;
 
@@ -24,10 +23,15 @@ impl<P> std::ops::Deref for Require<P> {
     }
 }
 
-impl<P: PermissionMarker> FromRequestParts<AppState> for Require<P> {
+impl<P, S> FromRequestParts<S> for Require<P>
+where
+    P: PermissionMarker,
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let user = CurrentUser::from_request_parts(parts, state).await?;
         user.require(P::PERMISSION)?;
         Ok(Require(user, PhantomData))

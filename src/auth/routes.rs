@@ -1,18 +1,22 @@
 //! `/auth/login`, `/auth/logout`, `/auth/me` and admin user management at `/users`.
 
 use super::model::{LoginRequest, NewUser, TokenResponse, User, UserUpdate};
-use super::{ClientAddr, CurrentUser, Require, can, repo};
-use crate::app::AppState;
+use super::{AuthState, ClientAddr, CurrentUser, Require, can, repo};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::UserId;
 use crate::validation::Validate;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// The auth routes, for any application state that holds an [`AuthState`].
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(login))
         .routes(routes!(logout))
@@ -36,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 503, description = "Password checking is saturated (`unavailable`)", body = crate::error::ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
@@ -49,7 +53,7 @@ async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204, description = "Signed out; this user's tokens are revoked"),
         (status = 401, body = crate::error::ErrorBody)))]
-async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<StatusCode> {
+async fn logout(State(state): State<AuthState>, user: CurrentUser) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     repo::revoke_tokens(&mut tx, &user.id).await?;
     tx.commit().await?;
@@ -59,7 +63,7 @@ async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<S
 /// The signed-in user.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = User), (status = 401, body = crate::error::ErrorBody)))]
-async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<User>> {
+async fn me(State(state): State<AuthState>, user: CurrentUser) -> ApiResult<Json<User>> {
     let found = repo::get(&state.db, &user.id).await?;
     found
         .map(Json)
@@ -69,7 +73,7 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = Page<User>), (status = 403, body = crate::error::ErrorBody)))]
 async fn list_users(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     _user: Require<can::ManageUsers>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<User>>> {
@@ -84,7 +88,7 @@ async fn list_users(
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 201, body = User), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
         (status = 503, description = "Password hashing is saturated", body = crate::error::ErrorBody)))]
 async fn create_user(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     _user: Require<can::ManageUsers>,
     ApiJson(body): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
@@ -101,7 +105,7 @@ async fn create_user(
 #[utoipa::path(get, path = "/api/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = User), (status = 404, body = crate::error::ErrorBody)))]
 async fn get_user(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     _user: Require<can::ManageUsers>,
     Path(user_id): Path<String>,
 ) -> ApiResult<Json<User>> {
@@ -123,7 +127,7 @@ async fn get_user(
         (status = 422, description = "The password breaks the policy (the reason is in `details.fields`)", body = crate::error::ErrorBody),
         (status = 503, description = "Password hashing is saturated", body = crate::error::ErrorBody)))]
 async fn update_user(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     _user: Require<can::ManageUsers>,
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<UserUpdate>,

@@ -28,7 +28,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use clap::Parser;
-use ehrs::app;
+use ehrs::application::Application;
 use ehrs::config::Settings;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -303,7 +303,7 @@ struct Report {
 }
 
 /// The writer's counters from `/metrics`: (commits, transactions committed).
-fn sqlite_commits(state: &ehrs::app::AppState) -> (f64, f64) {
+fn sqlite_commits(state: &ehrs::state::AppState) -> (f64, f64) {
     let text = state.metrics.render();
     let read = |name: &str| {
         text.lines()
@@ -392,13 +392,14 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         settings.jwt_secret = Some("bench-jwt-secret-0123456789abcdef".into());
         settings.secret_key = Some(base64_key());
     }
-    let (state, _) = app::prepare(settings).await.expect("server prepares");
-    let engine = ehrs::delivery::DeliveryEngine::start(&state);
+    let app = Application::build(settings).await.expect("server prepares");
+    let workers = app.start_workers();
+    let state = app.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(app::serve(
+    tokio::spawn(ehrs::server::serve(
         listener,
-        app::router(state.clone()),
+        app.router(),
         std::future::pending(),
     ));
 
@@ -513,7 +514,7 @@ async fn end_to_end(store: &Store, events: usize, receivers: usize, load: Load) 
         .sqlite_path()
         .and_then(|db| std::fs::metadata(format!("{}-wal", db.display())).ok())
         .map(|wal| wal.len());
-    engine.stop().await;
+    workers.stop().await;
     state.db.close().await;
     if let Store::Postgres(admin_url) = store {
         postgres_database(admin_url, false).await;

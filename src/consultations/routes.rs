@@ -2,7 +2,6 @@
 
 use super::model::{AssignDoctor, Consultation, ConsultationFilter, ConsultationUpdate, closed};
 use super::repo;
-use crate::app::AppState;
 use crate::auth::{CurrentUser, Require, can};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -10,6 +9,7 @@ use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, ConsultationId, DoctorId, PatientId};
 use crate::outbound::{self, Event, EventType};
 use crate::queue::model::{Priority, filter_id};
+use crate::state::AppState;
 use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{Path, State};

@@ -15,6 +15,7 @@ use crate::outbound::store::{self, DeliveryStatus, DisplayStatus};
 use crate::outbound::subscriptions::{
     self, NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
+use crate::tasks::Tasks;
 use crate::time::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -24,16 +25,60 @@ pub struct EmbeddedBackend {
     secrets: SecretBox,
     sender: HttpSender,
     config: EngineConfig,
+    /// `EHRS_WEBHOOK_RETENTION_DAYS`, for the engine's upkeep.
+    retention_days: i64,
 }
 
 impl EmbeddedBackend {
-    pub fn new(db: Db, secrets: SecretBox, sender: HttpSender, config: EngineConfig) -> Self {
+    /// The engine as the settings configure it, sending through the SSRF-guarded client.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        db: &Db,
+        secrets: &SecretBox,
+        lookup: std::sync::Arc<dyn crate::outbound::ssrf::Lookup>,
+    ) -> EmbeddedBackend {
+        let config = EngineConfig::from_settings(settings);
+        let sender = HttpSender::from_parts(
+            crate::outbound::ssrf::Policy::from_settings(settings),
+            lookup,
+            secrets.clone(),
+            config.timeout,
+            config.clock.clone(),
+        );
+        EmbeddedBackend::new(
+            db.clone(),
+            secrets.clone(),
+            sender,
+            config,
+            settings.webhook_retention_days,
+        )
+    }
+
+    pub fn new(
+        db: Db,
+        secrets: SecretBox,
+        sender: HttpSender,
+        config: EngineConfig,
+        retention_days: i64,
+    ) -> Self {
         EmbeddedBackend {
             db,
             secrets,
             sender,
             config,
+            retention_days,
         }
+    }
+
+    /// Starts a delivery engine on this backend's database and settings in `tasks`.
+    pub fn start_engine(&self, tasks: &mut Tasks) {
+        super::start(
+            tasks,
+            &self.db,
+            &self.config,
+            &self.sender,
+            self.retention_days,
+        );
     }
 
     async fn exists(&self, id: &SubscriptionId) -> ApiResult<Subscription> {
@@ -87,6 +132,16 @@ fn attempt_log(row: &AnyRow) -> Result<AttemptLog, sqlx::Error> {
 impl WebhookBackend for EmbeddedBackend {
     fn name(&self) -> &'static str {
         "embedded"
+    }
+
+    fn start_workers(self: std::sync::Arc<Self>, tasks: &mut Tasks, deliver: bool) {
+        if deliver {
+            self.start_engine(tasks);
+        }
+    }
+
+    async fn queue_depth(&self) -> Result<i64, sqlx::Error> {
+        store::pending_count(&self.db).await
     }
 
     async fn list_subscriptions(&self, limit: i64, offset: i64) -> ApiResult<Page<Subscription>> {

@@ -34,11 +34,11 @@ pub use claim::json_rows;
 pub use record::Attempt;
 pub use send::{Envelope, FailureKind, HttpSender, OutboxMessage, guarded_client};
 
-use crate::app::AppState;
 use crate::config::RetrySchedule;
 use crate::db::Db;
 use crate::ids::SubscriptionId;
 use crate::outbound::outbox::{OUTBOX_SIGNAL, REQUEUE_SIGNAL};
+use crate::tasks::Tasks;
 use crate::time::Clock;
 use lanes::{Lanes, Slot};
 use record::Outcome;
@@ -75,9 +75,14 @@ impl EngineConfig {
             global_concurrency: settings.webhook_concurrency.max(1),
             endpoint_concurrency: settings.webhook_endpoint_concurrency.max(1),
             poll_interval: settings.webhook_sweep_interval,
-            instance: format!("ehrs-{}", ulid::Ulid::generate().to_string().to_lowercase()),
+            instance: EngineConfig::new_instance(),
             clock: settings.webhook_clock.clone(),
         }
+    }
+
+    /// A fresh engine name for `locked_by`.
+    fn new_instance() -> String {
+        format!("ehrs-{}", ulid::Ulid::generate().to_string().to_lowercase())
     }
 
     /// How long a claim holds a delivery: long enough for one attempt with its timeout,
@@ -106,56 +111,35 @@ pub async fn deliver_now(
     Ok(attempt)
 }
 
-/// A running engine; [`DeliveryEngine::stop`] shuts it down gracefully.
-pub struct DeliveryEngine {
-    stop: watch::Sender<bool>,
-    dispatcher: tokio::task::JoinHandle<()>,
-    maintenance: tokio::task::JoinHandle<()>,
-}
-
-impl DeliveryEngine {
-    pub fn start(state: &AppState) -> DeliveryEngine {
-        let config = EngineConfig::from_settings(&state.settings);
-        let sender = HttpSender::new(state, config.timeout);
-        let clock = config.clock.clone();
-        let (stop, stop_rx) = watch::channel(false);
-        let dispatcher = match lock_workers(&state.db) {
-            WorkerLock::Elsewhere => {
-                tracing::error!(
-                    "another ehrs process is delivering webhooks for this SQLite database; this one will not \
-                     (run one process per SQLite file, or use PostgreSQL for several)"
-                );
-                tokio::spawn(async {})
-            }
-            lock => tokio::spawn(dispatch(
-                state.db.clone(),
-                config,
-                sender,
-                stop_rx.clone(),
-                lock == WorkerLock::First,
-            )),
-        };
-        let maintenance = tokio::spawn(maintain(
-            state.db.clone(),
-            state.settings.webhook_retention_days,
-            clock,
-            stop_rx,
-        ));
-        DeliveryEngine {
-            stop,
-            dispatcher,
-            maintenance,
+/// Starts an engine in `tasks`: its dispatcher (fan-out, claims, sends, recording) and its
+/// hourly upkeep. Each engine gets a name of its own for its leases, so several may run
+/// on one PostgreSQL database (or, in tests, in one process). Stopping `tasks` stops
+/// claiming, lets in-flight deliveries finish (up to the attempt timeout plus a little),
+/// records their outcomes, and releases what was not finished so it is due again at the
+/// next start.
+pub fn start(
+    tasks: &mut Tasks,
+    db: &Db,
+    config: &EngineConfig,
+    sender: &HttpSender,
+    retention_days: i64,
+) {
+    let config = EngineConfig {
+        instance: EngineConfig::new_instance(),
+        ..config.clone()
+    };
+    match lock_workers(db) {
+        WorkerLock::Elsewhere => tracing::error!(
+            "another ehrs process is delivering webhooks for this SQLite database; this one will not \
+             (run one process per SQLite file, or use PostgreSQL for several)"
+        ),
+        lock => {
+            let (db, config, sender) = (db.clone(), config.clone(), sender.clone());
+            tasks.spawn(move |stop| dispatch(db, config, sender, stop, lock == WorkerLock::First));
         }
     }
-
-    /// Stops claiming, lets in-flight deliveries finish (up to the attempt timeout plus a
-    /// little), records their outcomes, and releases what was not finished so it is due
-    /// again at the next start.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.dispatcher.await;
-        let _ = self.maintenance.await;
-    }
+    let (db, clock) = (db.clone(), config.clock.clone());
+    tasks.spawn(move |stop| maintain(db, retention_days, clock, stop));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

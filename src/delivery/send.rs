@@ -3,7 +3,6 @@
 
 use super::claim::Claimed;
 use super::record::{Attempt, Outcome};
-use crate::app::AppState;
 use crate::crypto::SecretBox;
 use crate::outbound::events::API_VERSION;
 use crate::outbound::signing;
@@ -116,16 +115,6 @@ pub struct HttpSender {
 }
 
 impl HttpSender {
-    pub fn new(state: &AppState, timeout: Duration) -> HttpSender {
-        HttpSender::from_parts(
-            state.webhook_policy(),
-            state.lookup.clone(),
-            state.secrets.clone(),
-            timeout,
-            state.settings.webhook_clock.clone(),
-        )
-    }
-
     pub fn from_parts(
         policy: Policy,
         lookup: Arc<dyn ssrf::Lookup>,

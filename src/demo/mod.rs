@@ -11,7 +11,7 @@
 mod receiver;
 mod steps;
 
-use crate::app;
+use crate::application::Application;
 use crate::config::Settings;
 use crate::outbound::signing;
 use anyhow::{Context, bail};
@@ -45,13 +45,11 @@ async fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
     settings.webhook_backend = "embedded".into();
     settings.webhook_workers = true;
     settings.webhooks_allow_insecure = true; // the receiver is http://127.0.0.1
-    let (state, _) = app::prepare(settings).await?;
+    let app = Application::build(settings).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let engine = crate::delivery::DeliveryEngine::start(&state);
-    let db = state.db.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, app::router(state), async {
+    let server = tokio::spawn(app.serve(listener, async {
         let _ = stopped.await;
     }));
     println!(
@@ -62,9 +60,9 @@ async fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
     let result = walk(&base, &password).await;
 
     let _ = stop.send(());
-    engine.stop().await;
-    let _ = server.await;
-    db.close().await;
+    if let Ok(Err(err)) = server.await {
+        tracing::warn!(error = %err, "the demo server did not stop cleanly");
+    }
     result
 }
 

@@ -2,12 +2,12 @@
 
 use super::model::{Doctor, DoctorFilter, DoctorInput};
 use super::repo;
-use crate::app::AppState;
 use crate::auth::{CurrentUser, Require, can};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{DoctorId, UserId};
+use crate::state::AppState;
 use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{Path, State};

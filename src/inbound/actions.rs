@@ -9,11 +9,10 @@
 //! a lab result is appended once even if a worker dies right after the write.
 
 use super::model::Action;
-use crate::app::AppState;
 use crate::db::Tx;
 use crate::error::ApiError;
 use crate::ids::{MedicineId, VitalsId};
-use crate::jobs::{self, Job, JobError, Registry};
+use crate::jobs::{self, Job, JobContext, JobError, Registry};
 use crate::time::Timestamp;
 use crate::validation::FieldErrors;
 use serde::de::DeserializeOwned;
@@ -90,7 +89,7 @@ fn parse_data<T: DeserializeOwned>(data: &Map<String, Value>) -> Result<T, ApiEr
     })
 }
 
-async fn lab_result_ready(state: AppState, job: Job) -> Result<(), JobError> {
+async fn lab_result_ready(state: JobContext, job: Job) -> Result<(), JobError> {
     let payload: JobPayload<LabResult> = job.payload_as()?;
     let lab = payload.data;
     let mut tx = state.db.begin().await?;
@@ -162,7 +161,7 @@ async fn latest_vitals_note(
     })
 }
 
-async fn pharmacy_stock_update(state: AppState, job: Job) -> Result<(), JobError> {
+async fn pharmacy_stock_update(state: JobContext, job: Job) -> Result<(), JobError> {
     let payload: JobPayload<StockUpdate> = job.payload_as()?;
     let stock = payload.data;
     if stock.quantity < 0 {

@@ -18,11 +18,11 @@
 use super::actions::{self, JobPayload};
 use super::model::{InboundEnvelope, InboundReceipt};
 use super::repo::{self, NewEvent, SourceRow};
-use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::parse_id;
 use crate::ids::{InboundEventId, InboundSourceId, JobId};
 use crate::jobs;
+use crate::state::AppState;
 use crate::validation::Validate;
 use axum::Json;
 use axum::body::Bytes;

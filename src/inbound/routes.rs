@@ -7,12 +7,12 @@ use super::model::{
 };
 use super::repo::{self, SourceFields};
 use super::{actions, receiver};
-use crate::app::AppState;
 use crate::auth::{Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{InboundEventId, InboundSourceId};
 use crate::jobs;
+use crate::state::AppState;
 use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Path, State};

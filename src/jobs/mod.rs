@@ -1,6 +1,6 @@
 //! Durable background jobs in the `jobs` table: inbound webhook actions today, maintenance
 //! work later. Owns the `jobs` table and nothing else; what a job *does* belongs to the
-//! module that registers its handler (see [`Registry::standard`]).
+//! module that registers its handler (the application builds the registry: `crate::application::job_registry`).
 //!
 //! Life of a job:
 //!
@@ -27,14 +27,22 @@ mod runner;
 
 pub use queue::{claim, enqueue, finish_in, get, record_failure, record_success, requeue_failed};
 pub use runner::{
-    BATCH_SIZE, HandlerFuture, JobHandler, LEASE, POLL_INTERVAL, Registry, notify_enqueued,
-    run_due_jobs, run_jobs_due_by, spawn_runner,
+    BATCH_SIZE, HandlerFuture, JobHandler, LEASE, POLL_INTERVAL, Registry, notify_enqueued, run,
+    run_jobs_due_by,
 };
 
+use crate::db::Db;
 use crate::ids::JobId;
 use crate::time::Timestamp;
 use serde::Serialize;
 use std::time::Duration;
+
+/// What a job handler may use: the database, and nothing of the HTTP side. (A handler
+/// that needs more gets a field here, not the application's whole state.)
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: Db,
+}
 
 /// One row of the `jobs` table.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

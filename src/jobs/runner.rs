@@ -1,9 +1,9 @@
 //! Runs jobs: the registry of handlers by kind, one claim-and-run pass
-//! ([`run_due_jobs`], which tests call instead of sleeping), and the background runner
-//! task of `ehrs serve` ([`spawn_runner`]).
+//! ([`run_jobs_due_by`], which tests call instead of sleeping), and the background runner
+//! task of `ehrs serve` ([`run`]). Which kinds exist is the application's choice: it
+//! builds the [`Registry`] from the modules that queue jobs.
 
-use super::{Job, JobError, queue};
-use crate::app::AppState;
+use super::{Job, JobContext, JobError, queue};
 use crate::time::Timestamp;
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 
 /// How long a claimed job is reserved for its worker. A handler gets half of it to finish
 /// (then its attempt counts as failed), so a live worker never loses its lease.
@@ -24,7 +23,7 @@ pub const BATCH_SIZE: i64 = 10;
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
 /// A job handler: does the work of one job. It may call [`super::finish_in`] inside its own
 /// transaction to complete the job together with its write.
-pub type JobHandler = Arc<dyn Fn(AppState, Job) -> HandlerFuture + Send + Sync>;
+pub type JobHandler = Arc<dyn Fn(JobContext, Job) -> HandlerFuture + Send + Sync>;
 
 /// Which handler runs which job kind.
 #[derive(Clone, Default)]
@@ -37,15 +36,10 @@ impl Registry {
         Self::default()
     }
 
-    /// Every job kind this program knows. Modules that queue jobs add their handlers here.
-    pub fn standard() -> Self {
-        crate::inbound::register_jobs(Registry::new())
-    }
-
     /// Adds (or replaces) the handler of `kind`; `handler` is typically an `async fn`.
     pub fn register<F, Fut>(mut self, kind: &str, handler: F) -> Self
     where
-        F: Fn(AppState, Job) -> Fut + Send + Sync + 'static,
+        F: Fn(JobContext, Job) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     {
         let handler: JobHandler = Arc::new(move |state, job| Box::pin(handler(state, job)));
@@ -75,16 +69,11 @@ pub fn notify_enqueued() {
     ENQUEUED.notify_one();
 }
 
-/// Runs every job due now with the standard handlers, until none is left; returns how
-/// many attempts were made. Jobs that fail are rescheduled with backoff, so they are not
-/// due again within the same call.
-pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
-    run_jobs_due_by(state, &Registry::standard(), Timestamp::now()).await
-}
-
-/// [`run_due_jobs`] with chosen handlers and clock: runs jobs due at `now`.
+/// Runs every job due at `now` with `registry`'s handlers, until none is left; returns
+/// how many attempts were made. Jobs that fail are rescheduled with backoff, so they are
+/// not due again within the same call.
 pub async fn run_jobs_due_by(
-    state: &AppState,
+    state: &JobContext,
     registry: &Registry,
     now: Timestamp,
 ) -> anyhow::Result<usize> {
@@ -100,7 +89,11 @@ pub async fn run_jobs_due_by(
 
 /// Claims up to [`BATCH_SIZE`] due jobs and runs them concurrently, each in its own task so
 /// a panicking handler fails its job instead of the runner.
-async fn run_batch(state: &AppState, registry: &Registry, now: Timestamp) -> anyhow::Result<usize> {
+async fn run_batch(
+    state: &JobContext,
+    registry: &Registry,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
     let jobs = queue::claim(&state.db, BATCH_SIZE, LEASE, now).await?;
     let count = jobs.len();
     let tasks: Vec<_> = jobs
@@ -119,7 +112,7 @@ async fn run_batch(state: &AppState, registry: &Registry, now: Timestamp) -> any
 
 /// Runs one claimed job and records its outcome; retries are scheduled from `now`, the
 /// clock the job was claimed by.
-async fn run_one(state: AppState, handler: Option<JobHandler>, job: Job, now: Timestamp) {
+async fn run_one(state: JobContext, handler: Option<JobHandler>, job: Job, now: Timestamp) {
     let outcome = match handler {
         None => Err(JobError::permanent(format!(
             "no handler for job kind '{}'",
@@ -162,9 +155,8 @@ async fn run_one(state: AppState, handler: Option<JobHandler>, job: Job, now: Ti
 /// and at least every [`POLL_INTERVAL`] (which is how jobs queued by other processes and
 /// retries come due). When `shutdown` turns true (or its sender is dropped) it finishes
 /// the jobs in hand and stops; unfinished work stays queued in the database.
-pub fn spawn_runner(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let registry = Registry::standard();
+pub async fn run(state: JobContext, registry: Registry, mut shutdown: watch::Receiver<bool>) {
+    {
         tracing::info!(kinds = ?registry.kinds(), "job runner started");
         while !*shutdown.borrow() {
             match run_batch(&state, &registry, Timestamp::now()).await {
@@ -182,5 +174,5 @@ pub fn spawn_runner(state: AppState, mut shutdown: watch::Receiver<bool>) -> Joi
             }
         }
         tracing::info!("job runner stopped");
-    })
+    }
 }

@@ -2,11 +2,11 @@
 
 use super::model::{Medicine, MedicineFilter, MedicineInput};
 use super::repo;
-use crate::app::AppState;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::MedicineId;
+use crate::state::AppState;
 use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{Path, State};

@@ -5,7 +5,7 @@
 //! What each handler answers of its own accord (201, 403 for a role, 409, …) stays in its
 //! `#[utoipa::path]`; what the shared layers answer is added here:
 //! - every operation: 400 (a path or query that is not UTF-8 once decoded, see
-//!   `app::refuse_invalid_utf8`) and 503 (the database is busy);
+//!   `router::middleware::refuse_invalid_utf8`) and 503 (the database is busy);
 //! - with a bearer token: 401;
 //! - with a path parameter: 404 (a malformed or unknown id names nothing);
 //! - with query parameters: 422 (a filter value of the wrong form);

@@ -3,22 +3,24 @@
 //!
 //! Operations come from the handlers' `#[utoipa::path]` attributes, collected by the
 //! routers themselves (`utoipa_axum::routes!` registers a handler and its operation in
-//! one call, see [`crate::app::routes`]), so the router and the document cannot drift;
-//! this file adds the title, tags and security scheme. The top-level `webhooks` object, one entry per outbound event type, is built in
-//! [`webhooks`]. The Swagger UI files are compiled into the binary (utoipa-swagger-ui's
+//! one call; `crate::router` assembles them and builds the document), so the router and
+//! the document cannot drift; this module adds the title, tags and security scheme
+//! ([`base`]) and the rest of the contract ([`complete`]). The top-level `webhooks`
+//! object, one entry per outbound event type, is built in [`webhooks`]. The Swagger UI files are compiled into the binary (utoipa-swagger-ui's
 //! `vendored` feature takes them from a crates.io crate, never from the network), so the
 //! page works at a camp with no internet.
 
 pub mod contract;
 pub mod webhooks;
 
-use crate::app::AppState;
+use axum::Extension;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::{Arc, LazyLock};
 use utoipa::OpenApi;
+use utoipa::openapi::OpenApi as Document31;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -73,29 +75,23 @@ pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The whole document. The `webhooks` object is set last: utoipa's `merge` drops it.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = crate::app::routes().into_openapi();
+/// Completes the routes' document: the shared error answers, the cross-field rules, and
+/// the `webhooks` object, set last because utoipa's `merge` drops it.
+pub fn complete(mut doc: Document31) -> Document31 {
     contract::declare_shared_errors(&mut doc);
     contract::declare_cross_field_rules(&mut doc);
     webhooks::declare(&mut doc);
     doc
 }
 
-/// The document as pretty JSON, as served and as committed in `docs/openapi.json`.
-pub fn document_json() -> String {
-    let mut json =
-        serde_json::to_string_pretty(&document()).expect("the OpenAPI document serialises to JSON");
-    json.push('\n');
-    json
-}
-
-/// Built once: the document does not change while the server runs.
-static DOCUMENT: LazyLock<String> = LazyLock::new(document_json);
+/// The served document as JSON, handed to [`router`]'s handler as an extension by the
+/// router that built it (this module cannot build it: it would need every route).
+#[derive(Clone)]
+pub struct Document(pub bytes::Bytes);
 
 /// Routes: `/openapi.json` and `/docs`. Public: the document describes the API, it
 /// holds no data.
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
         .routes(routes!(docs_index))
@@ -105,12 +101,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json")))]
-async fn openapi_json() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
-    )
-        .into_response()
+async fn openapi_json(Extension(document): Extension<Document>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document.0).into_response()
 }
 
 /// Swagger UI's settings: where the document is; the token is not kept in the browser
@@ -130,7 +122,7 @@ static SWAGGER_CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> = LazyL
     responses((status = 200, description = "Swagger UI over this document, served from the binary (works offline)", content_type = "text/html")))]
 async fn docs_index() -> Response {
     // Swagger UI's page links its files relatively (`./swagger-ui.css`). Paths lose their
-    // trailing slash before routing (see `app::serve`), so the page is at `/docs`, not
+    // trailing slash before routing (see `crate::server`), so the page is at `/docs`, not
     // `/docs/`: a <base> makes those links resolve under `/docs/`.
     match swagger_file("index.html") {
         Ok((content_type, bytes)) => {
@@ -165,6 +157,3 @@ fn swagger_file(file: &str) -> Result<(String, Vec<u8>), StatusCode> {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

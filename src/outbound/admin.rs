@@ -3,6 +3,7 @@
 //! routes; what every backend shares (validation, the SSRF check, the audit trail) is
 //! done here.
 
+use super::Webhooks;
 use super::audit::{self, AuditEntry};
 use super::backend::{
     AttemptLog, CursorPage, FailureStats, MessageFilter, MessageLog, Requeued, TestDelivery,
@@ -11,20 +12,27 @@ use super::ssrf;
 use super::subscriptions::{
     NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
-use crate::app::AppState;
+use crate::auth::AuthState;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, OptionalJson, Page, PageParams, parse_id};
 use crate::ids::SubscriptionId;
 use crate::time::Timestamp;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// The administration routes, for any application state that holds [`Webhooks`] and an
+/// [`AuthState`].
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Webhooks: FromRef<S>,
+    AuthState: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list_subscriptions, create_subscription))
         .routes(routes!(
@@ -45,8 +53,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Refuses URLs that are not https (unless the development switch is on) or that resolve
 /// to internal addresses.
-pub async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
-    ssrf::check_url(url, state.webhook_policy(), state.lookup.as_ref())
+pub async fn check_target(state: &Webhooks, url: &str) -> Result<(), ApiError> {
+    ssrf::check_url(url, state.policy, state.lookup.as_ref())
         .await
         .map(|_| ())
         .map_err(|refusal| ApiError::invalid_field("url", refusal.field_reason()))
@@ -61,7 +69,7 @@ fn subscription_id(raw: &str) -> ApiResult<SubscriptionId> {
 
 /// Writes one audit entry for `user`'s `action` (details must hold no secret).
 async fn audit(
-    state: &AppState,
+    state: &Webhooks,
     user: &CurrentUser,
     action: &str,
     subscription: Option<&SubscriptionId>,
@@ -88,14 +96,12 @@ async fn audit(
 #[utoipa::path(get, path = "/api/v1/webhooks/subscriptions", tag = "webhooks", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = Page<Subscription>), (status = 403, body = ErrorBody)))]
 async fn list_subscriptions(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     _admin: Admin,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Page<Subscription>>> {
     let (limit, offset) = page.resolve()?;
-    Ok(Json(
-        state.webhooks.list_subscriptions(limit, offset).await?,
-    ))
+    Ok(Json(state.backend.list_subscriptions(limit, offset).await?))
 }
 
 /// Create a subscription. The answer carries its signing secret, shown this once.
@@ -103,13 +109,13 @@ async fn list_subscriptions(
     request_body = NewSubscription,
     responses((status = 201, body = SubscriptionWithSecret), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_subscription(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     user: Admin,
     ApiJson(body): ApiJson<NewSubscription>,
 ) -> ApiResult<(StatusCode, Json<SubscriptionWithSecret>)> {
     body.validate()?;
     check_target(&state, &body.url).await?;
-    let created = state.webhooks.create_subscription(&body).await?;
+    let created = state.backend.create_subscription(&body).await?;
     let details =
         json!({"url": body.url, "event_types": body.event_types, "payload": body.payload});
     audit(
@@ -127,13 +133,13 @@ async fn create_subscription(
     params(("id" = String, Path, description = "subscription id")),
     responses((status = 200, body = Subscription), (status = 404, body = ErrorBody)))]
 async fn get_subscription(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     _admin: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Subscription>> {
     Ok(Json(
         state
-            .webhooks
+            .backend
             .get_subscription(&subscription_id(&raw)?)
             .await?,
     ))
@@ -144,7 +150,7 @@ async fn get_subscription(
     params(("id" = String, Path, description = "subscription id")), request_body = SubscriptionUpdate,
     responses((status = 200, body = Subscription), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_subscription(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     user: Admin,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<SubscriptionUpdate>,
@@ -154,7 +160,7 @@ async fn update_subscription(
     if let Some(url) = &body.url {
         check_target(&state, url).await?;
     }
-    let updated = state.webhooks.update_subscription(&id, &body).await?;
+    let updated = state.backend.update_subscription(&id, &body).await?;
     let details = json!({"url": body.url, "description": body.description, "event_types": body.event_types, "payload": body.payload});
     audit(&state, &user.0, "subscription.updated", Some(&id), details).await?;
     Ok(Json(updated))
@@ -164,12 +170,12 @@ async fn update_subscription(
     params(("id" = String, Path, description = "subscription id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_subscription(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     user: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = subscription_id(&raw)?;
-    state.webhooks.delete_subscription(&id).await?;
+    state.backend.delete_subscription(&id).await?;
     audit(
         &state,
         &user.0,
@@ -194,7 +200,7 @@ pub struct Toggle {
     params(("id" = String, Path, description = "subscription id")), request_body(content = Toggle, description = "optional"),
     responses((status = 200, body = Subscription), (status = 404, body = ErrorBody)))]
 async fn toggle_subscription(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     user: Admin,
     Path(raw): Path<String>,
     OptionalJson(body): OptionalJson<Toggle>,
@@ -202,9 +208,9 @@ async fn toggle_subscription(
     let id = subscription_id(&raw)?;
     let enabled = match body.and_then(|t| t.enabled) {
         Some(enabled) => enabled,
-        None => !state.webhooks.get_subscription(&id).await?.enabled,
+        None => !state.backend.get_subscription(&id).await?.enabled,
     };
-    let updated = state.webhooks.set_enabled(&id, enabled).await?;
+    let updated = state.backend.set_enabled(&id, enabled).await?;
     let action = if enabled {
         "subscription.enabled"
     } else {
@@ -219,12 +225,12 @@ async fn toggle_subscription(
     params(("id" = String, Path, description = "subscription id")),
     responses((status = 200, body = TestDelivery), (status = 404, body = ErrorBody)))]
 async fn test_subscription(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     user: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<TestDelivery>> {
     let id = subscription_id(&raw)?;
-    let sent = state.webhooks.send_test(&id).await?;
+    let sent = state.backend.send_test(&id).await?;
     audit(
         &state,
         &user,
@@ -242,15 +248,14 @@ async fn test_subscription(
     params(("id" = String, Path, description = "subscription id")),
     responses((status = 200, body = SubscriptionWithSecret), (status = 404, body = ErrorBody)))]
 async fn rotate_secret(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     user: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<SubscriptionWithSecret>> {
     let id = subscription_id(&raw)?;
-    let overlap_until = Timestamp(
-        Timestamp::now().millis() + state.settings.webhook_secret_overlap.as_millis() as i64,
-    );
-    let rotated = state.webhooks.rotate_secret(&id, overlap_until).await?;
+    let overlap_until =
+        Timestamp(Timestamp::now().millis() + state.secret_overlap.as_millis() as i64);
+    let rotated = state.backend.rotate_secret(&id, overlap_until).await?;
     audit(
         &state,
         &user,
@@ -266,15 +271,12 @@ async fn rotate_secret(
     params(("id" = String, Path, description = "subscription id")),
     responses((status = 200, body = FailureStats), (status = 404, body = ErrorBody)))]
 async fn failure_stats(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     _admin: Admin,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<FailureStats>> {
     Ok(Json(
-        state
-            .webhooks
-            .failure_stats(&subscription_id(&raw)?)
-            .await?,
+        state.backend.failure_stats(&subscription_id(&raw)?).await?,
     ))
 }
 
@@ -292,7 +294,7 @@ pub struct RecoverWindow {
     params(("id" = String, Path, description = "subscription id")), request_body = RecoverWindow,
     responses((status = 202, body = Requeued), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn recover(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     user: Admin,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<RecoverWindow>,
@@ -302,7 +304,7 @@ async fn recover(
         return Err(ApiError::invalid_field("until", "must be after since"));
     }
     let requeued = state
-        .webhooks
+        .backend
         .recover(&id, body.since.into(), body.until.map(Into::into))
         .await?;
     audit(
@@ -321,11 +323,11 @@ async fn recover(
     responses((status = 200, body = CursorPage<MessageLog>), (status = 400, body = ErrorBody),
         (status = 404, description = "`subscription_id` names no subscription", body = ErrorBody)))]
 async fn list_logs(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     _admin: Admin,
     ApiQuery(filter): ApiQuery<MessageFilter>,
 ) -> ApiResult<Json<CursorPage<MessageLog>>> {
-    Ok(Json(state.webhooks.list_messages(&filter).await?))
+    Ok(Json(state.backend.list_messages(&filter).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -342,7 +344,7 @@ pub struct CursorParams {
     params(("id" = String, Path, description = "subscription id"), CursorParams),
     responses((status = 200, body = CursorPage<AttemptLog>), (status = 404, body = ErrorBody)))]
 async fn list_attempts(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     _admin: Admin,
     Path(raw): Path<String>,
     ApiQuery(page): ApiQuery<CursorParams>,
@@ -355,7 +357,7 @@ async fn list_attempts(
     .resolve()?;
     Ok(Json(
         state
-            .webhooks
+            .backend
             .list_attempts(&id, page.cursor.as_deref(), limit)
             .await?,
     ))
@@ -374,7 +376,7 @@ pub struct RetryRequest {
     params(("id" = String, Path, description = "message id (msg_…)")), request_body(content = RetryRequest, description = "optional"),
     responses((status = 202, body = Requeued), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry_message(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     user: Admin,
     Path(raw): Path<String>,
     OptionalJson(body): OptionalJson<RetryRequest>,
@@ -383,7 +385,7 @@ async fn retry_message(
         .and_then(|r| r.subscription_id)
         .map(|raw| parse_id(&raw, "subscription", SubscriptionId::parse))
         .transpose()?;
-    let requeued = state.webhooks.retry_message(&raw, target.as_ref()).await?;
+    let requeued = state.backend.retry_message(&raw, target.as_ref()).await?;
     audit(
         &state,
         &user,
@@ -410,7 +412,7 @@ pub struct AuditParams {
     responses((status = 200, body = Page<AuditEntry>),
         (status = 404, description = "`subscription_id` names no subscription", body = ErrorBody)))]
 async fn list_audit(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     _admin: Admin,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<Page<AuditEntry>>> {

@@ -1,13 +1,16 @@
-//! The delivery backend interface behind the administration API (SPEC §5). The embedded
-//! engine implements it on our tables; the Svix backend implements it by calling a Svix
-//! server. Routes only ever talk to a `dyn WebhookBackend`, so both serve the same API.
+//! The delivery backend interface (SPEC §5): the administration API, the background work
+//! that delivers, and what `/health` and `/metrics` show. The embedded engine implements
+//! it on our tables; the Svix backend implements it by calling a Svix server. The backend
+//! is chosen once at start-up; everything else only ever talks to a `dyn WebhookBackend`,
+//! so nobody branches on which one it is.
 
 use super::subscriptions::{
     NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::http::Page;
 use crate::ids::SubscriptionId;
+use crate::tasks::Tasks;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +18,29 @@ use serde::{Deserialize, Serialize};
 pub trait WebhookBackend: Send + Sync {
     /// `embedded` or `svix`.
     fn name(&self) -> &'static str;
+
+    /// Starts the backend's background work in `tasks`. `deliver` is
+    /// `EHRS_WEBHOOK_WORKERS`: off, an API-only instance sends nothing itself.
+    fn start_workers(self: std::sync::Arc<Self>, tasks: &mut Tasks, deliver: bool);
+
+    /// Events waiting to go out: deliveries waiting for an attempt (embedded), or events
+    /// waiting to be handed over (Svix). Shown by `/health` and `/metrics`.
+    async fn queue_depth(&self) -> Result<i64, sqlx::Error>;
+
+    /// An operational webhook that the delivery service itself sends us (a Svix server's,
+    /// at `POST /webhooks/internal/svix-ops`, already read but not yet verified). A
+    /// backend without such a service refuses it.
+    async fn operational_webhook(
+        &self,
+        _headers: &axum::http::HeaderMap,
+        _body: &[u8],
+    ) -> ApiResult<()> {
+        Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "Svix operational webhooks are only taken with WEBHOOK_BACKEND=svix",
+        ))
+    }
 
     /// Whether the backend can take work now (shown by `/health`).
     fn health(&self) -> BackendHealth {

@@ -17,61 +17,23 @@ pub mod signing;
 pub mod ssrf;
 pub mod subscriptions;
 
-use crate::app::AppState;
-use utoipa_axum::router::OpenApiRouter;
+pub use admin::router;
 
-/// The webhook routes: administration and inbound receivers.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .merge(admin::router())
-        .merge(crate::inbound::router())
-        .merge(crate::svix::ops::router())
-}
+use crate::db::Db;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// The configured backend, and the Svix backend itself when that is the one (its
-/// workers and the operational-webhook route need more than the trait).
-pub struct Backends {
-    pub webhooks: std::sync::Arc<dyn backend::WebhookBackend>,
-    pub svix: Option<std::sync::Arc<crate::svix::SvixBackend>>,
-}
-
-/// The backend chosen by `WEBHOOK_BACKEND`.
-pub fn backend_for(
-    settings: &crate::config::Settings,
-    db: &crate::db::Db,
-    secrets: &crate::crypto::SecretBox,
-    lookup: &std::sync::Arc<dyn ssrf::Lookup>,
-) -> anyhow::Result<Backends> {
-    match settings.webhook_backend.as_str() {
-        "embedded" => {
-            let config = crate::delivery::EngineConfig::from_settings(settings);
-            let policy = ssrf::Policy {
-                allow_insecure: settings.webhooks_allow_insecure,
-            };
-            let sender = crate::delivery::HttpSender::from_parts(
-                policy,
-                lookup.clone(),
-                secrets.clone(),
-                config.timeout,
-                config.clock.clone(),
-            );
-            Ok(Backends {
-                webhooks: std::sync::Arc::new(crate::delivery::EmbeddedBackend::new(
-                    db.clone(),
-                    secrets.clone(),
-                    sender,
-                    config,
-                )),
-                svix: None,
-            })
-        }
-        "svix" => {
-            let svix = std::sync::Arc::new(crate::svix::SvixBackend::from_settings(settings, db)?);
-            Ok(Backends {
-                webhooks: svix.clone(),
-                svix: Some(svix),
-            })
-        }
-        other => anyhow::bail!("WEBHOOK_BACKEND must be 'embedded' or 'svix', not '{other}'"),
-    }
+/// What the webhook administration routes need, taken from the application's state with
+/// `FromRef`: the backend, the database (the audit trail), and what decides whether a
+/// target URL is allowed.
+#[derive(Clone)]
+pub struct Webhooks {
+    pub backend: Arc<dyn backend::WebhookBackend>,
+    pub db: Db,
+    /// What the SSRF guard allows under the current settings.
+    pub policy: ssrf::Policy,
+    /// Name resolution for webhook targets (replaceable in tests).
+    pub lookup: Arc<dyn ssrf::Lookup>,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    pub secret_overlap: Duration,
 }

@@ -18,6 +18,15 @@ pub struct Policy {
     pub allow_insecure: bool,
 }
 
+impl Policy {
+    /// What `EHRS_WEBHOOKS_ALLOW_INSECURE` allows.
+    pub fn from_settings(settings: &crate::config::Settings) -> Policy {
+        Policy {
+            allow_insecure: settings.webhooks_allow_insecure,
+        }
+    }
+}
+
 /// Name resolution, injectable so tests can make a name resolve to any address.
 pub trait Lookup: Send + Sync + 'static {
     fn lookup(

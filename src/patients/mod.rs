@@ -10,7 +10,7 @@ pub(crate) mod registrations;
 pub mod repo;
 pub(crate) mod routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use model::{BookNo, NewPatient, Patient, PatientPatch, Registration, Sex};

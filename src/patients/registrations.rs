@@ -3,12 +3,12 @@
 
 use super::model::{BookNo, Registration, RegistrationInput};
 use super::repo;
-use crate::app::AppState;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::CampId;
 use crate::outbound::{self, Event, EventType};
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -7,7 +7,6 @@
 //! same admin-only checks. Every path under `/portal/` that is not an asset serves the
 //! page, whose script picks the view from the path (`/portal/deliveries`, …).
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use axum::Router;
 use axum::extract::Path;
@@ -37,7 +36,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
     style-src 'self'; img-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub fn router() -> Router<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/portal", get(page))
         .route("/portal/assets/{file}", get(asset))

@@ -4,7 +4,6 @@ use super::model::{
     DispatchStatus, NewPrescription, Prescription, PrescriptionFilter, PrescriptionUpdate,
 };
 use super::repo;
-use crate::app::AppState;
 use crate::auth::{CurrentUser, Require, can};
 use crate::consultations::model::{ConsultationStatus, closed};
 use crate::db::Tx;
@@ -12,6 +11,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{ConsultationId, MedicineId, PrescriptionId};
 use crate::outbound::{self, Event, EventType};
+use crate::state::AppState;
 use crate::validation::Validate;
 use crate::{consultations, medicines};
 use axum::Json;

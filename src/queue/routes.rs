@@ -5,13 +5,13 @@ use super::model::{
     StatusUpdate, filter_id,
 };
 use super::repo;
-use crate::app::AppState;
 use crate::auth::{CurrentUser, Require, can};
 use crate::consultations;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, DoctorId, QueueEntryId};
 use crate::outbound::{self, Event, EventType};
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::json;

@@ -16,8 +16,11 @@ use crate::outbound::store::DisplayStatus;
 use crate::outbound::subscriptions::{
     NewSubscription, PayloadMode, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
+use crate::tasks::Tasks;
 use crate::time::Timestamp;
+use axum::http::HeaderMap;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 use svix::api::{
     EndpointCreateOptions, EndpointListOptions, MessageAttemptListAttemptedDestinationsOptions,
@@ -448,6 +451,24 @@ impl SvixBackend {
 impl WebhookBackend for SvixBackend {
     fn name(&self) -> &'static str {
         "svix"
+    }
+
+    /// Registration (retried until it succeeds) and, with `deliver`, the relay. On stop
+    /// an in-flight relay batch finishes first.
+    fn start_workers(self: Arc<Self>, tasks: &mut Tasks, deliver: bool) {
+        let backend = self.clone();
+        tasks.spawn(move |stop| super::register::run_until_registered(backend, stop));
+        if deliver {
+            tasks.spawn(move |stop| super::relay::run(self, stop));
+        }
+    }
+
+    async fn queue_depth(&self) -> Result<i64, sqlx::Error> {
+        super::relay::unrelayed(&self.db).await
+    }
+
+    async fn operational_webhook(&self, headers: &HeaderMap, body: &[u8]) -> ApiResult<()> {
+        super::ops::receive_verified(self, headers, body).await
     }
 
     fn health(&self) -> BackendHealth {

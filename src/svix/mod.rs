@@ -16,6 +16,8 @@ pub mod ops;
 pub mod register;
 pub mod relay;
 
+pub use ops::router;
+
 use crate::config::Settings;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -23,7 +25,7 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 use svix::api::{Svix, SvixOptions};
 
@@ -148,36 +150,6 @@ impl SvixBackend {
     /// Whether an event of this type needs its identifiers-only copy.
     fn wants_id_only(&self, event_type: &str) -> bool {
         self.id_only_types().accepts(event_type)
-    }
-
-    /// Starts registration (retried until it succeeds) and, with `relay`, the relay
-    /// (`EHRS_WEBHOOK_WORKERS`). Stop with [`SvixWorkers::stop`]; an in-flight relay batch
-    /// finishes first.
-    pub fn start(self: &Arc<Self>, relay: bool) -> SvixWorkers {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut tasks = vec![tokio::spawn(register::run_until_registered(
-            self.clone(),
-            stopped.clone(),
-        ))];
-        if relay {
-            tasks.push(tokio::spawn(relay::run(self.clone(), stopped)));
-        }
-        SvixWorkers { stop, tasks }
-    }
-}
-
-/// The running background tasks of the Svix backend.
-pub struct SvixWorkers {
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl SvixWorkers {
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
     }
 }
 

@@ -15,20 +15,27 @@
 //! Each webhook id is applied once (Svix retries operational webhooks too).
 
 use super::SvixBackend;
-use crate::app::AppState;
 use crate::db::{Db, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{AuditId, SubscriptionId};
+use crate::outbound::Webhooks;
 use crate::time::Timestamp;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use sqlx::Row;
 use std::collections::HashMap;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// The operational-webhook route, for any application state that holds [`Webhooks`]. It
+/// is served whatever the backend (and documented), and answered by the backend: only
+/// the Svix backend takes these.
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Webhooks: FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(receive))
 }
 
@@ -173,17 +180,23 @@ pub struct LastAttempt {
         (status = 404, body = crate::error::ErrorBody, description = "the Svix backend is not in use"),
         (status = 502, body = crate::error::ErrorBody, description = "Svix could not be reached to pause the endpoint; Svix will send the webhook again")))]
 pub async fn receive(
-    State(state): State<AppState>,
+    State(webhooks): State<Webhooks>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let Some(backend) = &state.svix else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Svix operational webhooks are only taken with WEBHOOK_BACKEND=svix",
-        ));
-    };
+    webhooks
+        .backend
+        .operational_webhook(&headers, &body)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Verifies and applies one operational webhook for `backend`.
+pub(super) async fn receive_verified(
+    backend: &SvixBackend,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<()> {
     let Some(secret) = &backend.ops_secret else {
         return Err(ApiError::unauthorized(
             "SVIX_OPS_WEBHOOK_SECRET is not set, so no operational webhook can be verified",
@@ -194,20 +207,19 @@ pub async fn receive(
             "SVIX_OPS_WEBHOOK_SECRET is not a whsec_ secret"
         ))
     })?;
-    if verifier.verify(&body, &headers).is_err() {
+    if verifier.verify(body, headers).is_err() {
         return Err(ApiError::unauthorized(
             "missing, stale or wrong webhook signature",
         ));
     }
-    let event: OpsEvent = serde_json::from_slice(&body)
+    let event: OpsEvent = serde_json::from_slice(body)
         .map_err(|err| ApiError::bad_request("malformed_json", err.to_string()))?;
     let webhook_id = ["webhook-id", "svix-id"]
         .iter()
         .find_map(|name| headers.get(*name)?.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    apply(backend, &webhook_id, &event).await?;
-    Ok(StatusCode::NO_CONTENT)
+    apply(backend, &webhook_id, &event).await
 }
 
 /// What one event does to the counters.

@@ -2,13 +2,13 @@
 
 use super::model::{Vitals, VitalsInput};
 use super::repo;
-use crate::app::AppState;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, VitalsId};
 use crate::outbound::{self, Event, EventType};
 use crate::patients::BookNo;
+use crate::state::AppState;
 use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{Path, State};

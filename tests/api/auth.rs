@@ -213,7 +213,11 @@ async fn fresh_token(app: &crate::support::TestApp, id: &ehrs::ids::UserId) -> S
         .fetch_one(app.state.db.pool())
         .await
         .unwrap();
-    app.state.tokens.issue(id, Role::Admin, generation).unwrap()
+    app.state
+        .auth
+        .tokens
+        .issue(id, Role::Admin, generation)
+        .unwrap()
 }
 
 async fn active_admins(app: &crate::support::TestApp) -> i64 {

@@ -194,7 +194,7 @@ db_test!(
 db_test!(async fn two_engines_never_deliver_the_same_message_at_once(app) {
     let receiver = TestReceiver::start().await;
     let (subscription, _) = app.subscribe(&receiver.url, &[], "full").await;
-    let second = ehrs::delivery::DeliveryEngine::start(&app.state);
+    let second = ehrs::testing::start_delivery_engine(&app.state, &app.state.settings);
     let creations = (0..60).map(|_| create_camp(&app));
     futures_util::future::join_all(creations).await;
     let got = receiver.wait_for(60, PATIENCE).await;
@@ -248,7 +248,7 @@ db_test!(async fn late_commits_are_never_skipped_and_sequences_follow_commit_hor
     let second = TestReceiver::start().await;
     app.subscribe(&first.url, &[], "full").await;
     app.subscribe(&second.url, &[], "id_only").await;
-    let other_engine = ehrs::delivery::DeliveryEngine::start(&app.state);
+    let other_engine = ehrs::testing::start_delivery_engine(&app.state, &app.state.settings);
     let db = app.state.db.clone();
 
     let slow = {
@@ -376,7 +376,7 @@ db_test!(
         // Another instance leads the fan-out when this instance's write commits, so this
         // engine's batch skips; the leader never sees the message and its release wakes
         // nobody.
-        let lock = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ehrs::outbound::store::FANOUT_LOCK);
+        let lock = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ehrs::testing::FANOUT_LOCK);
         goes_out_once_released(&app, lock).await;
     }
 );
@@ -539,8 +539,8 @@ db_test!(
         let lease = 2 * 120_000 + 5_000;
         let mut tx = app.state.db.begin().await.unwrap();
         let event = Event::new(EventType::WebhookTest, &WebhookTestData { subscription_id: id.clone(), message: "held".into() });
-        let message = ehrs::outbound::outbox::insert_message(&mut tx, &event, now, false).await.unwrap();
-        let delivery = ehrs::outbound::outbox::queue_delivery(&mut tx, &message, &id, now, Some(now.millis() + lease))
+        let message = ehrs::testing::insert_handed_off_message(&mut tx, &event, now).await.unwrap();
+        let delivery = ehrs::testing::queue_delivery(&mut tx, &message, &id, now, Some(now.millis() + lease))
             .await
             .unwrap();
         sqlx::query("UPDATE webhook_deliveries SET locked_by = 'ehrs-crashed' WHERE id = $1")

@@ -179,7 +179,7 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> O
 #[tokio::test]
 async fn silent_half_sent_and_idle_connections_are_closed() {
     assert_eq!(
-        ehrs::app::ServerTimeouts::default().header_read,
+        ehrs::server::ServerTimeouts::default().header_read,
         Duration::from_secs(30),
         "the documented default"
     );
@@ -189,11 +189,11 @@ async fn silent_half_sent_and_idle_connections_are_closed() {
         "/",
         axum::routing::get(|| async { "ok" }).post(|body: String| async move { body }),
     );
-    let timeouts = ehrs::app::ServerTimeouts {
+    let timeouts = ehrs::server::ServerTimeouts {
         header_read: Duration::from_secs(1),
         body_read: Duration::from_secs(1),
     };
-    tokio::spawn(ehrs::app::serve_with_timeouts(
+    tokio::spawn(ehrs::server::serve_with_timeouts(
         listener,
         router,
         timeouts,

@@ -176,7 +176,7 @@ db_test!(async fn the_document_and_the_docs_page_are_served_without_a_token(app)
     let doc = app.request(Method::GET, None, "/openapi.json", None).await.expect(200);
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["webhooks"].as_object().unwrap().len(), 18);
-    assert_eq!(doc, serde_json::to_value(ehrs::openapi::document()).unwrap());
+    assert_eq!(doc, serde_json::to_value(ehrs::router::document()).unwrap());
 
     let page = app.request(Method::GET, None, "/docs", None).await;
     assert_eq!(page.status, 200);

@@ -184,8 +184,7 @@ db_test!(
         // A second worker with many deliveries in flight at once races the first.
         let mut busy = (*app.state.settings).clone();
         busy.webhook_endpoint_concurrency = 8;
-        let busy_state = ehrs::app::AppState { settings: std::sync::Arc::new(busy), ..app.state.clone() };
-        let second_worker = ehrs::delivery::DeliveryEngine::start(&busy_state);
+        let second_worker = ehrs::testing::start_delivery_engine(&app.state, &busy);
         futures_util::future::join_all((0..12).map(|_| create_camp(&app))).await;
 
         let stats_path = format!("/api/v1/webhooks/subscriptions/{id}/failure-stats");

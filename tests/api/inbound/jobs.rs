@@ -3,19 +3,18 @@
 
 use crate::support::TestApp;
 use crate::support::inbound::*;
-use ehrs::app::AppState;
 use ehrs::db::Db;
-use ehrs::jobs::{self, Job, JobError, Registry};
+use ehrs::jobs::{self, Job, JobContext, JobError, Registry};
 use ehrs::time::Timestamp;
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;
 
-async fn always_fails(_state: AppState, _job: Job) -> Result<(), JobError> {
+async fn always_fails(_context: JobContext, _job: Job) -> Result<(), JobError> {
     Err(JobError::retryable("partner system unreachable"))
 }
 
-async fn succeeds(_state: AppState, _job: Job) -> Result<(), JobError> {
+async fn succeeds(_context: JobContext, _job: Job) -> Result<(), JobError> {
     Ok(())
 }
 
@@ -41,29 +40,29 @@ db_test!(async fn failing_jobs_back_off_then_fail_with_their_error(app) {
     let id = enqueue(&app, "test.flaky", 3).await;
     let start = Timestamp::now();
 
-    assert_eq!(jobs::run_jobs_due_by(&app.state, &registry, start).await.unwrap(), 1);
+    assert_eq!(jobs::run_jobs_due_by(&ehrs::testing::job_context(&app.state), &registry, start).await.unwrap(), 1);
     let after_one = job(&app, &id).await;
     assert_eq!((after_one.status.as_str(), after_one.attempts), ("queued", 1));
     assert_eq!(after_one.last_error.as_deref(), Some("partner system unreachable"));
     assert!(after_one.run_at.millis() >= start.millis() + 5_000, "first retry after about 5 s");
-    assert_eq!(jobs::run_jobs_due_by(&app.state, &registry, at(start, Duration::from_secs(4))).await.unwrap(), 0, "not due yet");
+    assert_eq!(jobs::run_jobs_due_by(&ehrs::testing::job_context(&app.state), &registry, at(start, Duration::from_secs(4))).await.unwrap(), 0, "not due yet");
 
     let later = at(after_one.run_at, Duration::ZERO);
-    assert_eq!(jobs::run_jobs_due_by(&app.state, &registry, later).await.unwrap(), 1);
+    assert_eq!(jobs::run_jobs_due_by(&ehrs::testing::job_context(&app.state), &registry, later).await.unwrap(), 1);
     let after_two = job(&app, &id).await;
     assert_eq!((after_two.status.as_str(), after_two.attempts), ("queued", 2));
     assert!(after_two.run_at.millis() - after_one.run_at.millis() >= 9_000, "the delay doubles");
 
-    assert_eq!(jobs::run_jobs_due_by(&app.state, &registry, after_two.run_at).await.unwrap(), 1);
+    assert_eq!(jobs::run_jobs_due_by(&ehrs::testing::job_context(&app.state), &registry, after_two.run_at).await.unwrap(), 1);
     let failed = job(&app, &id).await;
     assert_eq!((failed.status.as_str(), failed.attempts), ("failed", 3));
     assert_eq!(failed.last_error.as_deref(), Some("partner system unreachable"));
     assert!(failed.locked_until.is_none());
-    assert_eq!(jobs::run_jobs_due_by(&app.state, &registry, at(start, Duration::from_secs(86_400))).await.unwrap(), 0);
+    assert_eq!(jobs::run_jobs_due_by(&ehrs::testing::job_context(&app.state), &registry, at(start, Duration::from_secs(86_400))).await.unwrap(), 0);
 
     // Unknown kinds fail at once, saying so.
     let orphan = enqueue(&app, "test.nobody", 5).await;
-    jobs::run_jobs_due_by(&app.state, &registry, Timestamp::now()).await.unwrap();
+    jobs::run_jobs_due_by(&ehrs::testing::job_context(&app.state), &registry, Timestamp::now()).await.unwrap();
     let orphan = job(&app, &orphan).await;
     assert_eq!(orphan.status, "failed");
     assert_eq!(orphan.last_error.as_deref(), Some("no handler for job kind 'test.nobody'"));
@@ -129,7 +128,8 @@ db_test!(async fn the_runner_picks_up_new_jobs_and_stops_gracefully(app) {
     let medicine = seed_medicine(&app, 1).await;
     let source = default_source(&app).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runner = jobs::spawn_runner(app.state.clone(), stopped);
+    let context = ehrs::testing::job_context(&app.state);
+    let runner = tokio::spawn(jobs::run(context, ehrs::application::job_registry(), stopped));
     send_event(&app, &source, &stock_event("s-1", &medicine, 77)).await.expect(202);
     let mut stock = 0;
     for _ in 0..100 {

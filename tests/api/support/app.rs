@@ -1,7 +1,8 @@
-use ehrs::app::{self, AppState};
+use ehrs::application::Application;
 use ehrs::auth::{self, Role};
 use ehrs::config::{Keys, Settings};
-use ehrs::db::Db;
+use ehrs::state::AppState;
+use ehrs::tasks::Tasks;
 use reqwest::Method;
 use serde_json::Value;
 use std::future::Future;
@@ -35,8 +36,7 @@ pub struct TestApp {
 /// database. Kept apart from [`TestApp`] so it survives a panicking test body.
 pub struct Cleanup {
     shutdown: Option<oneshot::Sender<()>>,
-    engine: Option<ehrs::delivery::DeliveryEngine>,
-    svix: Option<ehrs::svix::SvixWorkers>,
+    workers: Option<Tasks>,
     _dir: tempfile::TempDir,
     pg_database: Option<String>,
 }
@@ -46,11 +46,8 @@ impl Cleanup {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        if let Some(engine) = self.engine.take() {
-            engine.stop().await;
-        }
-        if let Some(svix) = self.svix.take() {
-            svix.stop().await;
+        if let Some(workers) = self.workers.take() {
+            workers.stop().await;
         }
         if let Some(name) = self.pg_database.take() {
             drop_postgres_database(&name).await;
@@ -85,9 +82,17 @@ impl TestResponse {
     }
 }
 
-/// Settings for tests: defaults, a temporary data dir, fast and permissive webhooks.
+/// Settings for tests: defaults, a temporary data dir, the test keys, fast and permissive
+/// webhooks; no first admin (each test app makes one user per role) and no job runner
+/// (tests run due jobs themselves).
 pub fn test_settings(dir: &std::path::Path) -> Settings {
+    use base64::Engine;
     let mut settings = Settings::defaults();
+    let keys = test_keys();
+    settings.jwt_secret = Some(String::from_utf8(keys.jwt).unwrap());
+    settings.secret_key = Some(base64::engine::general_purpose::STANDARD.encode(keys.data));
+    settings.create_admin = false;
+    settings.job_workers = false;
     settings.data_dir = dir.to_path_buf();
     settings.bind = "127.0.0.1:0".into();
     settings.webhooks_allow_insecure = true;
@@ -121,11 +126,8 @@ impl TestApp {
             }
         });
         configure(&mut settings);
-        let db = Db::connect(&settings.database_url(), settings.db_pool_size)
-            .await
-            .expect("connect");
-        db.migrate().await.expect("migrate");
-        let state = AppState::new(db, settings, test_keys()).expect("state");
+        let application = Application::build(settings).await.expect("the app builds");
+        let state = application.state.clone();
 
         let mut tokens = Vec::new();
         for role in Role::ALL {
@@ -139,14 +141,13 @@ impl TestApp {
             .await
             .unwrap();
             tx.commit().await.unwrap();
-            tokens.push((role, state.tokens.issue(&user.id, role, 0).unwrap()));
+            tokens.push((role, state.auth.tokens.issue(&user.id, role, 0).unwrap()));
         }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let router = app::router(state.clone());
-        tokio::spawn(app::serve(listener, router, async {
+        tokio::spawn(ehrs::server::serve(listener, application.router(), async {
             let _ = stopped.await;
         }));
         let app = TestApp {
@@ -157,14 +158,9 @@ impl TestApp {
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
             tokens,
         };
-        let workers = app.state.settings.webhook_workers;
-        let engine = (workers && app.state.svix.is_none())
-            .then(|| ehrs::delivery::DeliveryEngine::start(&app.state));
-        let svix = app.state.svix.as_ref().map(|svix| svix.start(workers));
         let cleanup = Cleanup {
             shutdown: Some(shutdown),
-            engine,
-            svix,
+            workers: Some(application.start_workers()),
             _dir: dir,
             pg_database,
         };

@@ -114,7 +114,7 @@ pub fn stock_event(event_id: &str, medicine_id: &str, quantity: i64) -> Value {
 
 /// Runs every due job (as the runner would) and returns how many attempts ran.
 pub async fn run_jobs(app: &TestApp) -> usize {
-    ehrs::jobs::run_due_jobs(&app.state)
+    ehrs::testing::run_due_jobs(&app.state)
         .await
         .expect("run_due_jobs")
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::openapi::webhooks;
 use crate::outbound::EventType;
 use serde_json::{Value, json};
 
@@ -243,4 +244,13 @@ fn request_schemas_carry_the_rules_the_handlers_enforce() {
         .unwrap();
     assert_eq!(limit["schema"]["minimum"], 1);
     assert_eq!(limit["schema"]["maximum"], 200);
+}
+
+#[test]
+fn the_envelope_schemas_svix_registers_need_no_route() {
+    assert_eq!(
+        webhooks::standalone_envelope_schemas(),
+        webhooks::standalone_envelope_schemas_in(&doc()),
+        "declare() alone must add every schema an envelope references"
+    );
 }
