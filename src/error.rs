@@ -93,7 +93,7 @@ impl ApiError {
 
     /// A single-field validation failure (422).
     pub fn invalid_field(field: &str, reason: impl Into<String>) -> Self {
-        crate::validation::FieldErrors::single(field, reason).into_error()
+        crate::validation::FieldErrors::single(field, reason).into()
     }
 
     /// 422 `invalid_reference`: the body field `field` names no record (`what '{value}'`).
@@ -163,6 +163,17 @@ impl From<sqlx::Error> for ApiError {
             return ApiError::service_unavailable("the database is busy; try again");
         }
         ApiError::internal(err)
+    }
+}
+
+/// 422 `validation_failed`, naming every field and why (`details.fields`).
+impl From<crate::validation::FieldErrors> for ApiError {
+    fn from(errors: crate::validation::FieldErrors) -> Self {
+        ApiError::unprocessable(
+            "validation_failed",
+            format!("invalid request: {}", errors.summary()),
+        )
+        .with_details(json!(errors))
     }
 }
 

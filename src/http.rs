@@ -63,7 +63,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = strict_json(bytes)?;
     if !value.is_object() {
-        return Err(FieldErrors::single("body", "must be a JSON object").into_error());
+        return Err(FieldErrors::single("body", "must be a JSON object").into());
     }
     match serde_path_to_error::deserialize::<_, T>(&value) {
         Ok(parsed) => Ok(parsed),
@@ -189,7 +189,7 @@ fn type_error<T: DeserializeOwned>(
                     None => "is not a known field".to_string(),
                 }
             };
-            return FieldErrors::single(&join(name), reason).into_error();
+            return FieldErrors::single(&join(name), reason).into();
         }
     }
     let field = if parent == "." {
@@ -219,7 +219,7 @@ fn type_error<T: DeserializeOwned>(
         ),
         None => errors.add(&field, message),
     }
-    errors.into_error()
+    errors.into()
 }
 
 /// The words of serde's "expected one of `a`, `b`" (an enum's variants or a struct's fields).

@@ -40,6 +40,7 @@ pub mod state;
 pub mod svix;
 pub mod tasks;
 pub mod testing;
+mod text_enum;
 pub mod time;
 pub mod validation;
 pub mod vitals;

@@ -135,7 +135,8 @@ async fn create_user(
         password,
         role,
     };
-    ehrs::validation::Validate::validate(&input).map_err(|e| anyhow::anyhow!(e.message))?;
+    ehrs::validation::Validate::validate(&input)
+        .map_err(|e| anyhow::anyhow!(ehrs::error::ApiError::from(e).message))?;
     let db = Db::connect(&settings.database_url(), 2).await?;
     db.migrate().await?;
     let hash = auth::hash_password(input.password).await?;

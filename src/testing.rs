@@ -68,3 +68,18 @@ pub async fn queue_delivery(
 ) -> Result<DeliveryId, sqlx::Error> {
     crate::outbound::queue_delivery(tx, message, subscription, due, hold_until).await
 }
+
+/// Writes a subscription into the embedded backend's table whatever backend runs (a row
+/// left from before a switch to Svix), sealing `secret` with `state`'s key.
+pub async fn insert_embedded_subscription(
+    state: &AppState,
+    input: &crate::outbound::subscriptions::NewSubscription,
+    secret: &str,
+) -> Result<crate::outbound::subscriptions::Subscription, sqlx::Error> {
+    let mut tx = state.db.begin().await?;
+    let subscription =
+        crate::outbound::store::subscriptions::insert(&mut tx, input, secret, &state.secrets)
+            .await?;
+    tx.commit().await?;
+    Ok(subscription)
+}

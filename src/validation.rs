@@ -1,8 +1,6 @@
 //! Field-level validation that reports every problem of a request at once.
 
-use crate::error::ApiError;
 use serde::Serialize;
-use serde_json::json;
 
 /// The earliest date the API accepts (birth dates, camp days): a year 0000 or -0001 is a
 /// typing slip, not a record.
@@ -125,28 +123,23 @@ impl FieldErrors {
         self.fields.is_empty()
     }
 
-    pub fn into_error(self) -> ApiError {
-        let summary = self
-            .fields
+    /// Every problem in one line: `field reason; field reason`.
+    pub fn summary(&self) -> String {
+        self.fields
             .iter()
             .map(|f| format!("{} {}", f.field, f.reason))
             .collect::<Vec<_>>()
-            .join("; ");
-        ApiError::unprocessable("validation_failed", format!("invalid request: {summary}"))
-            .with_details(json!({ "fields": self.fields }))
+            .join("; ")
     }
 
-    /// `Ok(())` when nothing was reported, else the 422 error listing every field.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(self.into_error())
-        }
+    /// `Ok(())` when nothing was reported, else these errors (which `crate::error` turns
+    /// into the 422 answer listing every field).
+    pub fn finish(self) -> Result<(), FieldErrors> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
     }
 }
 
 /// Request types check themselves before any write.
 pub trait Validate {
-    fn validate(&self) -> Result<(), ApiError>;
+    fn validate(&self) -> Result<(), FieldErrors>;
 }

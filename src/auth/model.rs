@@ -61,7 +61,7 @@ pub struct NewUser {
 }
 
 impl Validate for NewUser {
-    fn validate(&self) -> Result<(), crate::error::ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         validate_username(&mut errors, &self.username);
         validate_password(&mut errors, &self.password, &self.username);
@@ -83,7 +83,7 @@ pub struct UserUpdate {
 impl UserUpdate {
     /// Checks the update against the user it applies to (the password policy needs the
     /// username).
-    pub fn validate_for(&self, current: &User) -> Result<(), crate::error::ApiError> {
+    pub fn validate_for(&self, current: &User) -> Result<(), FieldErrors> {
         let mut errors = FieldErrors::new();
         if let Some(password) = &self.password {
             validate_password(&mut errors, password, &current.username);

@@ -33,7 +33,7 @@ pub struct CampInput {
 }
 
 impl Validate for CampInput {
-    fn validate(&self) -> Result<(), crate::error::ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         errors.text("name", &self.name, 200);
         errors.text("location", &self.location, 500);
@@ -59,7 +59,7 @@ pub struct AttendanceUpdate {
 }
 
 impl Validate for AttendanceUpdate {
-    fn validate(&self) -> Result<(), crate::error::ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         match (self.attended_count, self.delta) {
             (Some(count), None) => errors.range("attended_count", count, 0, 1_000_000),

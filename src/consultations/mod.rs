@@ -2,8 +2,9 @@
 //!
 //! Owns the `consultations` table. `POST /doctors/assign-doctor` creates a consultation
 //! together with its queue entry (the `queue` module owns that table and the status
-//! machine). A consultation's `status` is driven by its queue entry and never set
-//! directly: `open` while the entry is `waiting`, `in_progress` while `in_consultation`,
+//! machine), and `PUT /queue/status-update` moves both ([`queue_moves`]): this room sits
+//! above the queue, which never reaches up here. A consultation's `status` is driven by
+//! its queue entry and never set directly: `open` while the entry is `waiting`, `in_progress` while `in_consultation`,
 //! then `completed` or `cancelled` like the entry. A completed or cancelled consultation
 //! can no longer be edited (409 `consultation_closed`).
 //!
@@ -16,6 +17,7 @@
 //! tables, in [`repo`].
 
 pub mod model;
+mod queue_moves;
 pub mod repo;
 pub(crate) mod routes;
 

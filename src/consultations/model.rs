@@ -1,6 +1,7 @@
 use crate::error::ApiError;
 use crate::ids::{CampId, ConsultationId, DoctorId, PatientId};
-use crate::queue::model::{Priority, QueueEntry, text_enum};
+use crate::queue::model::{Priority, QueueEntry, QueueStatus};
+use crate::text_enum::text_enum;
 use crate::time::Timestamp;
 use crate::validation::{FieldErrors, Validate};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,17 @@ text_enum! {
 }
 
 impl ConsultationStatus {
+    /// The status of a consultation whose queue entry has status `queue`: the entry
+    /// drives it (see the module's top comment).
+    pub fn following(queue: QueueStatus) -> ConsultationStatus {
+        match queue {
+            QueueStatus::Waiting => ConsultationStatus::Open,
+            QueueStatus::InConsultation => ConsultationStatus::InProgress,
+            QueueStatus::Completed => ConsultationStatus::Completed,
+            QueueStatus::Cancelled => ConsultationStatus::Cancelled,
+        }
+    }
+
     pub fn is_closed(self) -> bool {
         matches!(
             self,
@@ -64,7 +76,7 @@ pub struct AssignDoctor {
 }
 
 impl Validate for AssignDoctor {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         errors.optional_text("complaint", self.complaint.as_deref(), MAX_COMPLAINT);
         errors.finish()
@@ -82,7 +94,7 @@ pub struct ConsultationUpdate {
 }
 
 impl Validate for ConsultationUpdate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         errors.optional_text("complaint", self.complaint.as_deref(), MAX_COMPLAINT);
         errors.optional_text("diagnosis", self.diagnosis.as_deref(), MAX_DIAGNOSIS);

@@ -20,6 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(assign_doctor))
+        .routes(routes!(super::queue_moves::update_status))
         .routes(routes!(list_consultations))
         .routes(routes!(get_consultation, update_consultation))
 }

@@ -11,14 +11,12 @@ use crate::outbound::backend::*;
 use crate::outbound::events::{Event, EventType};
 use crate::outbound::outbox::REQUEUE_SIGNAL;
 use crate::outbound::signing;
-use crate::outbound::store::{self, DeliveryStatus, DisplayStatus};
+use crate::outbound::store;
 use crate::outbound::subscriptions::{
-    self, NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
+    NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
 use crate::tasks::Tasks;
 use crate::time::Timestamp;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 pub struct EmbeddedBackend {
     db: Db,
@@ -82,7 +80,7 @@ impl EmbeddedBackend {
     }
 
     async fn exists(&self, id: &SubscriptionId) -> ApiResult<Subscription> {
-        subscriptions::get(&self.db, id)
+        store::subscriptions::get(&self.db, id)
             .await?
             .ok_or_else(|| ApiError::not_found("subscription", id))
     }
@@ -90,42 +88,6 @@ impl EmbeddedBackend {
 
 fn not_found(id: &SubscriptionId) -> ApiError {
     ApiError::not_found("subscription", id)
-}
-
-/// The SQL condition selecting deliveries in a displayed status.
-fn status_condition(status: &str) -> ApiResult<String> {
-    DisplayStatus::parse(status)
-        .map(DisplayStatus::condition)
-        .ok_or_else(|| ApiError::bad_request("invalid_query", DisplayStatus::unknown(status)))
-}
-
-fn delivery_state(row: &AnyRow) -> Result<DeliveryState, sqlx::Error> {
-    let status: DeliveryStatus = row.try_get("status")?;
-    let attempts: i64 = row.try_get("attempts")?;
-    Ok(DeliveryState {
-        subscription_id: row.try_get("subscription_id")?,
-        sequence: Some(row.try_get("sequence")?),
-        next_attempt_at: (status == DeliveryStatus::Pending)
-            .then(|| row.try_get("next_attempt_at"))
-            .transpose()?,
-        status: DisplayStatus::of(status, attempts).as_str().to_string(),
-        attempts: Some(attempts),
-        last_status_code: row.try_get("last_status")?,
-        last_error: row.try_get("last_error")?,
-    })
-}
-
-fn attempt_log(row: &AnyRow) -> Result<AttemptLog, sqlx::Error> {
-    Ok(AttemptLog {
-        id: row.try_get("id")?,
-        message_id: row.try_get("message_id")?,
-        subscription_id: row.try_get("subscription_id")?,
-        attempted_at: row.try_get("attempted_at")?,
-        status_code: row.try_get("status_code")?,
-        response_body: row.try_get("response_body")?,
-        duration_ms: row.try_get("duration_ms")?,
-        error: row.try_get("error")?,
-    })
 }
 
 #[async_trait::async_trait]
@@ -145,7 +107,7 @@ impl WebhookBackend for EmbeddedBackend {
     }
 
     async fn list_subscriptions(&self, limit: i64, offset: i64) -> ApiResult<Page<Subscription>> {
-        let (items, total) = subscriptions::list(&self.db, limit, offset).await?;
+        let (items, total) = store::subscriptions::list(&self.db, limit, offset).await?;
         Ok(Page::new(items, total, limit, offset))
     }
 
@@ -155,7 +117,8 @@ impl WebhookBackend for EmbeddedBackend {
     ) -> ApiResult<SubscriptionWithSecret> {
         let secret = signing::generate_secret();
         let mut tx = self.db.begin().await?;
-        let subscription = subscriptions::insert(&mut tx, input, &secret, &self.secrets).await?;
+        let subscription =
+            store::subscriptions::insert(&mut tx, input, &secret, &self.secrets).await?;
         tx.commit().await?;
         Ok(SubscriptionWithSecret {
             subscription,
@@ -173,7 +136,7 @@ impl WebhookBackend for EmbeddedBackend {
         input: &SubscriptionUpdate,
     ) -> ApiResult<Subscription> {
         let mut tx = self.db.begin().await?;
-        let updated = subscriptions::update(&mut tx, id, input)
+        let updated = store::subscriptions::update(&mut tx, id, input)
             .await?
             .ok_or_else(|| not_found(id))?;
         tx.notify_on_commit(REQUEUE_SIGNAL); // held deliveries go out with the new settings
@@ -183,7 +146,7 @@ impl WebhookBackend for EmbeddedBackend {
 
     async fn delete_subscription(&self, id: &SubscriptionId) -> ApiResult<()> {
         let mut tx = self.db.begin().await?;
-        if !subscriptions::delete(&mut tx, id).await? {
+        if !store::subscriptions::delete(&mut tx, id).await? {
             return Err(not_found(id));
         }
         tx.notify_on_commit(REQUEUE_SIGNAL);
@@ -193,9 +156,10 @@ impl WebhookBackend for EmbeddedBackend {
 
     async fn set_enabled(&self, id: &SubscriptionId, enabled: bool) -> ApiResult<Subscription> {
         let mut tx = self.db.begin().await?;
-        let updated = subscriptions::set_enabled(&mut tx, id, enabled, self.config.clock.now())
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let updated =
+            store::subscriptions::set_enabled(&mut tx, id, enabled, self.config.clock.now())
+                .await?
+                .ok_or_else(|| not_found(id))?;
         // The dispatcher drops what it holds for a disabled subscription, or claims the
         // held backlog of an enabled one.
         tx.notify_on_commit(REQUEUE_SIGNAL);
@@ -245,7 +209,7 @@ impl WebhookBackend for EmbeddedBackend {
         let secret = signing::generate_secret();
         let mut tx = self.db.begin().await?;
         let subscription =
-            subscriptions::rotate_secret(&mut tx, id, &secret, overlap_until, &self.secrets)
+            store::subscriptions::rotate_secret(&mut tx, id, &secret, overlap_until, &self.secrets)
                 .await?
                 .ok_or_else(|| not_found(id))?;
         tx.notify_on_commit(REQUEUE_SIGNAL);
@@ -257,7 +221,7 @@ impl WebhookBackend for EmbeddedBackend {
     }
 
     async fn failure_stats(&self, id: &SubscriptionId) -> ApiResult<FailureStats> {
-        subscriptions::failure_stats(&self.db, id)
+        store::subscriptions::failure_stats(&self.db, id)
             .await?
             .ok_or_else(|| not_found(id))
     }
@@ -275,68 +239,9 @@ impl WebhookBackend for EmbeddedBackend {
                 SubscriptionId::parse(raw).ok_or_else(|| ApiError::not_found("subscription", raw))
             })
             .transpose()?;
-        let status_filter = match &filter.status {
-            Some(status) => format!(
-                "AND EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_id = m.id AND {} \
-                 AND ($5 IS NULL OR d.subscription_id = $5))",
-                status_condition(status)?
-            ),
-            None => String::new(),
-        };
-        let delivery_filter = format!(
-            "AND ($5 IS NULL OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_id = m.id \
-             AND d.subscription_id = $5)) {status_filter}"
-        );
-        let sql = format!(
-            "SELECT m.id, m.event_id, m.event_type, m.created_at FROM webhook_messages m \
-             WHERE ($1 IS NULL OR m.event_type = $1) AND ($2 IS NULL OR m.created_at >= $2) \
-               AND ($3 IS NULL OR m.created_at < $3) AND ($4 IS NULL OR m.id < $4) {delivery_filter} \
-             ORDER BY m.id DESC LIMIT $6"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(filter.event_type.as_deref())
-            .bind(filter.since.map(|t| t.timestamp_millis()))
-            .bind(filter.until.map(|t| t.timestamp_millis()))
-            .bind(filter.cursor.as_deref())
-            .bind(subscription.as_ref())
-            .bind(limit + 1)
-            .fetch_all(self.db.pool())
-            .await?;
-        let more = rows.len() as i64 > limit;
-        let mut items = rows
-            .iter()
-            .take(limit as usize)
-            .map(|row| {
-                Ok(MessageLog {
-                    id: row.try_get("id")?,
-                    event_id: row.try_get("event_id")?,
-                    event_type: row.try_get("event_type")?,
-                    created_at: row.try_get("created_at")?,
-                    deliveries: Vec::new(),
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        if !items.is_empty() {
-            let ids = serde_json::to_string(&items.iter().map(|m| &m.id).collect::<Vec<_>>())
-                .unwrap_or_default();
-            let sql = format!(
-                "SELECT message_id, subscription_id, sequence, status, attempts, next_attempt_at, last_status, last_error \
-                 FROM webhook_deliveries WHERE message_id IN ({}) AND ($2 IS NULL OR subscription_id = $2) \
-                 ORDER BY subscription_id",
-                super::json_rows(self.db.backend(), "$1")
-            );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(ids)
-                .bind(subscription.as_ref())
-                .fetch_all(self.db.pool())
-                .await?;
-            for row in &rows {
-                let message: MessageId = row.try_get("message_id")?;
-                if let Some(item) = items.iter_mut().find(|m| m.id == message.as_str()) {
-                    item.deliveries.push(delivery_state(row)?);
-                }
-            }
-        }
+        let status = filter.status()?;
+        let (items, more) =
+            store::messages_page(&self.db, filter, status, subscription.as_ref(), limit).await?;
         let next_cursor = more
             .then(|| items.last().map(|m| m.id.to_string()))
             .flatten();
@@ -350,21 +255,7 @@ impl WebhookBackend for EmbeddedBackend {
         limit: i64,
     ) -> ApiResult<CursorPage<AttemptLog>> {
         self.exists(id).await?;
-        let rows = sqlx::query(
-            "SELECT id, message_id, subscription_id, attempted_at, status_code, response_body, duration_ms, error \
-             FROM webhook_attempts WHERE subscription_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
-        )
-        .bind(id)
-        .bind(cursor)
-        .bind(limit + 1)
-        .fetch_all(self.db.pool())
-        .await?;
-        let more = rows.len() as i64 > limit;
-        let items = rows
-            .iter()
-            .take(limit as usize)
-            .map(attempt_log)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (items, more) = store::attempts_page(&self.db, id, cursor, limit).await?;
         let next_cursor = more.then(|| items.last().map(|a| a.id.clone())).flatten();
         Ok(CursorPage { items, next_cursor })
     }
@@ -375,20 +266,15 @@ impl WebhookBackend for EmbeddedBackend {
         subscription: Option<&SubscriptionId>,
     ) -> ApiResult<Requeued> {
         let id = &crate::http::parse_id(raw, "message", MessageId::parse)?;
-        let payload: Option<Option<String>> =
-            sqlx::query_scalar("SELECT payload FROM webhook_messages WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.db.pool())
-                .await?;
-        match payload {
+        match store::payload_kept(&self.db, id).await? {
             None => return Err(ApiError::not_found("message", id)),
-            Some(None) => {
+            Some(false) => {
                 return Err(ApiError::conflict(
                     "payload_expired",
                     "the message's payload was cleared by the retention period",
                 ));
             }
-            Some(Some(_)) => {}
+            Some(true) => {}
         }
         if let Some(subscription) = subscription {
             self.exists(subscription).await?;

@@ -13,7 +13,7 @@ use crate::db::Db;
 use crate::ids::{DeliveryId, SubscriptionId};
 use crate::outbound::store;
 
-pub use crate::outbound::store::{Claimed, json_rows};
+pub use crate::outbound::store::Claimed;
 
 /// What a claim brought.
 #[derive(Debug, Default)]

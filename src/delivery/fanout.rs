@@ -194,7 +194,7 @@ pub async fn run_batch(
             ids: message.ids.clone(),
             created_at: message.created_at,
             url: target.url.clone(),
-            payload_mode: target.payload_mode.clone(),
+            payload_mode: target.payload_mode,
             secret_enc: target.secret_enc.clone(),
             previous_secret_enc: target.previous_secret_enc.clone(),
             previous_secret_until: target.previous_secret_until,
@@ -222,7 +222,7 @@ mod tests {
         Target {
             id: SubscriptionId::generate(),
             url: String::new(),
-            payload_mode: "full".into(),
+            payload_mode: crate::outbound::payload::PayloadMode::Full,
             event_types: event_types.into(),
             secret_enc: String::new(),
             previous_secret_enc: None,

@@ -18,8 +18,8 @@
 //! waiting for its retry. Leases make this hold across several engines: only the engine
 //! holding the lowest pending delivery can send any of that subscription's deliveries.
 
-use super::claim::Claimed;
 use crate::ids::{DeliveryId, SubscriptionId};
+use crate::outbound::store::Claimed;
 use std::collections::{HashMap, VecDeque};
 
 /// Deliveries one lane takes into memory from the fan-out; beyond this they wait in
@@ -282,7 +282,7 @@ mod tests {
             ids: String::new(),
             created_at: Timestamp(0),
             url: String::new(),
-            payload_mode: "full".into(),
+            payload_mode: crate::outbound::payload::PayloadMode::Full,
             secret_enc: String::new(),
             previous_secret_enc: None,
             previous_secret_until: None,

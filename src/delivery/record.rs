@@ -1,60 +1,23 @@
 //! Records attempt outcomes in batches: one transaction writes many attempts, delivery
-//! states and subscription failure counters, so the single SQLite writer is not taken
-//! once per delivery. Auto-pause happens here, with a conditional UPDATE that only one
-//! writer can win, so a subscription is paused exactly once however many failures race.
+//! states and subscription failure streaks, so the single SQLite writer is not taken
+//! once per delivery. What each attempt leads to (retry, exhausted, pause) is read off
+//! its [`Outcome`]; streaks and the auto-pause go through the mechanism both backends
+//! share (`outbound::health`), which pauses a subscription exactly once however many
+//! failures race.
 
 use super::EngineConfig;
-use super::claim::Claimed;
+use super::dispatch::Recorded;
+use super::send::Sent;
 use crate::db::{Db, Tx};
 use crate::ids::{DeliveryId, SubscriptionId};
+use crate::outbound::health::{self, Ledger, Streak};
+use crate::outbound::outcome::Outcome;
 use crate::outbound::store::{self, DeliveryStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// What one HTTP attempt produced.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub status_code: Option<u16>,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-    /// Why there was no HTTP answer, when there was none.
-    pub failure: Option<super::send::FailureKind>,
-    pub retry_after: Option<Duration>,
-    pub attempted_at: i64,
-    pub duration_ms: i64,
-}
-
-#[derive(Debug)]
-pub struct Outcome {
-    pub delivery: Claimed,
-    pub attempt: Attempt,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Delivered,
-    /// 410 Gone: the receiver asks us to stop; the subscription is disabled.
-    Gone,
-    Failed,
-}
-
-impl Attempt {
-    /// The endpoint took it (2xx).
-    pub fn delivered(&self) -> bool {
-        self.verdict() == Verdict::Delivered
-    }
-
-    fn verdict(&self) -> Verdict {
-        match self.status_code {
-            Some(code) if (200..300).contains(&code) => Verdict::Delivered,
-            Some(410) => Verdict::Gone,
-            _ => Verdict::Failed,
-        }
-    }
-}
 
 const BATCH: usize = 256;
 /// At most one recording transaction starts per interval: under load outcomes pile up
@@ -70,8 +33,8 @@ const RECORD_INTERVAL: Duration = Duration::from_millis(10);
 pub async fn run(
     db: Db,
     config: EngineConfig,
-    mut outcomes: mpsc::Receiver<Outcome>,
-    news: mpsc::UnboundedSender<super::Recorded>,
+    mut outcomes: mpsc::Receiver<Sent>,
+    news: mpsc::UnboundedSender<Recorded>,
     wake_after_write: Arc<AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
@@ -82,13 +45,13 @@ pub async fn run(
             match write(&db, &config, &batch).await {
                 Ok(written) => {
                     if !written.paused.is_empty() {
-                        let _ = news.send(super::Recorded::Paused);
+                        let _ = news.send(Recorded::Paused);
                     }
                     if let Some(due) = written.next_retry {
-                        let _ = news.send(super::Recorded::RetryAt(due));
+                        let _ = news.send(Recorded::RetryAt(due));
                     }
                     if wake_after_write.swap(false, Ordering::SeqCst) {
-                        let _ = news.send(super::Recorded::Written);
+                        let _ = news.send(Recorded::Written);
                     }
                     break;
                 }
@@ -123,7 +86,7 @@ pub(super) struct Written {
 pub(super) async fn write(
     db: &Db,
     config: &EngineConfig,
-    batch: &[Outcome],
+    batch: &[Sent],
 ) -> Result<Written, sqlx::Error> {
     let mut next_retry: Option<i64> = None;
     let mut tx = db.begin().await?;
@@ -131,40 +94,30 @@ pub(super) async fn write(
     // it: that outcome has nothing left to record.
     let ids: Vec<&DeliveryId> = batch.iter().map(|o| &o.delivery.delivery_id).collect();
     let existing = store::existing_deliveries(&mut tx, &ids).await?;
-    let batch: Vec<&Outcome> = batch
+    let batch: Vec<&Sent> = batch
         .iter()
         .filter(|o| existing.contains(&o.delivery.delivery_id))
         .collect();
     let attempts: Vec<store::NewAttempt> = batch.iter().copied().map(new_attempt).collect();
     store::insert_attempts(&mut tx, &attempts).await?;
-    // Per subscription, in order: failures since the last success, and whether one succeeded.
-    let mut counters: HashMap<&SubscriptionId, (i64, bool)> = HashMap::new();
+    let mut streaks: HashMap<&SubscriptionId, Streak> = HashMap::new();
     let mut gone = Vec::new();
     let mut delivered: HashMap<u16, Vec<&DeliveryId>> = HashMap::new();
-    for &outcome in &batch {
-        let verdict = outcome.attempt.verdict();
-        let counter = counters
-            .entry(&outcome.delivery.subscription_id)
-            .or_default();
-        match verdict {
-            Verdict::Delivered => {
-                *counter = (0, true);
-                let code = outcome.attempt.status_code.unwrap_or(200);
-                delivered
-                    .entry(code)
-                    .or_default()
-                    .push(&outcome.delivery.delivery_id);
-            }
-            Verdict::Failed | Verdict::Gone => {
-                counter.0 += 1;
-                if let Some(due) = update_failed_delivery(&mut tx, config, outcome, verdict).await?
-                {
-                    next_retry = Some(next_retry.map_or(due, |t: i64| t.min(due)));
-                }
-            }
+    for &sent in &batch {
+        let outcome = sent.attempt.outcome;
+        let subscription = &sent.delivery.subscription_id;
+        streaks.entry(subscription).or_default().add(outcome);
+        if outcome.delivered() {
+            let code = sent.attempt.status_code.unwrap_or(200);
+            delivered
+                .entry(code)
+                .or_default()
+                .push(&sent.delivery.delivery_id);
+        } else if let Some(due) = update_failed_delivery(&mut tx, config, sent).await? {
+            next_retry = Some(next_retry.map_or(due, |t: i64| t.min(due)));
         }
-        if verdict == Verdict::Gone {
-            gone.push(&outcome.delivery.subscription_id);
+        if outcome.pauses_at_once() {
+            gone.push(subscription);
         }
     }
     let now = config.clock.now_ms();
@@ -172,59 +125,64 @@ pub(super) async fn write(
         store::mark_delivered(&mut tx, &ids, code, now).await?;
     }
     let mut paused = Vec::new();
-    // Subscription rows are locked in id order, as `emit` locks them: no deadlock.
-    let mut counters: Vec<_> = counters.into_iter().collect();
-    counters.sort_by(|a, b| a.0.cmp(b.0));
-    for (subscription, (failures, succeeded)) in counters {
-        store::update_counters(&mut tx, subscription, failures, succeeded, now).await?;
-        if failures > 0 {
-            let reason = format!("{} consecutive failed deliveries", config.autopause_after);
-            if pause(
+    // Subscription rows are locked in id order, as the fan-out updates them: no deadlock.
+    let mut streaks: Vec<_> = streaks.into_iter().collect();
+    streaks.sort_by(|a, b| a.0.cmp(b.0));
+    let reason = format!("{} consecutive failed deliveries", config.autopause_after);
+    for (subscription, streak) in streaks {
+        health::record(&mut tx, Ledger::Subscriptions, subscription, streak, now).await?;
+        if streak.failures > 0 {
+            let threshold = Some(config.autopause_after);
+            if health::pause_once(
                 &mut tx,
+                Ledger::Subscriptions,
                 subscription,
                 &reason,
-                Some(config.autopause_after),
+                threshold,
                 now,
             )
             .await?
+            .is_some()
             {
-                paused.push(subscription);
+                paused.push((subscription, reason.as_str()));
             }
         }
     }
     for subscription in gone {
-        if pause(
+        let reason = "the endpoint answered 410 Gone";
+        if health::pause_once(
             &mut tx,
+            Ledger::Subscriptions,
             subscription,
-            "the endpoint answered 410 Gone",
+            reason,
             None,
             now,
         )
         .await?
+        .is_some()
         {
-            paused.push(subscription);
+            paused.push((subscription, reason));
         }
     }
     tx.commit().await?;
-    for subscription in &paused {
-        tracing::warn!(subscription = %subscription, "webhook subscription disabled automatically");
-        metrics::counter!("ehrs_subscriptions_paused_total").increment(1);
+    for (subscription, reason) in &paused {
+        health::paused(subscription, reason);
     }
-    for outcome in batch {
-        observe(outcome);
+    for sent in batch {
+        observe(sent);
     }
     Ok(Written {
-        paused: paused.into_iter().cloned().collect(),
+        paused: paused.into_iter().map(|(s, _)| s.clone()).collect(),
         next_retry,
     })
 }
 
-fn new_attempt(outcome: &Outcome) -> store::NewAttempt<'_> {
-    let attempt = &outcome.attempt;
+fn new_attempt(sent: &Sent) -> store::NewAttempt<'_> {
+    let attempt = &sent.attempt;
     store::NewAttempt {
-        delivery_id: &outcome.delivery.delivery_id,
-        message_id: &outcome.delivery.message_id,
-        subscription_id: &outcome.delivery.subscription_id,
+        delivery_id: &sent.delivery.delivery_id,
+        message_id: &sent.delivery.message_id,
+        subscription_id: &sent.delivery.subscription_id,
         attempted_at: attempt.attempted_at,
         status_code: attempt.status_code,
         response_body: attempt.response_body.as_deref(),
@@ -237,21 +195,22 @@ fn new_attempt(outcome: &Outcome) -> store::NewAttempt<'_> {
 async fn update_failed_delivery(
     tx: &mut Tx,
     config: &EngineConfig,
-    outcome: &Outcome,
-    verdict: Verdict,
+    sent: &Sent,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let attempt = &outcome.attempt;
-    let attempt_number = outcome.delivery.attempts + 1;
+    let attempt = &sent.attempt;
+    let attempt_number = sent.delivery.attempts + 1;
     // A failed delivery with a retry ahead stays pending (claimable when due).
-    let (status, next_attempt_at) = match verdict {
-        Verdict::Failed => match retry_delay(config, attempt_number, attempt.retry_after) {
-            Some(delay) => (
-                DeliveryStatus::Pending,
-                attempt.attempted_at + delay.as_millis() as i64,
-            ),
-            None => (DeliveryStatus::Exhausted, attempt.attempted_at),
-        },
-        Verdict::Gone | Verdict::Delivered => (DeliveryStatus::Exhausted, attempt.attempted_at),
+    let retry = attempt
+        .outcome
+        .retries()
+        .then(|| retry_delay(config, attempt_number, attempt.retry_after))
+        .flatten();
+    let (status, next_attempt_at) = match retry {
+        Some(delay) => (
+            DeliveryStatus::Pending,
+            attempt.attempted_at + delay.as_millis() as i64,
+        ),
+        None => (DeliveryStatus::Exhausted, attempt.attempted_at),
     };
     let error = match (&attempt.error, attempt.status_code) {
         (Some(error), _) => Some(error.clone()),
@@ -259,7 +218,7 @@ async fn update_failed_delivery(
         (None, None) => None,
     };
     let failure = store::Failure {
-        delivery_id: &outcome.delivery.delivery_id,
+        delivery_id: &sent.delivery.delivery_id,
         status,
         next_attempt_at,
         last_status: attempt.status_code,
@@ -285,43 +244,14 @@ fn retry_delay(
     Some(scheduled.mul_f64(jitter))
 }
 
-/// Disables an enabled subscription when its failure streak reached `threshold` (or
-/// unconditionally with `None`). True only for the one writer that made the change.
-async fn pause(
-    tx: &mut Tx,
-    subscription: &SubscriptionId,
-    reason: &str,
-    threshold: Option<i64>,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    let changed = store::pause(tx, subscription, reason, threshold, now).await?;
-    if changed {
-        let details = serde_json::json!({ "reason": reason });
-        crate::outbound::audit::record(
-            tx,
-            None,
-            "system",
-            "subscription.auto_paused",
-            Some(subscription),
-            &details,
-        )
-        .await?;
-    }
-    Ok(changed)
-}
-
-fn observe(outcome: &Outcome) {
-    let verdict = match outcome.attempt.verdict() {
-        Verdict::Delivered => "delivered",
-        Verdict::Gone => "gone",
-        Verdict::Failed => "failed",
-    };
-    metrics::counter!("ehrs_delivery_attempts_total", "outcome" => verdict).increment(1);
+fn observe(sent: &Sent) {
+    let outcome = sent.attempt.outcome;
+    metrics::counter!("ehrs_delivery_attempts_total", "outcome" => outcome.label()).increment(1);
     metrics::histogram!("ehrs_delivery_attempt_seconds")
-        .record(outcome.attempt.duration_ms as f64 / 1000.0);
-    if verdict == "delivered" {
-        let end_to_end = (outcome.attempt.attempted_at + outcome.attempt.duration_ms
-            - outcome.delivery.created_at.millis())
+        .record(sent.attempt.duration_ms as f64 / 1000.0);
+    if outcome == Outcome::Delivered {
+        let end_to_end = (sent.attempt.attempted_at + sent.attempt.duration_ms
+            - sent.delivery.created_at.millis())
         .max(0);
         metrics::histogram!("ehrs_delivery_latency_seconds").record(end_to_end as f64 / 1000.0);
     }

@@ -1,105 +1,48 @@
 //! One delivery attempt: render the envelope, sign it, POST it through the SSRF-guarded
 //! client, and report what happened. No database access here.
 
-use super::claim::Claimed;
-use super::record::{Attempt, Outcome};
 use crate::crypto::SecretBox;
-use crate::outbound::events::API_VERSION;
+use crate::outbound::backend::KEPT_RESPONSE_BYTES;
+use crate::outbound::outcome::{FailureKind, Outcome};
+use crate::outbound::payload::{self, OutboxMessage};
 use crate::outbound::signing;
 use crate::outbound::ssrf::{self, GuardedResolver, Policy};
+use crate::outbound::store::Claimed;
 use crate::time::Clock;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Bytes of a receiver's response body kept in the attempt log.
-const KEPT_RESPONSE_BYTES: usize = 1024;
-
-/// The body of every delivery.
-#[derive(Debug, Serialize)]
-pub struct Envelope<'a> {
-    #[serde(rename = "type")]
-    pub event_type: &'a str,
-    pub event_id: &'a str,
-    pub webhook_id: &'a str,
-    pub timestamp: String,
-    pub api_version: &'static str,
-    /// Per-subscription sequence number (also the `ehrs-sequence` header): a gap means a
-    /// delivery is still to come (or was given up). Absent under Svix, which has none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sequence: Option<i64>,
-    pub data: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub changed_fields: Option<Vec<String>>,
+/// What one HTTP attempt produced.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// What the answer (or its absence) means, and so what follows.
+    pub outcome: Outcome,
+    pub status_code: Option<u16>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub attempted_at: i64,
+    pub duration_ms: i64,
 }
 
-/// The outbox row's payload column.
-#[derive(Deserialize)]
-struct StoredPayload {
-    data: Box<RawValue>,
-    changed_fields: Option<Vec<String>>,
+/// A delivery that was sent, with its attempt: what the recorder writes.
+#[derive(Debug)]
+pub struct Sent {
+    pub delivery: Claimed,
+    pub attempt: Attempt,
 }
 
-/// One outbox message as the envelope needs it.
-pub struct OutboxMessage<'a> {
-    pub message_id: &'a str,
-    pub event_id: &'a str,
-    pub event_type: &'a str,
-    pub created_at: crate::time::Timestamp,
-    /// The stored payload column (`None` once retention cleared it).
-    pub payload: Option<&'a str>,
-    /// The identifiers-only rendering of `data`.
-    pub ids: &'a str,
-}
-
-impl OutboxMessage<'_> {
-    /// The JSON body of a delivery: full or identifiers-only `data`, with the
-    /// per-subscription sequence number when the backend has one.
-    pub fn render(
-        &self,
-        id_only: bool,
-        sequence: Option<i64>,
-    ) -> Result<String, serde_json::Error> {
-        let payload = self.payload.ok_or_else(|| {
-            <serde_json::Error as serde::de::Error>::custom(
-                "the payload was cleared by the retention period",
-            )
-        })?;
-        let stored: StoredPayload = serde_json::from_str(payload)?;
-        let ids: Box<RawValue>;
-        let data = if id_only {
-            ids = RawValue::from_string(self.ids.to_string())?;
-            &*ids
-        } else {
-            &*stored.data
-        };
-        serde_json::to_string(&Envelope {
-            event_type: self.event_type,
-            event_id: self.event_id,
-            webhook_id: self.message_id,
-            timestamp: self.created_at.to_rfc3339(),
-            api_version: API_VERSION,
-            sequence,
-            data,
-            changed_fields: stored.changed_fields,
-        })
-    }
-}
-
-impl Claimed {
-    /// The JSON body for this delivery's subscription (full or id-only data).
-    pub fn render_body(&self) -> Result<String, serde_json::Error> {
-        OutboxMessage {
-            message_id: self.message_id.as_str(),
-            event_id: &self.event_id,
-            event_type: &self.event_type,
-            created_at: self.created_at,
-            payload: self.payload.as_deref(),
-            ids: &self.ids,
-        }
-        .render(self.payload_mode == "id_only", Some(self.sequence))
-    }
+/// The JSON body of `delivery`, in its subscription's payload mode.
+pub fn body(delivery: &Claimed) -> Result<String, serde_json::Error> {
+    let message = OutboxMessage {
+        message_id: delivery.message_id.as_str(),
+        event_id: &delivery.event_id,
+        event_type: &delivery.event_type,
+        created_at: delivery.created_at,
+        payload: delivery.payload.as_deref(),
+        ids: &delivery.ids,
+    };
+    payload::render(&message, delivery.payload_mode, Some(delivery.sequence))
 }
 
 /// Sends deliveries. Cheap to clone (one shared connection pool).
@@ -130,30 +73,30 @@ impl HttpSender {
         }
     }
 
-    pub async fn deliver(&self, delivery: Claimed) -> Outcome {
+    pub async fn deliver(&self, delivery: Claimed) -> Sent {
         let started = Instant::now();
         let attempted_at = self.clock.now_ms();
         let attempt = match self.post(&delivery).await {
             Ok((status, retry_after, body)) => Attempt {
+                outcome: Outcome::of_answer(status),
                 status_code: Some(status),
                 response_body: Some(body),
-                failure: None,
                 error: None,
                 retry_after,
                 attempted_at,
                 duration_ms: started.elapsed().as_millis() as i64,
             },
             Err((kind, error)) => Attempt {
+                outcome: Outcome::NoAnswer(kind),
                 status_code: None,
                 response_body: None,
-                failure: Some(kind),
                 error: Some(error),
                 retry_after: None,
                 attempted_at,
                 duration_ms: started.elapsed().as_millis() as i64,
             },
         };
-        Outcome { delivery, attempt }
+        Sent { delivery, attempt }
     }
 
     /// The keys that sign now: the current secret, and the previous one during rotation.
@@ -188,9 +131,8 @@ impl HttpSender {
         let url =
             reqwest::Url::parse(&delivery.url).map_err(|e| refused(format!("invalid URL: {e}")))?;
         ssrf::check_literal_host(&url, self.policy).map_err(|e| refused(e.to_string()))?;
-        let body = delivery
-            .render_body()
-            .map_err(|e| refused(format!("cannot render the payload: {e}")))?;
+        let body =
+            body(delivery).map_err(|e| refused(format!("cannot render the payload: {e}")))?;
         let keys = self.signing_keys(delivery).map_err(refused)?;
         let msg_id = delivery.message_id.as_str();
         let timestamp = chrono::Utc::now().timestamp();
@@ -264,24 +206,6 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
         }
     };
     Some(Duration::from_secs(seconds.min(86_400)))
-}
-
-/// Why an attempt got no HTTP answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// No answer within the timeout.
-    Timeout,
-    /// The connection could not be made (refused, unreachable, name not resolved).
-    Connect,
-    /// Refused before or while sending (bad URL, SSRF guard, TLS, protocol error).
-    Refused,
-}
-
-impl FailureKind {
-    /// The endpoint is not answering: the dispatcher drops it to one probing slot.
-    pub fn is_unresponsive(self) -> bool {
-        matches!(self, FailureKind::Timeout | FailureKind::Connect)
-    }
 }
 
 /// A transport error in a few words (no URL query strings or headers).

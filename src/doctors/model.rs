@@ -1,4 +1,3 @@
-use crate::error::ApiError;
 use crate::ids::{DoctorId, UserId};
 use crate::time::Timestamp;
 use crate::validation::{FieldErrors, Validate};
@@ -43,7 +42,7 @@ pub struct DoctorInput {
 }
 
 impl Validate for DoctorInput {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         errors.text("name", &self.name, MAX_NAME);
         errors.text("specialty", &self.specialty, MAX_SPECIALTY);

@@ -1,5 +1,7 @@
-//! What accepted inbound events do: the two job handlers, their input checks, and the few
-//! SQL statements they need on the clinical tables (`patients`, `vitals`, `medicines`).
+//! What accepted inbound events do: one typed job kind per action, its input checks, and
+//! its handler. The handlers write through the clinical rooms' own repo functions
+//! (`vitals::repo::append_note_to_latest`; `medicines::repo::update`, the function
+//! `PUT /medicines/{medicine_id}` uses), never with SQL of their own.
 //!
 //! These writes deliberately emit no outbound event: SPEC §3 names exactly which API
 //! writes emit which of the 17 events, and a partner's push is none of them. A
@@ -11,9 +13,10 @@
 use super::model::Action;
 use crate::db::Tx;
 use crate::error::ApiError;
-use crate::ids::{MedicineId, VitalsId};
-use crate::jobs::{self, Job, JobContext, JobError, Registry};
-use crate::time::Timestamp;
+use crate::ids::{JobId, MedicineId};
+use crate::jobs::{self, Job, JobContext, JobError, JobKind, Registry};
+use crate::medicines::{self, model::MedicineInput};
+use crate::patients::BookNo;
 use crate::validation::FieldErrors;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -22,17 +25,12 @@ use serde_json::{Map, Value};
 /// Attempts a transient failure (database trouble) gets before the job is `failed`.
 pub const MAX_ATTEMPTS: i64 = 5;
 
-/// Adds the inbound job handlers to `registry`.
+/// Adds the inbound job kinds to `registry`.
 pub fn register_jobs(registry: Registry) -> Registry {
-    registry
-        .register(Action::LabResultReady.job_kind(), lab_result_ready)
-        .register(
-            Action::PharmacyStockUpdate.job_kind(),
-            pharmacy_stock_update,
-        )
+    registry.with::<LabResultJob>().with::<StockUpdateJob>()
 }
 
-/// The payload of every inbound job.
+/// The payload of every inbound job: which received event it carries out, and its data.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JobPayload<T> {
     pub inbound_event_id: String,
@@ -41,8 +39,20 @@ pub struct JobPayload<T> {
     pub data: T,
 }
 
+impl<T> JobPayload<T> {
+    /// The same event with other data.
+    fn with<U>(self, data: U) -> JobPayload<U> {
+        JobPayload {
+            inbound_event_id: self.inbound_event_id,
+            source_id: self.source_id,
+            event_id: self.event_id,
+            data,
+        }
+    }
+}
+
 /// `data` of `lab.result.ready`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LabResult {
     pub book_no: String,
     pub result: String,
@@ -50,22 +60,30 @@ pub struct LabResult {
 }
 
 /// `data` of `pharmacy.stock.update`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct StockUpdate {
     pub medicine_id: String,
     pub quantity: i64,
 }
 
+/// An event's `data`, checked for its action and ready to queue.
+#[derive(Debug)]
+pub enum Checked {
+    LabResult(LabResult),
+    StockUpdate(StockUpdate),
+}
+
 /// Checks an event's `data` before it is accepted, so a partner learns of a malformed
 /// event from the 422 at once rather than from a failed job later.
-pub fn check_data(action: Action, data: &Map<String, Value>) -> Result<(), ApiError> {
+pub fn check_data(action: Action, data: &Map<String, Value>) -> Result<Checked, ApiError> {
     let mut errors = FieldErrors::new();
-    match action {
+    let checked = match action {
         Action::LabResultReady => {
             let lab: LabResult = parse_data(data)?;
             errors.text("data.book_no", &lab.book_no, 64);
             errors.text("data.result", &lab.result, 5000);
             errors.optional_text("data.test_name", lab.test_name.as_deref(), 200);
+            Checked::LabResult(lab)
         }
         Action::PharmacyStockUpdate => {
             let stock: StockUpdate = parse_data(data)?;
@@ -75,9 +93,27 @@ pub fn check_data(action: Action, data: &Map<String, Value>) -> Result<(), ApiEr
                 "must be a medicine id (med_…)",
             );
             errors.range("data.quantity", stock.quantity, 0, 1_000_000_000);
+            Checked::StockUpdate(stock)
+        }
+    };
+    errors.finish()?;
+    Ok(checked)
+}
+
+/// Queues the job of a checked event inside `tx` (with the received-event row).
+pub async fn enqueue<T>(
+    tx: &mut Tx,
+    received: JobPayload<T>,
+    data: Checked,
+) -> Result<JobId, sqlx::Error> {
+    match data {
+        Checked::LabResult(lab) => {
+            LabResultJob::enqueue(tx, &received.with(lab), MAX_ATTEMPTS).await
+        }
+        Checked::StockUpdate(stock) => {
+            StockUpdateJob::enqueue(tx, &received.with(stock), MAX_ATTEMPTS).await
         }
     }
-    errors.finish()
 }
 
 fn parse_data<T: DeserializeOwned>(data: &Map<String, Value>) -> Result<T, ApiError> {
@@ -89,99 +125,88 @@ fn parse_data<T: DeserializeOwned>(data: &Map<String, Value>) -> Result<T, ApiEr
     })
 }
 
-async fn lab_result_ready(state: JobContext, job: Job) -> Result<(), JobError> {
-    let payload: JobPayload<LabResult> = job.payload_as()?;
-    let lab = payload.data;
-    let mut tx = state.db.begin().await?;
-    let (vitals_id, note) = latest_vitals_note(&mut tx, &lab.book_no).await?;
-    let line = match lab
-        .test_name
-        .as_deref()
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-    {
-        Some(test) => format!("Lab result ({test}): {}", lab.result),
-        None => format!("Lab result: {}", lab.result),
-    };
-    let note = match note.filter(|note| !note.is_empty()) {
-        Some(existing) => format!("{existing}\n{line}"),
-        None => line,
-    };
-    let note = fit_note(note, &payload.inbound_event_id);
-    sqlx::query("UPDATE vitals SET extra_note = $2, updated_at = $3 WHERE id = $1")
-        .bind(&vitals_id)
-        .bind(&note)
-        .bind(Timestamp::now())
-        .execute(tx.conn())
-        .await?;
-    finish(tx, &job).await
+/// `lab.result.ready`: appends the result to the patient's latest vitals note.
+pub struct LabResultJob;
+
+impl JobKind for LabResultJob {
+    const NAME: &'static str = "inbound.lab.result.ready";
+    type Payload = JobPayload<LabResult>;
+
+    async fn run(
+        context: JobContext,
+        job: Job,
+        payload: JobPayload<LabResult>,
+    ) -> Result<(), JobError> {
+        let lab = payload.data;
+        let no_patient =
+            || JobError::permanent(format!("no patient with book_no '{}'", lab.book_no));
+        let book_no = BookNo::parse_existing(&lab.book_no).ok_or_else(no_patient)?;
+        let line = match lab
+            .test_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            Some(test) => format!("Lab result ({test}): {}", lab.result),
+            None => format!("Lab result: {}", lab.result),
+        };
+        // Past the note's limit the end is cut: the inbound event keeps the body as
+        // received, and the note says so.
+        let marker = format!(
+            " [truncated: full text in inbound event {}]",
+            payload.inbound_event_id
+        );
+        let mut tx = context.db.begin().await?;
+        if crate::patients::repo::get_by_book_no_tx(&mut tx, &book_no)
+            .await?
+            .is_none()
+        {
+            return Err(no_patient());
+        }
+        let appended =
+            crate::vitals::repo::append_note_to_latest(&mut tx, &book_no, &line, &marker).await?;
+        if appended.is_none() {
+            return Err(JobError::permanent(format!(
+                "patient with book_no '{}' has no vitals to attach the lab result to",
+                lab.book_no
+            )));
+        }
+        finish(tx, &job).await
+    }
 }
 
-/// Keeps an appended note within the limit the API enforces on `extra_note`
-/// ([`crate::vitals::model::MAX_NOTE`] characters). Past it the end is cut and a marker
-/// says where the whole result is: the inbound event keeps the body as received. Why cut
-/// rather than fail the job: the start of the result and every earlier note stay in
-/// front of the clinician, and nothing is lost.
-pub fn fit_note(note: String, inbound_event_id: &str) -> String {
-    use crate::vitals::model::MAX_NOTE;
-    if note.chars().count() <= MAX_NOTE {
-        return note;
-    }
-    let marker = format!(" [truncated: full text in inbound event {inbound_event_id}]");
-    let keep = MAX_NOTE.saturating_sub(marker.chars().count());
-    let mut cut: String = note.chars().take(keep).collect();
-    cut.push_str(&marker);
-    cut
-}
+/// `pharmacy.stock.update`: sets a medicine's stock quantity.
+pub struct StockUpdateJob;
 
-/// The patient's most recent vitals row (locked) and its note, or a permanent error naming
-/// what is missing.
-async fn latest_vitals_note(
-    tx: &mut Tx,
-    book_no: &str,
-) -> Result<(VitalsId, Option<String>), JobError> {
-    let patient: Option<String> = sqlx::query_scalar("SELECT id FROM patients WHERE book_no = $1")
-        .bind(book_no)
-        .fetch_optional(tx.conn())
-        .await?;
-    let patient = patient
-        .ok_or_else(|| JobError::permanent(format!("no patient with book_no '{book_no}'")))?;
-    let sql = format!(
-        "SELECT id, extra_note FROM vitals WHERE patient_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1{}",
-        tx.for_update()
-    );
-    let latest: Option<(VitalsId, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&patient)
-        .fetch_optional(tx.conn())
-        .await?;
-    latest.ok_or_else(|| {
-        JobError::permanent(format!(
-            "patient with book_no '{book_no}' has no vitals to attach the lab result to"
-        ))
-    })
-}
+impl JobKind for StockUpdateJob {
+    const NAME: &'static str = "inbound.pharmacy.stock.update";
+    type Payload = JobPayload<StockUpdate>;
 
-async fn pharmacy_stock_update(state: JobContext, job: Job) -> Result<(), JobError> {
-    let payload: JobPayload<StockUpdate> = job.payload_as()?;
-    let stock = payload.data;
-    if stock.quantity < 0 {
-        return Err(JobError::permanent("quantity must not be negative"));
+    async fn run(
+        context: JobContext,
+        job: Job,
+        payload: JobPayload<StockUpdate>,
+    ) -> Result<(), JobError> {
+        let stock = payload.data;
+        if stock.quantity < 0 {
+            return Err(JobError::permanent("quantity must not be negative"));
+        }
+        let no_medicine =
+            || JobError::permanent(format!("no medicine with id '{}'", stock.medicine_id));
+        let id = MedicineId::parse(&stock.medicine_id).ok_or_else(no_medicine)?;
+        let mut tx = context.db.begin().await?;
+        let medicine = medicines::repo::get_for_update(&mut tx, &id)
+            .await?
+            .ok_or_else(no_medicine)?;
+        let input = MedicineInput {
+            name: medicine.name,
+            form: medicine.form,
+            strength: medicine.strength,
+            stock_quantity: stock.quantity,
+        };
+        medicines::repo::update(&mut tx, &id, &input).await?;
+        finish(tx, &job).await
     }
-    let mut tx = state.db.begin().await?;
-    let updated =
-        sqlx::query("UPDATE medicines SET stock_quantity = $2, updated_at = $3 WHERE id = $1")
-            .bind(&stock.medicine_id)
-            .bind(stock.quantity)
-            .bind(Timestamp::now())
-            .execute(tx.conn())
-            .await?;
-    if updated.rows_affected() == 0 {
-        return Err(JobError::permanent(format!(
-            "no medicine with id '{}'",
-            stock.medicine_id
-        )));
-    }
-    finish(tx, &job).await
 }
 
 /// Completes the job in the handler's transaction and commits both. If another worker has

@@ -31,14 +31,6 @@ impl Action {
             .into_iter()
             .find(|action| action.as_str() == raw)
     }
-
-    /// The job kind that carries this action out.
-    pub fn job_kind(self) -> &'static str {
-        match self {
-            Action::LabResultReady => "inbound.lab.result.ready",
-            Action::PharmacyStockUpdate => "inbound.pharmacy.stock.update",
-        }
-    }
 }
 
 /// A partner system allowed to push events in. Its secret is never part of this value.
@@ -95,7 +87,7 @@ pub struct InboundSourceInput {
 }
 
 impl Validate for InboundSourceInput {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         errors.text("name", &self.name, 200);
         errors.check(
@@ -152,7 +144,7 @@ pub struct InboundEnvelope {
 }
 
 impl Validate for InboundEnvelope {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         errors.text("event_id", &self.event_id, 200);
         errors.text("event_type", &self.event_type, 100);

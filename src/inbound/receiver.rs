@@ -74,9 +74,9 @@ pub async fn receive(
             format!("'{}' is allowed but maps to no action", envelope.event_type),
         )
     })?;
-    actions::check_data(action, &envelope.data)?;
+    let data = actions::check_data(action, &envelope.data)?;
     let body_text = String::from_utf8_lossy(&body);
-    accept(&state, &source.id, &envelope, action, &body_text).await
+    accept(&state, &source.id, &envelope, (action, data), &body_text).await
 }
 
 async fn active_source(state: &AppState, raw: &str) -> Result<SourceRow, ApiError> {
@@ -190,7 +190,7 @@ async fn accept(
     state: &AppState,
     source: &InboundSourceId,
     envelope: &InboundEnvelope,
-    action: super::model::Action,
+    (action, data): (super::model::Action, actions::Checked),
     body: &str,
 ) -> ApiResult<(StatusCode, Json<InboundReceipt>)> {
     let mut tx = state.db.begin().await?;
@@ -199,14 +199,13 @@ async fn accept(
         return replay(state, job_id).await;
     }
     let event_row = InboundEventId::generate();
-    let payload = JobPayload {
+    let received = JobPayload {
         inbound_event_id: event_row.to_string(),
         source_id: source.to_string(),
         event_id: envelope.event_id.clone(),
-        data: &envelope.data,
+        data: (),
     };
-    let payload = serde_json::to_value(&payload).map_err(anyhow::Error::from)?;
-    let job_id = jobs::enqueue(&mut tx, action.job_kind(), &payload, actions::MAX_ATTEMPTS).await?;
+    let job_id = actions::enqueue(&mut tx, received, data).await?;
     let event = NewEvent {
         id: &event_row,
         source_id: source,

@@ -22,9 +22,11 @@
 //! Delivery is at least once. A handler whose whole effect is a database write can make it
 //! exactly once by committing [`finish_in`] in the same transaction as its write.
 
+mod kind;
 mod queue;
 mod runner;
 
+pub use kind::JobKind;
 pub use queue::{claim, enqueue, finish_in, get, record_failure, record_success, requeue_failed};
 pub use runner::{
     BATCH_SIZE, HandlerFuture, JobHandler, LEASE, POLL_INTERVAL, Registry, notify_enqueued, run,

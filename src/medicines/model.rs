@@ -48,7 +48,7 @@ impl MedicineInput {
 }
 
 impl Validate for MedicineInput {
-    fn validate(&self) -> Result<(), crate::error::ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         errors.text("name", &self.name, 200);
         errors.text("form", &self.form, 100);

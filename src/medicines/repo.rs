@@ -36,6 +36,15 @@ pub async fn exists(tx: &mut Tx, id: &MedicineId) -> Result<bool, sqlx::Error> {
     Ok(found.is_some())
 }
 
+/// The medicine, locked for the rest of `tx` on PostgreSQL (SQLite's writer is alone).
+pub async fn get_for_update(tx: &mut Tx, id: &MedicineId) -> Result<Option<Medicine>, sqlx::Error> {
+    let sql = format!("SELECT * FROM medicines WHERE id = $1{}", tx.for_update());
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await
+}
+
 /// The stock of a medicine as this transaction sees it (`None`: no such medicine).
 pub async fn stock(tx: &mut Tx, id: &MedicineId) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT stock_quantity FROM medicines WHERE id = $1")

@@ -48,6 +48,16 @@ pub async fn record(
     Ok(id)
 }
 
+/// Removes an entry written in `tx`'s transaction for an action that was then taken
+/// back (a pause the delivery service could not carry out).
+pub async fn remove(tx: &mut Tx, id: &AuditId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM webhook_audit WHERE id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
 /// Newest first, optionally for one subscription.
 pub async fn list(
     db: &Db,

@@ -4,6 +4,7 @@
 //! is chosen once at start-up; everything else only ever talks to a `dyn WebhookBackend`,
 //! so nobody branches on which one it is.
 
+use super::store::DisplayStatus;
 use super::subscriptions::{
     NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
@@ -105,6 +106,9 @@ pub struct BackendHealth {
     pub detail: Option<String>,
 }
 
+/// Bytes of a receiver's response body kept in an attempt's log, whoever delivered it.
+pub const KEPT_RESPONSE_BYTES: usize = 1024;
+
 /// A subscription's health.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FailureStats {
@@ -150,6 +154,20 @@ pub struct MessageFilter {
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+}
+
+impl MessageFilter {
+    /// The `status` filter, refused (400) when it names no displayed status.
+    pub fn status(&self) -> ApiResult<Option<DisplayStatus>> {
+        self.status
+            .as_deref()
+            .map(|raw| {
+                DisplayStatus::parse(raw).ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", DisplayStatus::unknown(raw))
+                })
+            })
+            .transpose()
+    }
 }
 
 /// A page that continues at `next_cursor` (absent on the last page). Newest first.

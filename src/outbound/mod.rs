@@ -1,18 +1,30 @@
-//! Outbound webhooks. Clinical code knows one call: [`emit`]`(&mut tx, Event::new(..))`,
-//! made inside the write's transaction. Tables, HTTP client, signing, retries and the
-//! backend choice stay private to this module.
+//! Outbound webhooks, whoever delivers them. Clinical code knows one call:
+//! [`emit`]`(&mut tx, Event::new(..))`, made inside the write's transaction.
+//!
+//! This room owns the event catalogue ([`events`]), the outbox ([`outbox`]) and the SQL
+//! on the `webhook_*` tables ([`store`]); the payload modes and their rendering
+//! ([`payload`]); signing and the SSRF policy; what an attempt's outcome means
+//! ([`outcome`]) and subscription health ([`health`]), both shared by the two backends;
+//! the backend trait ([`backend`]); and the administration API, served through that
+//! trait ([`admin`], [`audit`]). It must not import a backend (`delivery`, `svix`) nor
+//! anything above it (the application state, the router): the routes take their
+//! [`Webhooks`] sub-state through `FromRef`.
 
 pub mod admin;
 pub mod audit;
 pub mod backend;
 pub mod events;
+pub mod health;
 pub mod outbox;
+pub mod outcome;
+pub mod payload;
 pub mod retention;
 pub mod store;
 
 pub use events::{Event, EventType};
 pub use outbox::emit;
 pub(crate) use outbox::{insert_message, queue_delivery};
+pub use payload::PayloadMode;
 pub mod signing;
 pub mod ssrf;
 pub mod subscriptions;

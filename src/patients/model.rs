@@ -58,10 +58,15 @@ impl BookNo {
         ok.then(|| BookNo(raw.to_string()))
     }
 
-    /// The book number in a path segment; a malformed one names no patient, so 404. A
-    /// `/` is still read here, for books numbered before the rule excluded it.
+    /// A book number that may name an existing patient: a `/` is still read, for books
+    /// numbered before the rule excluded it. `None`: it can name no patient.
+    pub fn parse_existing(raw: &str) -> Option<BookNo> {
+        BookNo::parse_with(raw, b"-_/")
+    }
+
+    /// The book number in a path segment; a malformed one names no patient, so 404.
     pub fn from_path(raw: &str) -> Result<BookNo, ApiError> {
-        BookNo::parse_with(raw, b"-_/").ok_or_else(|| ApiError::not_found("patient", raw))
+        BookNo::parse_existing(raw).ok_or_else(|| ApiError::not_found("patient", raw))
     }
 
     pub fn as_str(&self) -> &str {
@@ -170,7 +175,7 @@ pub struct NewPatient {
 
 impl NewPatient {
     /// Checks every field at once; on success returns the validated book number.
-    pub fn check(&self) -> Result<BookNo, ApiError> {
+    pub fn check(&self) -> Result<BookNo, FieldErrors> {
         let mut errors = FieldErrors::new();
         let book_no = BookNo::parse(&self.book_no);
         errors.check(book_no.is_some(), "book_no", BookNo::RULE);
@@ -188,12 +193,12 @@ impl NewPatient {
             "is required when birth_date is not given",
         );
         errors.finish()?;
-        book_no.ok_or_else(|| ApiError::invalid_field("book_no", BookNo::RULE))
+        book_no.ok_or_else(|| FieldErrors::single("book_no", BookNo::RULE))
     }
 }
 
 impl Validate for NewPatient {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         self.check().map(|_| ())
     }
 }
@@ -233,7 +238,7 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 }
 
 impl Validate for PatientPatch {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         match &self.name {
             Some(Some(name)) => errors.text("name", name, MAX_NAME),

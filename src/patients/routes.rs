@@ -34,7 +34,7 @@ async fn list_patients(
     .resolve()?;
     let camp = match filter.camp_id.as_deref() {
         Some(raw) => Some(CampId::parse(raw).ok_or_else(|| {
-            FieldErrors::single("camp_id", "must be a camp id (camp_…)").into_error()
+            ApiError::from(FieldErrors::single("camp_id", "must be a camp id (camp_…)"))
         })?),
         None => None,
     };

@@ -1,6 +1,5 @@
-use crate::error::ApiError;
 use crate::ids::{ConsultationId, MedicineId, PrescriptionId};
-use crate::queue::model::text_enum;
+use crate::text_enum::text_enum;
 use crate::time::Timestamp;
 use crate::validation::{FieldErrors, Validate};
 use serde::{Deserialize, Serialize};
@@ -55,7 +54,7 @@ pub struct NewPrescription {
 }
 
 impl Validate for NewPrescription {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         errors.text("dosage", &self.dosage, 100);
         errors.text("frequency", &self.frequency, 100);
@@ -76,7 +75,7 @@ pub struct PrescriptionUpdate {
 }
 
 impl Validate for PrescriptionUpdate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         errors.check(
             self.dispatch_status.is_some() || self.replaced_by_medicine_id.is_some(),

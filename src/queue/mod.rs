@@ -1,7 +1,9 @@
 //! The queue: each consultation's place in its doctor's line at a camp.
 //!
-//! Owns the `queue_entries` table (entries are created by `POST /doctors/assign-doctor`
-//! in the `consultations` module) and the status machine:
+//! Owns the `queue_entries` table and the status machine. Entries are created by
+//! `POST /doctors/assign-doctor`, and moved by `PUT /queue/status-update`, both in the
+//! `consultations` module, since each also writes the consultation (that room sits above
+//! this one):
 //!
 //! ```text
 //! waiting ──> in_consultation ──> completed
@@ -11,7 +13,7 @@
 //!
 //! Anything else (the same status again, or leaving completed/cancelled) is 409
 //! `invalid_transition`. Every move also sets the consultation's status (see
-//! [`model::QueueStatus::consultation_status`]), emits `queue.status_changed`, and a move
+//! `consultations::model::ConsultationStatus::following`), emits `queue.status_changed`, and a move
 //! to `completed` also emits `consultation.completed`. Priority changes emit
 //! `queue.priority_changed`. The status UPDATE is conditional on the status the handler
 //! read, so two concurrent moves cannot both succeed.

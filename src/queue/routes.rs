@@ -1,12 +1,8 @@
 //! HTTP handlers for `/queue`.
 
-use super::model::{
-    PriorityUpdate, QueueEntry, QueueFilter, QueuePriorityChanged, QueueStatus, QueueStatusChanged,
-    StatusUpdate, filter_id,
-};
+use super::model::{PriorityUpdate, QueueEntry, QueueFilter, QueuePriorityChanged, filter_id};
 use super::repo;
 use crate::auth::{CurrentUser, Require, can};
-use crate::consultations;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
 use crate::ids::{CampId, DoctorId, QueueEntryId};
@@ -20,7 +16,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_queue))
-        .routes(routes!(update_status))
         .routes(routes!(update_priority))
         .routes(routes!(get_entry))
 }
@@ -66,50 +61,6 @@ async fn get_entry(
         .ok_or_else(|| ApiError::not_found("queue entry", &id))
 }
 
-/// Moves an entry along an allowed transition (see `QueueStatus::allowed_next`); the
-/// consultation's status follows. An unknown `queue_entry_id` is 404: it names the
-/// resource being changed, not a reference.
-#[utoipa::path(put, path = "/api/v1/queue/status-update", tag = "queue", security(("bearer" = [])), request_body = StatusUpdate,
-    responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update_status(
-    State(state): State<AppState>,
-    _user: Require<can::UpdateQueue>,
-    ApiJson(body): ApiJson<StatusUpdate>,
-) -> ApiResult<Json<QueueEntry>> {
-    let id = parse_id(&body.queue_entry_id, "queue entry", QueueEntryId::parse)?;
-    let to = body.status;
-    let mut tx = state.db.begin().await?;
-    let before = repo::lock(&mut tx, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("queue entry", &id))?;
-    let from = before.status;
-    if !from.allowed_next().contains(&to) || !repo::set_status(&mut tx, &id, from, to).await? {
-        return Err(invalid_transition(from, to));
-    }
-    consultations::repo::set_status(&mut tx, &before.consultation_id, to.consultation_status())
-        .await?;
-    let entry = repo::get_in(&mut tx, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("queue entry", &id))?;
-    let changed = QueueStatusChanged {
-        entry: &entry,
-        previous_status: from,
-    };
-    outbound::emit(&mut tx, Event::new(EventType::QueueStatusChanged, &changed)).await?;
-    if to == QueueStatus::Completed {
-        let consultation = consultations::repo::get_in(&mut tx, &before.consultation_id).await?;
-        let consultation = consultation
-            .ok_or_else(|| ApiError::not_found("consultation", &before.consultation_id))?;
-        outbound::emit(
-            &mut tx,
-            Event::new(EventType::ConsultationCompleted, &consultation),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(Json(entry))
-}
-
 /// Changes the priority of an entry that is still waiting or in consultation. Setting
 /// the priority it already has answers 200 and emits nothing.
 #[utoipa::path(put, path = "/api/v1/queue/priority", tag = "queue", security(("bearer" = [])), request_body = PriorityUpdate,
@@ -152,13 +103,4 @@ async fn update_priority(
     .await?;
     tx.commit().await?;
     Ok(Json(entry))
-}
-
-fn invalid_transition(from: QueueStatus, to: QueueStatus) -> ApiError {
-    let allowed = from.allowed_next();
-    ApiError::conflict(
-        "invalid_transition",
-        format!("a queue entry cannot move from {from} to {to}"),
-    )
-    .with_details(json!({ "from": from, "to": to, "allowed": allowed }))
 }

@@ -5,16 +5,23 @@
 //!   with its envelope schema; retried in the background while Svix is unreachable.
 //! - [`relay`]: hands each committed outbox message to Svix (`message.create` with the
 //!   event id as `eventId` and idempotency key) and marks it relayed.
-//! - [`admin`]: the administration API of SPEC §5 served by calling Svix.
-//! - [`ops`]: Svix operational webhooks drive auto-pause and failure statistics.
+//! - `backend`: the administration API of SPEC §5 served by calling Svix, with
+//!   `endpoints` (endpoints as subscriptions), `logs` (messages and attempts) and
+//!   `requeue` (sending again).
+//! - [`ops`]: Svix operational webhooks drive auto-pause and failure statistics, kept in
+//!   `endpoint_health` through the shared mechanism of `crate::outbound::health`.
 //!
 //! Subscriptions are Svix endpoints whose `uid` is the subscription id (`sub_…`); the
 //! payload mode is in the endpoint's metadata and channel (`full` or `id_only`).
 
-pub mod admin;
+mod backend;
+mod endpoint_health;
+mod endpoints;
+mod logs;
 pub mod ops;
-pub mod register;
-pub mod relay;
+mod register;
+mod relay;
+mod requeue;
 
 pub use ops::router;
 
@@ -45,7 +52,7 @@ pub struct SvixBackend {
     id_only: Mutex<IdOnlyTypes>,
     /// Wakes the workers when start-up registration succeeded.
     registered_signal: tokio::sync::Notify,
-    /// The channel-less endpoints last warned about (see `admin::refresh_payload_modes`).
+    /// The channel-less endpoints last warned about (see `endpoints::refresh_payload_modes`).
     unchanneled_warned: Mutex<String>,
 }
 

@@ -3,7 +3,7 @@
 //! the same auto-pause as the embedded engine:
 //!
 //! - `message.attempt.failing` / `message.attempt.exhausted`: one more failure in a row
-//!   (Svix sends these per message, not per attempt: see README "Using a Svix server").
+//!   (Svix sends these per message, not per attempt: see docs/svix.md).
 //!   A message that is first `failing` and then `exhausted` counts once: the streak
 //!   counts troubled messages. At `EHRS_WEBHOOK_AUTOPAUSE_AFTER` in a row the endpoint
 //!   is disabled in Svix, once, with a `subscription.auto_paused` audit entry.
@@ -14,18 +14,18 @@
 //!
 //! Each webhook id is applied once (Svix retries operational webhooks too).
 
-use super::SvixBackend;
-use crate::db::{Db, now_ms};
+use super::{SvixBackend, endpoint_health};
+use crate::db::{Tx, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{AuditId, SubscriptionId};
 use crate::outbound::Webhooks;
+use crate::outbound::health::{self, Ledger, Streak};
+use crate::outbound::outcome::Outcome;
 use crate::time::Timestamp;
 use axum::body::Bytes;
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use sqlx::Row;
-use std::collections::HashMap;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The operational-webhook route, for any application state that holds [`Webhooks`]. It
@@ -37,108 +37,6 @@ where
     Webhooks: FromRef<S>,
 {
     OpenApiRouter::new().routes(routes!(receive))
-}
-
-/// Our counters for one endpoint.
-#[derive(Debug, Clone, Default)]
-pub struct EndpointHealth {
-    pub consecutive_failures: i64,
-    pub last_failure_at: Option<Timestamp>,
-    pub last_success_at: Option<Timestamp>,
-    pub auto_paused: bool,
-    pub paused_reason: Option<String>,
-    pub paused_at: Option<Timestamp>,
-    pub disabled_at: Option<Timestamp>,
-}
-
-const COLUMNS: &str = "subscription_id, consecutive_failures, last_failure_at, last_success_at, auto_paused, paused_reason, paused_at, disabled_at";
-
-fn from_row(row: &sqlx::any::AnyRow) -> Result<EndpointHealth, sqlx::Error> {
-    Ok(EndpointHealth {
-        consecutive_failures: row.try_get("consecutive_failures")?,
-        last_failure_at: row.try_get("last_failure_at")?,
-        last_success_at: row.try_get("last_success_at")?,
-        auto_paused: row.try_get::<i64, _>("auto_paused")? != 0,
-        paused_reason: row.try_get("paused_reason")?,
-        paused_at: row.try_get("paused_at")?,
-        disabled_at: row.try_get("disabled_at")?,
-    })
-}
-
-pub async fn health(db: &Db, id: &SubscriptionId) -> Result<Option<EndpointHealth>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM svix_endpoint_health WHERE subscription_id = $1");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
-}
-
-/// Every endpoint's counters, by subscription id.
-pub async fn all_health(db: &Db) -> Result<HashMap<String, EndpointHealth>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM svix_endpoint_health");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(db.pool())
-        .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("subscription_id")?, from_row(row)?)))
-        .collect()
-}
-
-/// Makes sure the endpoint has a row, inside `tx`.
-async fn ensure_row(tx: &mut crate::db::Tx, id: &SubscriptionId) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO svix_endpoint_health (subscription_id, updated_at) VALUES ($1, $2) \
-         ON CONFLICT (subscription_id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(now_ms())
-    .execute(tx.conn())
-    .await?;
-    Ok(())
-}
-
-/// Runs one counter update (`$1` = subscription id, `$2` = now) on the endpoint's row.
-async fn update_row(db: &Db, id: &SubscriptionId, sql: &'static str) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    ensure_row(&mut tx, id).await?;
-    sqlx::query(sql)
-        .bind(id)
-        .bind(now_ms())
-        .execute(tx.conn())
-        .await?;
-    tx.commit().await
-}
-
-/// Re-enabled: the streak and the pause are over.
-pub async fn reset(db: &Db, id: &SubscriptionId) -> Result<(), sqlx::Error> {
-    update_row(db, id, RESET).await
-}
-
-const RESET: &str = "UPDATE svix_endpoint_health SET consecutive_failures = 0, auto_paused = 0, \
-     paused_reason = NULL, paused_at = NULL, disabled_at = NULL, updated_at = $2 \
-     WHERE subscription_id = $1";
-
-/// Disabled by an admin: remembered so that re-enabling replays what Svix skipped.
-pub async fn note_disabled(db: &Db, id: &SubscriptionId) -> Result<(), sqlx::Error> {
-    update_row(
-        db,
-        id,
-        "UPDATE svix_endpoint_health SET disabled_at = COALESCE(disabled_at, $2), updated_at = $2 \
-         WHERE subscription_id = $1",
-    )
-    .await
-}
-
-pub async fn forget(db: &Db, id: &SubscriptionId) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM svix_endpoint_health WHERE subscription_id = $1")
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
-    tx.commit().await
 }
 
 /// An operational webhook: `{"type": …, "data": {…}}`. Every field of `data` is optional
@@ -224,19 +122,30 @@ pub(super) async fn receive_verified(
 
 /// What one event does to the counters.
 enum Effect {
-    Failure {
+    /// An attempt Svix reported: a message failing or exhausted, or recovered.
+    Attempt {
+        outcome: Outcome,
         status: Option<i64>,
         at: Timestamp,
         msg_id: Option<String>,
-    },
-    Success {
-        at: Timestamp,
     },
     DisabledBySvix {
         reason: String,
     },
     Enabled,
     Deleted,
+}
+
+/// The outcome of the last attempt Svix reports with a failure: its HTTP status, or no
+/// answer (Svix reports 0 then, and does not say why).
+fn failed_attempt(status: Option<i64>) -> Outcome {
+    match status
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| *s > 0)
+    {
+        Some(code) if Outcome::of_answer(code).is_failure() => Outcome::of_answer(code),
+        _ => Outcome::Rejected,
+    }
 }
 
 fn effect(event: &OpsEvent) -> Option<Effect> {
@@ -249,17 +158,24 @@ fn effect(event: &OpsEvent) -> Option<Effect> {
             .map(Timestamp::from)
             .unwrap_or_else(Timestamp::now)
     };
+    let status = event
+        .data
+        .last_attempt
+        .as_ref()
+        .and_then(|a| a.response_status_code);
     Some(match event.event_type.as_str() {
-        "message.attempt.failing" | "message.attempt.exhausted" => Effect::Failure {
+        "message.attempt.failing" | "message.attempt.exhausted" => Effect::Attempt {
+            outcome: failed_attempt(status),
             msg_id: event.data.msg_id.clone(),
-            status: event
-                .data
-                .last_attempt
-                .as_ref()
-                .and_then(|a| a.response_status_code),
+            status,
             at: attempt_at(),
         },
-        "message.attempt.recovered" => Effect::Success { at: attempt_at() },
+        "message.attempt.recovered" => Effect::Attempt {
+            outcome: Outcome::Delivered,
+            msg_id: None,
+            status,
+            at: attempt_at(),
+        },
         "endpoint.disabled" => Effect::DisabledBySvix {
             reason: match event.data.fail_since {
                 Some(since) => format!(
@@ -296,125 +212,77 @@ async fn apply(backend: &SvixBackend, webhook_id: &str, event: &OpsEvent) -> Api
     };
     let now = now_ms();
     let mut tx = backend.db.begin().await?;
-    let first_time = sqlx::query(
-        "INSERT INTO svix_ops_seen (webhook_id, received_at) VALUES ($1, $2) \
-         ON CONFLICT (webhook_id) DO NOTHING",
-    )
-    .bind(webhook_id)
-    .bind(now)
-    .execute(tx.conn())
-    .await?
-    .rows_affected()
-        == 1;
-    if !first_time {
+    if !first_time(&mut tx, webhook_id, now).await? {
         return Ok(());
     }
-    ensure_row(&mut tx, &id).await?;
+    endpoint_health::ensure_row(&mut tx, &id).await?;
     let mut pause_claim = None;
     match effect {
-        Effect::Failure { status, at, msg_id } => {
+        Effect::Attempt {
+            outcome,
+            status,
+            at,
+            msg_id,
+        } => {
             // Svix reports a message `failing` (4th attempt failed) and later `exhausted`
             // (last attempt failed): one troubled message, counted once. The mark lives
             // with the webhook ids, and is purged with them.
-            let counted = match &msg_id {
-                Some(msg) => {
-                    sqlx::query(
-                        "INSERT INTO svix_ops_seen (webhook_id, received_at) VALUES ($1, $2) \
-                         ON CONFLICT (webhook_id) DO NOTHING",
-                    )
-                    .bind(format!("troubled:{id}:{msg}"))
-                    .bind(now)
-                    .execute(tx.conn())
-                    .await?
-                    .rows_affected()
-                        == 1
+            let counted = match (&msg_id, outcome.is_failure()) {
+                (Some(msg), true) => {
+                    first_time(&mut tx, &format!("troubled:{id}:{msg}"), now).await?
                 }
-                None => true,
+                _ => true,
             };
-            sqlx::query(
-                "UPDATE svix_endpoint_health SET consecutive_failures = consecutive_failures + $4, \
-                 last_failure_at = $2, updated_at = $3 WHERE subscription_id = $1",
-            )
-            .bind(&id)
-            .bind(at)
-            .bind(now)
-            .bind(i64::from(counted))
-            .execute(tx.conn())
-            .await?;
-            let reason = format!(
-                "{} consecutive failed deliveries: Svix reported that many messages in a row failing or exhausted (last status: {})",
-                backend.autopause_after,
-                status
-                    .filter(|s| *s > 0)
-                    .map_or("no answer".to_string(), |s| s.to_string())
-            );
-            // Exactly once, however many failures arrive together: only the update that
-            // flips auto_paused from 0 returns a row.
-            let paused: Option<String> = sqlx::query_scalar(
-                "UPDATE svix_endpoint_health SET auto_paused = 1, paused_reason = $2, paused_at = $3, \
-                 disabled_at = COALESCE(disabled_at, $3) \
-                 WHERE subscription_id = $1 AND auto_paused = 0 AND consecutive_failures >= $4 \
-                 RETURNING subscription_id",
-            )
-            .bind(&id)
-            .bind(&reason)
-            .bind(now)
-            .bind(backend.autopause_after)
-            .fetch_optional(tx.conn())
-            .await?;
-            // The audit entry commits with the claim, before Svix is asked: the pause shows
-            // (flag set and Svix's endpoint disabled) only once its entry is there too.
-            if paused.is_some() {
-                let entry = audit_pause(&mut tx, &id, &reason).await?;
-                pause_claim = Some((reason, entry));
+            let mut streak = Streak::default();
+            if counted {
+                streak.add(outcome);
             }
-        }
-        Effect::Success { at } => {
-            sqlx::query(
-                "UPDATE svix_endpoint_health SET consecutive_failures = 0, last_success_at = $2, \
-                 updated_at = $3 WHERE subscription_id = $1",
-            )
-            .bind(&id)
-            .bind(at)
-            .bind(now)
-            .execute(tx.conn())
-            .await?;
+            health::record(&mut tx, Ledger::SvixEndpoints, &id, streak, at.millis()).await?;
+            if outcome.is_failure() {
+                let reason = format!(
+                    "{} consecutive failed deliveries: Svix reported that many messages in a row failing or exhausted (last status: {})",
+                    backend.autopause_after,
+                    status
+                        .filter(|s| *s > 0)
+                        .map_or("no answer".to_string(), |s| s.to_string())
+                );
+                // The audit entry commits with the claim, before Svix is asked: the pause
+                // shows (flag set and Svix's endpoint disabled) only once its entry is
+                // there too.
+                let threshold = Some(backend.autopause_after);
+                if let Some(entry) =
+                    health::pause_once(&mut tx, Ledger::SvixEndpoints, &id, &reason, threshold, now)
+                        .await?
+                {
+                    pause_claim = Some((reason, entry));
+                }
+            }
         }
         Effect::DisabledBySvix { reason } => {
-            let changed = sqlx::query(
-                "UPDATE svix_endpoint_health SET auto_paused = 1, paused_reason = $2, paused_at = $3, \
-                 disabled_at = COALESCE(disabled_at, $3), updated_at = $3 \
-                 WHERE subscription_id = $1 AND auto_paused = 0",
-            )
-            .bind(&id)
-            .bind(&reason)
-            .bind(now)
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
-            if changed == 1 {
-                audit_pause(&mut tx, &id, &reason).await?;
-            }
+            health::pause_once(&mut tx, Ledger::SvixEndpoints, &id, &reason, None, now).await?;
         }
-        Effect::Enabled => {
-            sqlx::query(RESET)
-                .bind(&id)
-                .bind(now)
-                .execute(tx.conn())
-                .await?;
-        }
-        Effect::Deleted => {
-            sqlx::query("DELETE FROM svix_endpoint_health WHERE subscription_id = $1")
-                .bind(&id)
-                .execute(tx.conn())
-                .await?;
-        }
+        Effect::Enabled => health::reset(&mut tx, Ledger::SvixEndpoints, &id, now).await?,
+        Effect::Deleted => endpoint_health::remove(&mut tx, &id).await?,
     }
     tx.commit().await?;
     if let Some((reason, entry)) = pause_claim {
         pause(backend, &id, webhook_id, &reason, &entry).await?;
     }
     Ok(())
+}
+
+/// Marks `key` seen; true the first time only.
+async fn first_time(tx: &mut Tx, key: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO svix_ops_seen (webhook_id, received_at) VALUES ($1, $2) \
+         ON CONFLICT (webhook_id) DO NOTHING",
+    )
+    .bind(key)
+    .bind(now)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 /// Disables the endpoint in Svix. If Svix cannot be reached, the pause, its audit entry
@@ -438,49 +306,20 @@ async fn pause(
         .await;
     match result {
         Ok(_) => {
-            tracing::warn!(subscription = %id, reason, "auto-paused a Svix endpoint");
-            metrics::counter!("ehrs_webhook_autopaused_total").increment(1);
+            health::paused(id, reason);
             Ok(())
         }
         Err(err) => {
             let mut tx = backend.db.begin().await?;
-            sqlx::query(
-                "UPDATE svix_endpoint_health SET auto_paused = 0, paused_reason = NULL, paused_at = NULL \
-                 WHERE subscription_id = $1",
-            )
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
+            health::undo_pause(&mut tx, Ledger::SvixEndpoints, id, audit_entry).await?;
             sqlx::query("DELETE FROM svix_ops_seen WHERE webhook_id = $1")
                 .bind(webhook_id)
-                .execute(tx.conn())
-                .await?;
-            sqlx::query("DELETE FROM webhook_audit WHERE id = $1")
-                .bind(audit_entry)
                 .execute(tx.conn())
                 .await?;
             tx.commit().await?;
             Err(super::api_error(err, "subscription", id.as_str()))
         }
     }
-}
-
-/// The audit entry the embedded engine writes for its auto-pause, by `system`.
-async fn audit_pause(
-    tx: &mut crate::db::Tx,
-    id: &SubscriptionId,
-    reason: &str,
-) -> Result<AuditId, sqlx::Error> {
-    let details = serde_json::json!({ "reason": reason });
-    crate::outbound::audit::record(
-        tx,
-        None,
-        "system",
-        "subscription.auto_paused",
-        Some(id),
-        &details,
-    )
-    .await
 }
 
 /// The subscription an event is about: its endpoint uid, or the uid Svix gives for its

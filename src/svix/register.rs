@@ -27,7 +27,7 @@ pub async fn register(backend: &SvixBackend) -> Result<(), svix::error::Error> {
             .upsert(event.as_str().to_string(), upsert)
             .await?;
     }
-    super::admin::refresh_payload_modes(backend).await?;
+    super::endpoints::refresh_payload_modes(backend).await?;
     Ok(())
 }
 

@@ -8,13 +8,13 @@
 //! enabled endpoint takes `id_only` payloads of its event type, an identifiers-only copy
 //! goes out on channel `id_only` too (event id `<evt>.id_only`). Each EHRS endpoint
 //! listens on exactly one. (Svix sends a message with channels to every endpoint that
-//! has none as well: see `admin::refresh_payload_modes`.)
+//! has none as well: see `endpoints::refresh_payload_modes`.)
 
 use super::SvixBackend;
 use crate::db::now_ms;
-use crate::delivery::OutboxMessage;
+use crate::outbound::payload::{self, OutboxMessage, PayloadMode};
+use crate::outbound::store;
 use crate::time::Timestamp;
-use sqlx::Row;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use svix::api::MessageCreateOptions;
@@ -56,7 +56,7 @@ pub async fn run(backend: Arc<SvixBackend>, mut stopped: tokio::sync::watch::Rec
         } else {
             if modes_read.elapsed() > PAYLOAD_MODE_REFRESH {
                 modes_read = Instant::now();
-                if let Err(err) = super::admin::refresh_payload_modes(&backend).await {
+                if let Err(err) = super::endpoints::refresh_payload_modes(&backend).await {
                     tracing::warn!(error = %super::describe(&err), "cannot read Svix endpoints' payload modes");
                 }
             }
@@ -132,38 +132,10 @@ impl From<sqlx::Error> for RelayError {
     }
 }
 
-struct Unrelayed {
-    id: String,
-    event_id: String,
-    event_type: String,
-    payload: Option<String>,
-    ids: String,
-    created_at: Timestamp,
-}
-
 /// Relays one batch, oldest first. Returns how many messages were marked relayed; an
 /// error after some succeeded still marks those.
 async fn relay_batch(backend: &SvixBackend) -> Result<usize, RelayError> {
-    let rows = sqlx::query(
-        "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
-         WHERE relayed_at IS NULL ORDER BY id LIMIT $1",
-    )
-    .bind(BATCH)
-    .fetch_all(backend.db.pool())
-    .await?;
-    let messages = rows
-        .iter()
-        .map(|row| {
-            Ok(Unrelayed {
-                id: row.try_get("id")?,
-                event_id: row.try_get("event_id")?,
-                event_type: row.try_get("event_type")?,
-                payload: row.try_get("payload")?,
-                ids: row.try_get("ids")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let messages = store::unrelayed_messages(&backend.db, BATCH).await?;
     if messages.is_empty() {
         return Ok(0);
     }
@@ -212,7 +184,7 @@ async fn relay_batch(backend: &SvixBackend) -> Result<usize, RelayError> {
 /// Creates the message (and its identifiers-only copy when wanted) in Svix.
 async fn send(
     backend: &SvixBackend,
-    message: &Unrelayed,
+    message: &store::OutboxRow,
     with_id_only: bool,
 ) -> Result<(), svix::error::Error> {
     let outbox = OutboxMessage {
@@ -223,24 +195,25 @@ async fn send(
         payload: message.payload.as_deref(),
         ids: &message.ids,
     };
-    let variants: &[(bool, &str)] = if with_id_only {
-        &[(false, FULL_CHANNEL), (true, ID_ONLY_CHANNEL)]
+    let variants: &[(PayloadMode, &str)] = if with_id_only {
+        &[
+            (PayloadMode::Full, FULL_CHANNEL),
+            (PayloadMode::IdOnly, ID_ONLY_CHANNEL),
+        ]
     } else {
-        &[(false, FULL_CHANNEL)]
+        &[(PayloadMode::Full, FULL_CHANNEL)]
     };
-    for &(id_only, channel) in variants {
+    for &(mode, channel) in variants {
         // A payload cleared by retention (a message unrelayed for that long) goes out
         // with identifiers only rather than never.
-        let body = outbox
-            .render(id_only, None)
-            .or_else(|_| outbox.render(true, None))
+        let body = payload::render(&outbox, mode, None)
+            .or_else(|_| payload::render(&outbox, PayloadMode::IdOnly, None))
             .map_err(|err| svix::error::Error::Generic(err.to_string()))?;
         let payload: serde_json::Value = serde_json::from_str(&body)
             .map_err(|err| svix::error::Error::Generic(err.to_string()))?;
-        let event_id = if id_only {
-            format!("{}.{ID_ONLY_CHANNEL}", message.event_id)
-        } else {
-            message.event_id.clone()
+        let event_id = match mode {
+            PayloadMode::Full => message.event_id.clone(),
+            PayloadMode::IdOnly => format!("{}.{ID_ONLY_CHANNEL}", message.event_id),
         };
         let mut input = MessageIn::new(message.event_type.clone(), payload);
         input.event_id = Some(event_id.clone());
@@ -270,13 +243,6 @@ async fn mark_relayed(backend: &SvixBackend, ids: &[String]) -> Result<(), sqlx:
         return Ok(());
     }
     let mut tx = backend.db.begin().await?;
-    crate::outbound::store::mark_relayed(&mut tx, ids, Timestamp(now_ms())).await?;
+    store::mark_relayed(&mut tx, ids, Timestamp(now_ms())).await?;
     tx.commit().await
-}
-
-/// Messages waiting for the relay (the backend's queue depth).
-pub async fn unrelayed(db: &crate::db::Db) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE relayed_at IS NULL")
-        .fetch_one(db.pool())
-        .await
 }

@@ -1,4 +1,3 @@
-use crate::error::ApiError;
 use crate::ids::{CampId, PatientId, UserId, VitalsId};
 use crate::patients::BookNo;
 use crate::time::Timestamp;
@@ -40,6 +39,21 @@ pub struct Vitals {
 
 pub const MAX_NOTE: usize = 2000;
 
+/// Keeps a note within [`MAX_NOTE`] characters. Past it the end is cut and `marker` is
+/// put in its place, to say where the whole text is. Why cut rather than refuse: what
+/// comes first (earlier notes, the start of the new text) stays in front of the
+/// clinician, and a note over the limit would make every later edit of the record fail
+/// the API's own check.
+pub fn fit_note(note: String, marker: &str) -> String {
+    if note.chars().count() <= MAX_NOTE {
+        return note;
+    }
+    let keep = MAX_NOTE.saturating_sub(marker.chars().count());
+    let mut cut: String = note.chars().take(keep).collect();
+    cut.push_str(marker);
+    cut
+}
+
 /// Body of `PUT /patients/vitals/{book_no}`: at least one measurement; every field is
 /// optional and checked against a physiologically plausible range.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -77,7 +91,7 @@ pub struct VitalsInput {
 }
 
 impl Validate for VitalsInput {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         if let Some(bp) = &self.bp {
             check_bp(&mut errors, bp);
@@ -158,7 +172,7 @@ fn check_bp(errors: &mut FieldErrors, raw: &str) {
 mod tests {
     use super::*;
 
-    fn bp(raw: &str) -> Result<(), ApiError> {
+    fn bp(raw: &str) -> Result<(), FieldErrors> {
         VitalsInput {
             bp: Some(raw.into()),
             ..Default::default()

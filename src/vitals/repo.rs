@@ -82,35 +82,38 @@ pub async fn list_for_patient(
     Ok((items, total))
 }
 
-/// Appends `note` to the `extra_note` of the latest vitals of the patient with this book
-/// number (after a newline when a note is already there) and returns the record as it is
-/// now. `None` when the patient is unknown or has no vitals. The note is appended whole,
-/// even past the 2000 characters the API accepts in one request: a lab result must not
-/// be cut. For the inbound `lab.result.ready` job.
+/// Appends `note` on a new line to the note of the patient's most recent vitals, kept
+/// within the limit the API enforces ([`super::model::fit_note`], with `cut_marker` where
+/// it cuts). `None` when the patient is unknown or has no vitals. The row is read and
+/// written under a lock (PostgreSQL; SQLite's writer is alone), so concurrent appends
+/// cannot lose one. For the inbound `lab.result.ready` job.
 pub async fn append_note_to_latest(
     tx: &mut Tx,
     book_no: &BookNo,
     note: &str,
+    cut_marker: &str,
 ) -> Result<Option<Vitals>, sqlx::Error> {
-    let latest: Option<VitalsId> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT v.id FROM vitals v JOIN patients p ON p.id = v.patient_id WHERE p.book_no = $1 {NEWEST_FIRST} LIMIT 1"
-    )))
-    .bind(book_no)
-    .fetch_optional(tx.conn())
-    .await?;
-    let Some(id) = latest else {
+    let sql = format!(
+        "SELECT v.id, v.extra_note FROM vitals v \
+         WHERE v.patient_id = (SELECT id FROM patients WHERE book_no = $1) {NEWEST_FIRST} LIMIT 1{}",
+        tx.for_update()
+    );
+    let latest: Option<(VitalsId, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(book_no)
+        .fetch_optional(tx.conn())
+        .await?;
+    let Some((id, existing)) = latest else {
         return Ok(None);
     };
-    // One statement reads and writes the note, so concurrent appends cannot lose one.
-    sqlx::query(
-        "UPDATE vitals SET extra_note = CASE WHEN extra_note IS NULL OR extra_note = '' THEN $2 \
-         ELSE extra_note || $3 || $2 END, updated_at = $4 WHERE id = $1",
-    )
-    .bind(&id)
-    .bind(note)
-    .bind("\n")
-    .bind(Timestamp::now())
-    .execute(tx.conn())
-    .await?;
+    let joined = match existing.filter(|existing| !existing.is_empty()) {
+        Some(existing) => format!("{existing}\n{note}"),
+        None => note.to_string(),
+    };
+    sqlx::query("UPDATE vitals SET extra_note = $2, updated_at = $3 WHERE id = $1")
+        .bind(&id)
+        .bind(super::model::fit_note(joined, cut_marker))
+        .bind(Timestamp::now())
+        .execute(tx.conn())
+        .await?;
     get_tx(tx, &id).await
 }

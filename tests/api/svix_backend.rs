@@ -752,14 +752,12 @@ svix_test!(async fn subscriptions_left_from_the_embedded_engine_get_nothing_queu
         url: "https://lab.example.org/hook".into(),
         description: String::new(),
         event_types: vec![],
-        payload: ehrs::outbound::subscriptions::PayloadMode::Full,
+        payload: ehrs::outbound::PayloadMode::Full,
         ordered: false,
     };
-    let mut tx = app.state.db.begin().await.unwrap();
-    ehrs::outbound::subscriptions::insert(&mut tx, &leftover, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &app.state.secrets)
+    ehrs::testing::insert_embedded_subscription(&app.state, &leftover, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
         .await
         .unwrap();
-    tx.commit().await.unwrap();
 
     create_camp(&app).await;
     crate::support::eventually("relayed", || async { event_messages(&svix).len() == 1 }).await;

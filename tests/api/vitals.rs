@@ -123,7 +123,7 @@ db_test!(async fn lab_notes_are_appended_to_the_latest_vitals(app) {
         let book = book.clone();
         async move {
             let mut tx = db.begin().await.unwrap();
-            let vitals = append_note_to_latest(&mut tx, &book, note).await.unwrap();
+            let vitals = append_note_to_latest(&mut tx, &book, note, " [cut]").await.unwrap();
             tx.commit().await.unwrap();
             vitals
         }

@@ -13,6 +13,7 @@
 use super::{DeliveryStatus, json_ids, json_rows};
 use crate::db::{Backend, Db, Tx};
 use crate::ids::{DeliveryId, MessageId, SubscriptionId};
+use crate::outbound::payload::PayloadMode;
 use crate::time::Timestamp;
 
 const PENDING: DeliveryStatus = DeliveryStatus::Pending;
@@ -32,7 +33,7 @@ pub struct Claimed {
     pub ids: String,
     pub created_at: Timestamp,
     pub url: String,
-    pub payload_mode: String,
+    pub payload_mode: PayloadMode,
     pub secret_enc: String,
     pub previous_secret_enc: Option<String>,
     pub previous_secret_until: Option<i64>,

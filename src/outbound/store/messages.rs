@@ -5,6 +5,7 @@
 use super::{DeliveryStatus, json_ids, json_rows};
 use crate::db::{Backend, Tx};
 use crate::ids::{DeliveryId, EventId, MessageId, SubscriptionId};
+use crate::outbound::payload::PayloadMode;
 use crate::time::Timestamp;
 
 /// Key of the PostgreSQL advisory lock that makes one instance the fan-out leader for a
@@ -18,7 +19,7 @@ const INSERT_CHUNK: usize = 128;
 pub struct Target {
     pub id: SubscriptionId,
     pub url: String,
-    pub payload_mode: String,
+    pub payload_mode: PayloadMode,
     pub event_types: String,
     pub secret_enc: String,
     pub previous_secret_enc: Option<String>,
@@ -238,4 +239,49 @@ pub async fn insert_message(
     .execute(tx.conn())
     .await?;
     Ok(())
+}
+
+/// The event id of outbox message `id` and when it was handed off, if it exists (the
+/// Svix backend addresses Svix's copy by that event id).
+pub async fn relayed_event_id(
+    db: &crate::db::Db,
+    id: &MessageId,
+) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as("SELECT event_id, relayed_at FROM webhook_messages WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+}
+
+/// An outbox message as the Svix relay hands it over.
+#[derive(sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// `None` once the retention period cleared it.
+    pub payload: Option<String>,
+    pub ids: String,
+    pub created_at: Timestamp,
+}
+
+/// The oldest `limit` messages not handed off yet (the Svix relay's next batch).
+pub async fn unrelayed_messages(
+    db: &crate::db::Db,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, event_id, event_type, payload, ids, created_at FROM webhook_messages \
+         WHERE relayed_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Messages not handed off yet (the Svix backend's queue depth).
+pub async fn unrelayed_count(db: &crate::db::Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE relayed_at IS NULL")
+        .fetch_one(db.pool())
+        .await
 }

@@ -1,21 +1,30 @@
-//! The embedded engine's SQL on the webhook tables: `webhook_messages`,
-//! `webhook_deliveries`, `webhook_attempts` and the health columns of
-//! `webhook_subscriptions`. The delivery modules (`delivery::{fanout, claim, record, …}`)
-//! decide what to do; this module is the one place that says how it is written, so a
-//! status is spelled once ([`DeliveryStatus`]) and the SQLite and PostgreSQL variants of
-//! a statement sit side by side.
+//! The SQL on the `webhook_*` tables: `webhook_messages` (the outbox, both backends),
+//! and `webhook_subscriptions`, `webhook_deliveries` and `webhook_attempts` (the embedded
+//! engine's). The modules that use it (`outbound::outbox`, `delivery::{fanout, claim,
+//! record, …}`, the Svix relay) decide what to do; this module is the one place that
+//! says how it is written, so a status is spelled once ([`DeliveryStatus`]) and the
+//! SQLite and PostgreSQL variants of a statement sit side by side. Two exceptions, each
+//! with its own reason: the subscriptions' health columns are written by
+//! `outbound::health` (one mechanism for both backends, beside the Svix table it shares
+//! its rules with), and the audit trail (`webhook_audit`) by `outbound::audit`.
 //!
-//! - `messages.rs`: the outbox and the fan-out (messages, sequences, new deliveries).
+//! - `messages.rs`: the outbox, the fan-out and the relay (messages, sequences, new
+//!   deliveries).
+//! - `subscriptions.rs`: the embedded backend's subscriptions.
 //! - `deliveries.rs`: claims, leases and requeues (retry, recover, re-enable).
-//! - `outcomes.rs`: attempts, delivery outcomes, failure counters and auto-pause.
+//! - `outcomes.rs`: attempts and delivery outcomes.
+//! - `logs.rs`: the pages of messages and attempts the admin API shows.
 //! - `upkeep.rs`: retention and the counts the metrics and the admin API show.
 
 mod deliveries;
+mod logs;
 mod messages;
 mod outcomes;
+pub mod subscriptions;
 mod upkeep;
 
 pub use deliveries::*;
+pub use logs::*;
 pub use messages::*;
 pub use outcomes::*;
 pub use upkeep::*;

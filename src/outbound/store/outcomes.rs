@@ -1,5 +1,5 @@
-//! Recording attempts: attempt rows, delivery outcomes, subscription failure counters and
-//! the auto-pause. All run in the recorder's one transaction per batch.
+//! Recording attempts: attempt rows and delivery outcomes, in the recorder's one
+//! transaction per batch. (Failure streaks and the auto-pause are `outbound::health`'s.)
 
 use super::{DeliveryStatus, json_ids, json_rows};
 use crate::db::Tx;
@@ -120,67 +120,6 @@ pub async fn mark_failed(tx: &mut Tx, failure: Failure<'_>, now: i64) -> Result<
     .execute(tx.conn())
     .await?;
     Ok(())
-}
-
-/// Updates a subscription's failure streak after a batch: `failures` since its last
-/// success in the batch, and whether one succeeded.
-pub async fn update_counters(
-    tx: &mut Tx,
-    subscription: &SubscriptionId,
-    failures: i64,
-    succeeded: bool,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let query = if succeeded {
-        // Failures after the batch's last success are the new streak. A healthy
-        // subscription whose row already says so (no streak, a success within the last
-        // second) is left alone: rewriting it on every batch took the row lock the
-        // fan-out needs for `last_sequence`, so on PostgreSQL the two waited for each
-        // other's commit (fsync) batch after batch. `last_success_at` is therefore exact
-        // to within a second.
-        sqlx::query(
-            "UPDATE webhook_subscriptions SET consecutive_failures = $2, last_success_at = $3, \
-             last_failure_at = CASE WHEN $2 > 0 THEN $3 ELSE last_failure_at END \
-             WHERE id = $1 AND NOT ($2 = 0 AND consecutive_failures = 0 AND last_success_at IS NOT NULL \
-                                    AND last_success_at > $3 - 1000)",
-        )
-    } else {
-        sqlx::query(
-            "UPDATE webhook_subscriptions SET consecutive_failures = consecutive_failures + $2, \
-             last_failure_at = $3 WHERE id = $1",
-        )
-    };
-    query
-        .bind(subscription)
-        .bind(failures)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
-}
-
-/// Disables an enabled subscription when its failure streak reached `threshold` (or
-/// unconditionally with `None`). True only for the one writer that made the change: the
-/// conditional UPDATE lets one racing writer win.
-pub async fn pause(
-    tx: &mut Tx,
-    subscription: &SubscriptionId,
-    reason: &str,
-    threshold: Option<i64>,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    let changed = sqlx::query(
-        "UPDATE webhook_subscriptions SET enabled = 0, paused_reason = $2, paused_at = $3, updated_at = $3 \
-         WHERE id = $1 AND enabled = 1 AND consecutive_failures >= $4",
-    )
-    .bind(subscription)
-    .bind(reason)
-    .bind(now)
-    .bind(threshold.unwrap_or(0))
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
-    Ok(changed == 1)
 }
 
 /// The id of the latest attempt on `delivery`.

@@ -1,0 +1,120 @@
+//! What happened to one delivery attempt, and what follows from it: one type for both
+//! backends. The embedded engine classifies each HTTP attempt here (`delivery::send`) and
+//! acts on it everywhere else from the same value: the recorder schedules the retry and
+//! counts the failure toward auto-pause, the lanes drop an unanswering endpoint to one
+//! probing slot, the metrics label the attempt. The Svix backend classifies the attempts
+//! its operational webhooks report the same way. A new kind of failure is one more
+//! variant here, and the compiler shows every place that must decide about it.
+
+/// Why an attempt got no HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No answer within the timeout.
+    Timeout,
+    /// The connection could not be made (refused, unreachable, name not resolved).
+    Connect,
+    /// Refused before or while sending (bad URL, SSRF guard, TLS, protocol error).
+    Refused,
+}
+
+/// What one attempt's answer means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx answer: delivered. The failure streak ends.
+    Delivered,
+    /// 410 Gone: the receiver asks us to stop. Not retried; the subscription is paused
+    /// at once.
+    Gone,
+    /// Any other HTTP status: retried on the schedule, and counted toward auto-pause.
+    Rejected,
+    /// No HTTP answer: retried and counted like a rejection; an endpoint that timed out
+    /// or could not be reached is also probed with one slot until it answers again.
+    NoAnswer(FailureKind),
+}
+
+impl Outcome {
+    /// Classifies an attempt by its HTTP status, or by why there was none.
+    pub fn of_answer(status: u16) -> Outcome {
+        match status {
+            200..=299 => Outcome::Delivered,
+            410 => Outcome::Gone,
+            _ => Outcome::Rejected,
+        }
+    }
+
+    pub fn delivered(self) -> bool {
+        self == Outcome::Delivered
+    }
+
+    /// Whether the attempt adds to the subscription's run of consecutive failures.
+    pub fn is_failure(self) -> bool {
+        !self.delivered()
+    }
+
+    /// Whether another attempt follows on the retry schedule (while it lasts).
+    pub fn retries(self) -> bool {
+        matches!(self, Outcome::Rejected | Outcome::NoAnswer(_))
+    }
+
+    /// Whether the subscription is paused at once, whatever its failure streak.
+    pub fn pauses_at_once(self) -> bool {
+        self == Outcome::Gone
+    }
+
+    /// Whether the endpoint is not answering: it keeps one probing slot until it does.
+    /// Any HTTP answer, even an error, ends probing.
+    pub fn probes(self) -> bool {
+        matches!(
+            self,
+            Outcome::NoAnswer(FailureKind::Timeout | FailureKind::Connect)
+        )
+    }
+
+    /// The `outcome` label of `ehrs_delivery_attempts_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Gone => "gone",
+            Outcome::Rejected | Outcome::NoAnswer(_) => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_says_what_follows() {
+        let cases = [
+            (Outcome::of_answer(204), (false, false, false, false)),
+            (Outcome::of_answer(410), (true, false, true, false)),
+            (Outcome::of_answer(500), (true, true, false, false)),
+            (Outcome::of_answer(301), (true, true, false, false)),
+            (
+                Outcome::NoAnswer(FailureKind::Timeout),
+                (true, true, false, true),
+            ),
+            (
+                Outcome::NoAnswer(FailureKind::Connect),
+                (true, true, false, true),
+            ),
+            (
+                Outcome::NoAnswer(FailureKind::Refused),
+                (true, true, false, false),
+            ),
+        ];
+        for (outcome, expected) in cases {
+            let got = (
+                outcome.is_failure(),
+                outcome.retries(),
+                outcome.pauses_at_once(),
+                outcome.probes(),
+            );
+            assert_eq!(got, expected, "{outcome:?}");
+        }
+        assert_eq!(Outcome::of_answer(200).label(), "delivered");
+        assert_eq!(Outcome::of_answer(410).label(), "gone");
+        assert_eq!(Outcome::NoAnswer(FailureKind::Refused).label(), "failed");
+    }
+}
