@@ -12,7 +12,7 @@ use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::jobs::{self, JobContext, Registry};
 use crate::outbound::backend::WebhookBackend;
-use crate::outbound::{Webhooks, ssrf};
+use crate::outbound::{Webhooks, retention, ssrf};
 use crate::state::AppState;
 use crate::tasks::Tasks;
 use anyhow::Context;
@@ -87,17 +87,25 @@ impl Application {
     }
 
     /// Starts what runs beside the HTTP server: the webhook backend's workers (delivery
-    /// only with `EHRS_WEBHOOK_WORKERS`) and the job runner (`Settings::job_workers`).
+    /// only with `EHRS_WEBHOOK_WORKERS`), the payload retention for either backend (also
+    /// with `EHRS_WEBHOOK_WORKERS`), and the job runner (`Settings::job_workers`).
     /// Stop them with [`Tasks::stop`]: in-flight work finishes, queued work waits in the
     /// database for the next start.
     pub fn start_workers(&self) -> Tasks {
         let settings = &self.state.settings;
+        let backend = &self.state.webhooks.backend;
         let mut tasks = Tasks::new();
-        self.state
-            .webhooks
-            .backend
+        backend
             .clone()
             .start_workers(&mut tasks, settings.webhook_workers);
+        if settings.webhook_workers {
+            let (db, backend) = (self.state.db.clone(), backend.clone());
+            let (days, clock) = (
+                settings.webhook_retention_days,
+                settings.webhook_clock.clone(),
+            );
+            tasks.spawn(move |stopped| retention::run(db, backend, days, clock, stopped));
+        }
         if settings.job_workers {
             let context = JobContext {
                 db: self.state.db.clone(),

@@ -23,8 +23,6 @@ pub struct EmbeddedBackend {
     secrets: SecretBox,
     sender: HttpSender,
     config: EngineConfig,
-    /// `EHRS_WEBHOOK_RETENTION_DAYS`, for the engine's upkeep.
-    retention_days: i64,
 }
 
 impl EmbeddedBackend {
@@ -43,40 +41,21 @@ impl EmbeddedBackend {
             config.timeout,
             config.clock.clone(),
         );
-        EmbeddedBackend::new(
-            db.clone(),
-            secrets.clone(),
-            sender,
-            config,
-            settings.webhook_retention_days,
-        )
+        EmbeddedBackend::new(db.clone(), secrets.clone(), sender, config)
     }
 
-    pub fn new(
-        db: Db,
-        secrets: SecretBox,
-        sender: HttpSender,
-        config: EngineConfig,
-        retention_days: i64,
-    ) -> Self {
+    pub fn new(db: Db, secrets: SecretBox, sender: HttpSender, config: EngineConfig) -> Self {
         EmbeddedBackend {
             db,
             secrets,
             sender,
             config,
-            retention_days,
         }
     }
 
     /// Starts a delivery engine on this backend's database and settings in `tasks`.
     pub fn start_engine(&self, tasks: &mut Tasks) {
-        super::start(
-            tasks,
-            &self.db,
-            &self.config,
-            &self.sender,
-            self.retention_days,
-        );
+        super::start(tasks, &self.db, &self.config, &self.sender);
     }
 
     async fn exists(&self, id: &SubscriptionId) -> ApiResult<Subscription> {

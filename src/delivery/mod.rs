@@ -41,7 +41,6 @@ use crate::outbound::outbox::REQUEUE_SIGNAL;
 use crate::tasks::Tasks;
 use crate::time::Clock;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Engine settings, taken from [`crate::config::Settings`].
 #[derive(Debug, Clone)]
@@ -105,19 +104,12 @@ pub async fn deliver_now(
     Ok(attempt)
 }
 
-/// Starts an engine in `tasks`: its dispatcher (fan-out, claims, sends, recording) and its
-/// hourly upkeep. Each engine gets a name of its own for its leases, so several may run
+/// Starts an engine in `tasks`: its dispatcher (fan-out, claims, sends, recording). Each engine gets a name of its own for its leases, so several may run
 /// on one PostgreSQL database (or, in tests, in one process). Stopping `tasks` stops
 /// claiming, lets in-flight deliveries finish (up to the attempt timeout plus a little),
 /// records their outcomes, and releases what was not finished so it is due again at the
 /// next start.
-pub fn start(
-    tasks: &mut Tasks,
-    db: &Db,
-    config: &EngineConfig,
-    sender: &HttpSender,
-    retention_days: i64,
-) {
+pub fn start(tasks: &mut Tasks, db: &Db, config: &EngineConfig, sender: &HttpSender) {
     let config = EngineConfig {
         instance: EngineConfig::new_instance(),
         ..config.clone()
@@ -134,8 +126,6 @@ pub fn start(
             });
         }
     }
-    let (db, clock) = (db.clone(), config.clock.clone());
-    tasks.spawn(move |stop| maintain(db, retention_days, clock, stop));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,28 +172,5 @@ fn lock_workers(db: &Db) -> WorkerLock {
             WorkerLock::First
         }
         Err(_) => WorkerLock::Elsewhere,
-    }
-}
-
-/// Hourly upkeep: the payload retention purge.
-async fn maintain(db: Db, retention_days: i64, clock: Clock, mut stop: watch::Receiver<bool>) {
-    loop {
-        match crate::outbound::retention::purge_at(&db, retention_days, clock.now_ms()).await {
-            Ok(purged) if purged.payloads + purged.response_bodies > 0 => {
-                tracing::info!(
-                    payloads = purged.payloads,
-                    response_bodies = purged.response_bodies,
-                    "cleared expired webhook payloads"
-                );
-            }
-            Ok(_) => {}
-            Err(err) => {
-                tracing::warn!(error = %err, "webhook payload retention failed; will retry")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            _ = stop.changed() => return,
-        }
     }
 }

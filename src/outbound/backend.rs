@@ -43,6 +43,12 @@ pub trait WebhookBackend: Send + Sync {
         ))
     }
 
+    /// Clears what only this backend keeps about deliveries made before `cutoff` (Unix
+    /// ms), beside the shared payload retention (`outbound::retention`).
+    async fn purge_before(&self, _cutoff: i64) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
     /// Whether the backend can take work now (shown by `/health`).
     fn health(&self) -> BackendHealth {
         BackendHealth {

@@ -50,6 +50,11 @@ impl WebhookBackend for SvixBackend {
         crate::outbound::store::unrelayed_count(&self.db).await
     }
 
+    /// Operational-webhook ids are kept only to drop Svix's retries of them.
+    async fn purge_before(&self, cutoff: i64) -> Result<(), sqlx::Error> {
+        super::ops::forget_seen_before(&self.db, cutoff).await
+    }
+
     async fn operational_webhook(&self, headers: &HeaderMap, body: &[u8]) -> ApiResult<()> {
         super::ops::receive_verified(self, headers, body).await
     }

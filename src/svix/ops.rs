@@ -271,6 +271,15 @@ async fn apply(backend: &SvixBackend, webhook_id: &str, event: &OpsEvent) -> Api
     Ok(())
 }
 
+/// Forgets the operational webhooks (and troubled-message marks) seen before `cutoff`.
+pub(super) async fn forget_seen_before(db: &crate::db::Db, cutoff: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM svix_ops_seen WHERE received_at < $1")
+        .bind(cutoff)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// Marks `key` seen; true the first time only.
 async fn first_time(tx: &mut Tx, key: &str, now: i64) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(

@@ -50,6 +50,8 @@ where
         s.svix_app_id = APP_UID.into();
         s.svix_ops_webhook_secret = Some(OPS_SECRET.into());
         s.webhook_autopause_after = 3;
+        // Under Svix the clock only times the payload retention, which a test moves.
+        s.webhook_clock = ehrs::time::Clock::adjustable();
     })
     .await;
     let outcome = tokio::spawn(body(app, svix)).await;
@@ -787,4 +789,21 @@ svix_test!(async fn a_message_svix_refuses_stays_in_the_outbox_and_holds_nothing
     .await;
     let health = health(&app).await;
     assert!(health["webhooks_detail"].as_str().unwrap().contains("422"), "{health}");
+});
+
+svix_test!(async fn relayed_payloads_are_cleared_after_the_retention_period(app, svix) {
+    wait_until_registered(&app).await;
+    create_camp(&app).await;
+    crate::support::eventually("relayed", || async { event_messages(&svix).len() == 1 }).await;
+    let payload = || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT payload FROM webhook_messages")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap()
+    };
+    assert!(payload().await.is_some(), "kept while the retention period lasts");
+    let days = app.state.settings.webhook_retention_days as u64;
+    app.state.settings.webhook_clock.advance(std::time::Duration::from_secs((days + 1) * 86_400));
+    crate::support::eventually("the relayed payload is cleared", || async { payload().await.is_none() }).await;
+    assert_eq!(event_messages(&svix).len(), 1, "retention sends nothing again");
 });
