@@ -13,7 +13,9 @@ use crate::state::AppState;
 use crate::tasks::Tasks;
 use crate::time::Timestamp;
 
+pub use crate::delivery::guarded_client;
 pub use crate::outbound::store::FANOUT_LOCK;
+pub use crate::vitals::repo::append_note_to_latest;
 
 /// Starts one more embedded delivery engine on `state`'s database, configured by
 /// `settings` (a second "process"); stop it with [`Tasks::stop`].
@@ -82,4 +84,13 @@ pub async fn insert_embedded_subscription(
             .await?;
     tx.commit().await?;
     Ok(subscription)
+}
+
+/// Clears expired webhook payloads now (what the hourly retention does), with `days` as
+/// `EHRS_WEBHOOK_RETENTION_DAYS`.
+pub async fn purge_webhook_payloads(
+    state: &AppState,
+    days: i64,
+) -> Result<crate::outbound::retention::Purged, sqlx::Error> {
+    crate::outbound::retention::purge(&state.db, days).await
 }

@@ -16,6 +16,8 @@ macro_rules! text_enum {
         }
 
         impl $name {
+            // Every set has it; not every set's list is used.
+            #[allow(dead_code)]
             pub const ALL: &'static [$name] = &[$($name::$variant,)*];
 
             pub fn as_str(self) -> &'static str {

@@ -21,5 +21,5 @@ mod queue_moves;
 pub mod repo;
 pub(crate) mod routes;
 
-pub use model::{Consultation, ConsultationStatus};
+pub use model::Consultation;
 pub use routes::router;

@@ -19,7 +19,7 @@ use super::EngineConfig;
 use super::claim;
 use super::fanout;
 use super::lanes::{Lanes, Slot};
-use super::record;
+use super::record::{self, Recorded};
 use super::send::{HttpSender, Sent};
 use crate::db::Db;
 use crate::ids::{DeliveryId, SubscriptionId};
@@ -42,18 +42,6 @@ const FAN_OUT_INTERVAL: Duration = Duration::from_millis(1);
 /// longest wait while that lasts.
 const LOOK_AGAIN_FIRST: Duration = Duration::from_millis(1);
 const LOOK_AGAIN_MAX: Duration = Duration::from_millis(100);
-
-/// What the recorder tells the dispatcher.
-pub(super) enum Recorded {
-    /// It disabled subscriptions: drop what is held for them.
-    Paused,
-    /// It scheduled a retry due at this time (Unix ms).
-    RetryAt(i64),
-    /// It wrote a batch after the dispatcher asked (`wake_after_write`): leases of
-    /// finished sends are gone, so an ordered lane waiting behind its own last send can
-    /// claim on.
-    Written,
-}
 
 /// A send that finished: the slot it held, and its attempt's outcome.
 type Finished = (Slot, Outcome);

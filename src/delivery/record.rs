@@ -6,7 +6,6 @@
 //! failures race.
 
 use super::EngineConfig;
-use super::dispatch::Recorded;
 use super::send::Sent;
 use crate::db::{Db, Tx};
 use crate::ids::{DeliveryId, SubscriptionId};
@@ -18,6 +17,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// What the recorder tells the dispatcher.
+pub(super) enum Recorded {
+    /// It disabled subscriptions: drop what is held for them.
+    Paused,
+    /// It scheduled a retry due at this time (Unix ms).
+    RetryAt(i64),
+    /// It wrote a batch after the dispatcher asked (`wake_after_write`): leases of
+    /// finished sends are gone, so an ordered lane waiting behind its own last send can
+    /// claim on.
+    Written,
+}
 
 const BATCH: usize = 256;
 /// At most one recording transaction starts per interval: under load outcomes pile up

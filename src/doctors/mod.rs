@@ -8,5 +8,4 @@ pub mod model;
 pub mod repo;
 pub(crate) mod routes;
 
-pub use model::{Doctor, DoctorInput};
 pub use routes::router;

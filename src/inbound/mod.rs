@@ -6,13 +6,12 @@
 //! ([`actions`]). Accepted events become durable jobs (`crate::jobs`); the clinical
 //! writes they make emit no outbound events (see [`actions`]).
 
-pub mod actions;
-pub mod model;
-pub mod receiver;
-pub mod repo;
+pub(crate) mod actions;
+pub(crate) mod model;
+pub(crate) mod receiver;
+pub(crate) mod repo;
 pub(crate) mod routes;
 
-pub use actions::register_jobs;
-pub use model::{Action, InboundEventView, InboundReceipt, InboundSource, InboundSourceWithSecret};
+pub(crate) use actions::register_jobs;
 pub use receiver::sign;
-pub use routes::router;
+pub(crate) use routes::router;

@@ -9,5 +9,4 @@ pub mod model;
 pub mod repo;
 pub(crate) mod routes;
 
-pub use model::Medicine;
 pub use routes::router;

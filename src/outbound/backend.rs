@@ -4,7 +4,6 @@
 //! is chosen once at start-up; everything else only ever talks to a `dyn WebhookBackend`,
 //! so nobody branches on which one it is.
 
-use super::store::DisplayStatus;
 use super::subscriptions::{
     NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
@@ -113,7 +112,7 @@ pub struct BackendHealth {
 }
 
 /// Bytes of a receiver's response body kept in an attempt's log, whoever delivered it.
-pub const KEPT_RESPONSE_BYTES: usize = 1024;
+pub(crate) const KEPT_RESPONSE_BYTES: usize = 1024;
 
 /// A subscription's health.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -160,6 +159,45 @@ pub struct MessageFilter {
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+}
+
+/// The status the administration API shows: a pending delivery that was already tried
+/// is shown `failed` (its retry is scheduled, or held while the subscription is
+/// disabled). Both backends show these four.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisplayStatus {
+    Pending,
+    Failed,
+    Delivered,
+    Exhausted,
+}
+
+impl DisplayStatus {
+    pub const ALL: [DisplayStatus; 4] = [
+        DisplayStatus::Pending,
+        DisplayStatus::Failed,
+        DisplayStatus::Delivered,
+        DisplayStatus::Exhausted,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DisplayStatus::Pending => "pending",
+            DisplayStatus::Failed => "failed",
+            DisplayStatus::Delivered => "delivered",
+            DisplayStatus::Exhausted => "exhausted",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        DisplayStatus::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// The answer to a `status` filter that names none of them.
+    pub fn unknown(raw: &str) -> String {
+        let names: Vec<&str> = DisplayStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("status '{raw}' is not one of {}", names.join(", "))
+    }
 }
 
 impl MessageFilter {

@@ -10,16 +10,16 @@
 //! anything above it (the application state, the router): the routes take their
 //! [`Webhooks`] sub-state through `FromRef`.
 
-pub mod admin;
-pub mod audit;
+pub(crate) mod admin;
+pub(crate) mod audit;
 pub mod backend;
 pub mod events;
-pub mod health;
-pub mod outbox;
-pub mod outcome;
-pub mod payload;
-pub mod retention;
-pub mod store;
+pub(crate) mod health;
+pub(crate) mod outbox;
+pub(crate) mod outcome;
+pub(crate) mod payload;
+pub(crate) mod retention;
+pub(crate) mod store;
 
 pub use events::{Event, EventType};
 pub use outbox::emit;
@@ -29,7 +29,7 @@ pub mod signing;
 pub mod ssrf;
 pub mod subscriptions;
 
-pub use admin::router;
+pub(crate) use admin::router;
 
 use crate::db::Db;
 use std::sync::Arc;

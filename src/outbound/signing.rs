@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-pub const SECRET_PREFIX: &str = "whsec_";
+pub(crate) const SECRET_PREFIX: &str = "whsec_";
 
 /// A new signing secret: `whsec_` + base64 of 32 random bytes.
 pub fn generate_secret() -> String {
@@ -34,7 +34,12 @@ pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
 
 /// The `webhook-signature` header value: one `v1,` signature per key, space-separated
 /// (during a secret rotation both the new and the old key sign).
-pub fn signature_header(keys: &[Vec<u8>], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn signature_header(
+    keys: &[Vec<u8>],
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
     keys.iter()
         .map(|key| sign(key, msg_id, timestamp, body))
         .collect::<Vec<_>>()

@@ -92,7 +92,7 @@ impl Refusal {
 }
 
 /// True for addresses a webhook may be sent to under `policy`.
-pub fn is_allowed(ip: IpAddr, policy: Policy) -> bool {
+pub(crate) fn is_allowed(ip: IpAddr, policy: Policy) -> bool {
     if policy.allow_insecure && is_loopback(ip) {
         return true;
     }
@@ -206,7 +206,7 @@ pub async fn check_url(
 
 /// Checks the host of a URL about to be sent to when it is an IP literal (the client's
 /// resolver is not consulted for those).
-pub fn check_literal_host(url: &reqwest::Url, policy: Policy) -> Result<(), Refusal> {
+pub(crate) fn check_literal_host(url: &reqwest::Url, policy: Policy) -> Result<(), Refusal> {
     let ip = match url.host() {
         Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
         Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
@@ -220,7 +220,7 @@ pub fn check_literal_host(url: &reqwest::Url, policy: Policy) -> Result<(), Refu
 }
 
 /// The reqwest DNS resolver that drops forbidden addresses and fails when none is left.
-pub struct GuardedResolver {
+pub(crate) struct GuardedResolver {
     pub policy: Policy,
     pub lookup: Arc<dyn Lookup>,
 }

@@ -61,7 +61,7 @@ pub struct NewSubscription {
 }
 
 /// Checks an event-type filter: every entry must be a known type.
-pub fn validate_event_types(errors: &mut FieldErrors, types: &[String]) {
+pub(crate) fn validate_event_types(errors: &mut FieldErrors, types: &[String]) {
     let unknown: Vec<&String> = types
         .iter()
         .filter(|t| EventType::parse(t).is_none())

@@ -5,9 +5,9 @@
 //! [`repo::get_by_book_no`] (a plain read) or [`repo::get_by_book_no_tx`] (inside their
 //! write transaction).
 
-pub mod model;
+pub(crate) mod model;
 pub(crate) mod registrations;
-pub mod repo;
+pub(crate) mod repo;
 pub(crate) mod routes;
 
 use crate::state::AppState;

@@ -12,5 +12,5 @@ pub mod model;
 pub mod repo;
 pub(crate) mod routes;
 
-pub use model::{DispatchStatus, Prescription};
+pub use model::Prescription;
 pub use routes::router;

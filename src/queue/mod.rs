@@ -22,5 +22,5 @@ pub mod model;
 pub mod repo;
 pub(crate) mod routes;
 
-pub use model::{Priority, QueueEntry, QueueStatus};
+pub use model::{QueueEntry, QueueStatus};
 pub use routes::router;

@@ -58,19 +58,6 @@ pub async fn get_in(tx: &mut Tx, id: &QueueEntryId) -> Result<Option<QueueEntry>
     fetch(tx.conn(), id).await
 }
 
-/// The entry of a consultation, inside a transaction.
-pub async fn of_consultation(
-    tx: &mut Tx,
-    consultation: &ConsultationId,
-) -> Result<Option<QueueEntry>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{VIEW} WHERE q.consultation_id = $1"
-    )))
-    .bind(consultation)
-    .fetch_optional(tx.conn())
-    .await
-}
-
 /// The entry, its row locked (PostgreSQL) for a read-then-modify.
 pub async fn lock(tx: &mut Tx, id: &QueueEntryId) -> Result<Option<QueueEntry>, sqlx::Error> {
     if !tx.lock_row("queue_entries", id.as_str()).await? {

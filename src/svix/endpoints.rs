@@ -4,7 +4,6 @@
 //! (what the relay asks).
 
 use super::endpoint_health::{self, EndpointHealth};
-use super::relay::{FULL_CHANNEL, ID_ONLY_CHANNEL};
 use super::{PAYLOAD_METADATA, SvixBackend, api_error};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::SubscriptionId;
@@ -13,6 +12,11 @@ use crate::outbound::subscriptions::Subscription;
 use std::collections::{BTreeMap, BTreeSet};
 use svix::api::EndpointListOptions;
 use svix::models::EndpointOut;
+
+/// The Svix channels the payload modes ride on: every event goes out on `full`; its
+/// identifiers-only copy on `id_only` (see `relay`). Each EHRS endpoint listens on one.
+pub(super) const FULL_CHANNEL: &str = "full";
+pub(super) const ID_ONLY_CHANNEL: &str = "id_only";
 
 /// Largest page Svix serves.
 pub(super) const SVIX_PAGE: u64 = 250;

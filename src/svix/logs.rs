@@ -5,10 +5,11 @@ use super::endpoints::SVIX_PAGE;
 use super::{SvixBackend, api_error};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{MessageId, SubscriptionId};
+use crate::outbound::backend::DisplayStatus;
 use crate::outbound::backend::{
     AttemptLog, CursorPage, DeliveryState, KEPT_RESPONSE_BYTES, MessageFilter, MessageLog,
 };
-use crate::outbound::store::{self, DisplayStatus};
+use crate::outbound::store;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use svix::api::{

@@ -11,6 +11,7 @@
 //! has none as well: see `endpoints::refresh_payload_modes`.)
 
 use super::SvixBackend;
+use super::endpoints::{FULL_CHANNEL, ID_ONLY_CHANNEL};
 use crate::db::now_ms;
 use crate::outbound::payload::{self, OutboxMessage, PayloadMode};
 use crate::outbound::store;
@@ -28,9 +29,6 @@ const CONCURRENCY: usize = 8;
 const POLL: Duration = Duration::from_secs(1);
 /// How often the `id_only` flag is re-read from Svix (endpoints made elsewhere).
 const PAYLOAD_MODE_REFRESH: Duration = Duration::from_secs(60);
-
-pub const FULL_CHANNEL: &str = "full";
-pub const ID_ONLY_CHANNEL: &str = "id_only";
 
 /// Runs until `stopped`: waits for registration, then relays whatever is unrelayed,
 /// backing off (1 s doubling to 1 min, or Svix's `Retry-After`) while Svix fails.

@@ -4,9 +4,9 @@
 //! Emits `vitals.recorded`. [`repo::append_note_to_latest`] lets the inbound
 //! `lab.result.ready` job attach a lab result to the patient's latest vitals.
 
-pub mod model;
-pub mod repo;
+pub(crate) mod model;
+pub(crate) mod repo;
 pub(crate) mod routes;
 
-pub use model::{Vitals, VitalsInput};
+pub use model::{MAX_NOTE, Vitals, VitalsInput};
 pub use routes::router;

@@ -80,7 +80,7 @@ async fn a_name_that_resolves_to_a_private_address_is_refused() {
 
     // The delivery client itself refuses at connect time (DNS rebinding: the name was
     // fine when the subscription was made, and is not any more).
-    let client = ehrs::delivery::guarded_client(strict, private, Duration::from_secs(2));
+    let client = ehrs::testing::guarded_client(strict, private, Duration::from_secs(2));
     let error = client
         .post("https://hooks.partner.example/in")
         .send()

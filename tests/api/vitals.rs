@@ -5,7 +5,7 @@ use crate::camps::create_camp;
 use crate::support::people::{create_patient, record_vitals, role_matrix, user_id, vitals_body};
 use ehrs::auth::Role;
 use ehrs::patients::BookNo;
-use ehrs::vitals::repo::append_note_to_latest;
+use ehrs::testing::append_note_to_latest;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -323,7 +323,7 @@ db_test!(async fn retention_clears_payloads_but_keeps_the_log(app) {
     create_camp(&app).await;
     receiver.wait_for(1, PATIENCE).await;
     eventually("delivered", || async { deliveries_of(&app, &id).await.iter().all(|d| d.0 == "delivered") }).await;
-    let purged = ehrs::outbound::retention::purge(&app.state.db, 0).await.unwrap();
+    let purged = ehrs::testing::purge_webhook_payloads(&app.state, 0).await.unwrap();
     assert_eq!(purged.payloads, 1);
     assert_eq!(purged.response_bodies, 1);
     let payload: Option<String> = sqlx::query_scalar("SELECT payload FROM webhook_messages").fetch_one(app.state.db.pool()).await.unwrap();

@@ -2,9 +2,10 @@
 //! pages of attempts, and whether a message can still be sent again. Newest first, with
 //! cursors (the ULID ids sort by time).
 
-use super::{DeliveryStatus, DisplayStatus, json_rows};
+use super::{DeliveryStatus, json_rows};
 use crate::db::Db;
 use crate::ids::{MessageId, SubscriptionId};
+use crate::outbound::backend::DisplayStatus;
 use crate::outbound::backend::{AttemptLog, DeliveryState, MessageFilter, MessageLog};
 use sqlx::Row;
 use sqlx::any::AnyRow;

@@ -29,6 +29,8 @@ pub use messages::*;
 pub use outcomes::*;
 pub use upkeep::*;
 
+use super::backend::DisplayStatus;
+
 use crate::db::Backend;
 use sqlx::any::{Any, AnyTypeInfo};
 use sqlx::encode::IsNull;
@@ -96,38 +98,8 @@ impl<'r> Decode<'r, Any> for DeliveryStatus {
     }
 }
 
-/// The status the administration API shows: a pending delivery that was already tried
-/// is shown `failed` (its retry is scheduled, or held while the subscription is
-/// disabled). Both backends show these four.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DisplayStatus {
-    Pending,
-    Failed,
-    Delivered,
-    Exhausted,
-}
-
+/// How the embedded engine's stored states map onto the statuses the API shows.
 impl DisplayStatus {
-    pub const ALL: [DisplayStatus; 4] = [
-        DisplayStatus::Pending,
-        DisplayStatus::Failed,
-        DisplayStatus::Delivered,
-        DisplayStatus::Exhausted,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DisplayStatus::Pending => "pending",
-            DisplayStatus::Failed => "failed",
-            DisplayStatus::Delivered => "delivered",
-            DisplayStatus::Exhausted => "exhausted",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        DisplayStatus::ALL.into_iter().find(|s| s.as_str() == raw)
-    }
-
     /// What a stored delivery shows.
     pub fn of(status: DeliveryStatus, attempts: i64) -> Self {
         match status {
@@ -152,12 +124,6 @@ impl DisplayStatus {
             DisplayStatus::Delivered => stored(DeliveryStatus::Delivered),
             DisplayStatus::Exhausted => stored(DeliveryStatus::Exhausted),
         }
-    }
-
-    /// The answer to a `status` filter that names none of them.
-    pub fn unknown(raw: &str) -> String {
-        let names: Vec<&str> = DisplayStatus::ALL.iter().map(|s| s.as_str()).collect();
-        format!("status '{raw}' is not one of {}", names.join(", "))
     }
 }
 

@@ -146,7 +146,7 @@ db_test!(async fn appended_lab_results_keep_the_note_within_its_limit(app) {
         run_jobs(&app).await;
     }
     let note = vitals_note(&app, &vitals).await.unwrap();
-    assert!(note.chars().count() <= ehrs::vitals::model::MAX_NOTE, "{} characters", note.chars().count());
+    assert!(note.chars().count() <= ehrs::vitals::MAX_NOTE, "{} characters", note.chars().count());
     assert!(note.starts_with("BP fine\nLab result (CBC): xxx"), "earlier notes stay");
     assert!(note.contains("[truncated: full text in inbound event ine_"), "{note}");
     let listed = events(&app, "").await;
