@@ -11,6 +11,8 @@
 //! page works at a camp with no internet.
 
 pub mod contract;
+mod examples;
+pub mod standalone;
 pub mod webhooks;
 
 use axum::Extension;

@@ -249,8 +249,8 @@ fn request_schemas_carry_the_rules_the_handlers_enforce() {
 #[test]
 fn the_envelope_schemas_svix_registers_need_no_route() {
     assert_eq!(
-        webhooks::standalone_envelope_schemas(),
-        webhooks::standalone_envelope_schemas_in(&doc()),
+        crate::openapi::standalone::envelope_schemas(),
+        crate::openapi::standalone::envelope_schemas_in(&doc()),
         "declare() alone must add every schema an envelope references"
     );
 }

@@ -17,7 +17,7 @@ pub async fn register(backend: &SvixBackend) -> Result<(), svix::error::Error> {
         .application()
         .get_or_create(app, None)
         .await?;
-    for (event, schema) in crate::openapi::webhooks::standalone_envelope_schemas() {
+    for (event, schema) in crate::openapi::standalone::envelope_schemas() {
         let mut upsert = EventTypeUpsertIn::new(event.description().to_string());
         upsert.schemas = Some(serde_json::json!({ "1": schema }));
         upsert.archived = Some(false);

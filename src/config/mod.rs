@@ -1,9 +1,11 @@
 //! Settings from the environment (and an optional `.env`), with defaults that run the
-//! embedded mode with nothing configured. Every variable is listed in README.md.
+//! embedded mode with nothing configured. Every variable is listed in
+//! docs/configuration.md. The keys (`keys.rs`) come from the environment or the data dir.
 
-use anyhow::{Context, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+mod keys;
+
+pub use keys::Keys;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -217,150 +219,6 @@ impl Settings {
     pub fn is_postgres(&self) -> bool {
         self.database_url().starts_with("postgres")
     }
-
-    /// The signing and encryption keys: from the environment, or on SQLite generated once
-    /// into the data directory (mode 0600). PostgreSQL deployments may run several
-    /// instances, which must share keys, so there they are required.
-    pub fn load_keys(&self) -> anyhow::Result<Keys> {
-        if self.is_postgres() {
-            let missing: Vec<&str> = [
-                ("EHRS_JWT_SECRET", self.jwt_secret.is_none()),
-                ("EHRS_SECRET_KEY", self.secret_key.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(name, absent)| absent.then_some(name))
-            .collect();
-            if !missing.is_empty() {
-                bail!("{}", missing_keys_message(&missing));
-            }
-        }
-        let jwt = match &self.jwt_secret {
-            Some(secret) if secret.len() >= 16 => secret.as_bytes().to_vec(),
-            Some(_) => bail!("EHRS_JWT_SECRET must be at least 16 characters; {MAKE_KEY}"),
-            None => key_file(&self.data_dir, "jwt_secret")?,
-        };
-        let data = match &self.secret_key {
-            Some(encoded) => decode_key(encoded)?,
-            None => {
-                let bytes = key_file(&self.data_dir, "secret_key")?;
-                bytes.try_into().map_err(|_| {
-                    anyhow::anyhow!("the data dir's secret_key file is not 32 bytes")
-                })?
-            }
-        };
-        Ok(Keys { jwt, data })
-    }
-}
-
-/// How to make a key, for the messages that refuse a missing or unfit one.
-const MAKE_KEY: &str = "make one with `openssl rand -base64 32`";
-
-/// Why start-up stops on PostgreSQL without the shared keys, and how to make them.
-fn missing_keys_message(missing: &[&str]) -> String {
-    let (names, verb, them, how, values) = match missing {
-        [one] => (one.to_string(), "is", "it", MAKE_KEY, "value"),
-        _ => (
-            missing.join(" and "),
-            "are",
-            "them",
-            "make each with `openssl rand -base64 32`",
-            "values",
-        ),
-    };
-    format!(
-        "{names} {verb} required with PostgreSQL, where every instance must share {them}: \
-         {how} and give every instance the same {values} (in the environment or .env)"
-    )
-}
-
-/// Key material resolved at start-up.
-#[derive(Clone)]
-pub struct Keys {
-    pub jwt: Vec<u8>,
-    pub data: [u8; 32],
-}
-
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Keys(..)")
-    }
-}
-
-fn decode_key(encoded: &str) -> anyhow::Result<[u8; 32]> {
-    let bytes = BASE64
-        .decode(encoded.trim())
-        .with_context(|| format!("EHRS_SECRET_KEY is not valid base64; {MAKE_KEY}"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("EHRS_SECRET_KEY must decode to exactly 32 bytes; {MAKE_KEY}"))
-}
-
-/// Reads a 32-byte random key from the data dir, creating it (0600) when absent. Safe
-/// when several processes start at once on one data dir: the key is written whole to a
-/// private temporary file and published with a hard link, which fails when the name
-/// exists; the loser reads the winner's key. So no process reads a half-written file,
-/// and all of them end up with the same key.
-fn key_file(data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
-    let path = data_dir.join(name);
-    if let Some(key) = read_key_file(&path)? {
-        return Ok(key);
-    }
-    crate::db::files::private_data_dir(data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let key: [u8; 32] = rand::random();
-    let temporary = data_dir.join(format!(
-        ".{name}.{}.{:016x}.tmp",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    write_private(&temporary, BASE64.encode(key).as_bytes())?;
-    let published = std::fs::hard_link(&temporary, &path);
-    let _ = std::fs::remove_file(&temporary);
-    match published {
-        Ok(()) => {
-            tracing::warn!(path = %path.display(), "generated a new key in the data directory; back it up with the database");
-            Ok(key.to_vec())
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(&path)?
-            .with_context(|| format!("{} vanished while starting", path.display())),
-        Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
-    }
-}
-
-/// The key in `path`, or `None` when there is no such file.
-fn read_key_file(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    let encoded = match std::fs::read_to_string(path) {
-        Ok(encoded) => encoded,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let key = BASE64
-        .decode(encoded.trim())
-        .with_context(|| format!("{} is not valid base64", path.display()))?;
-    if key.len() < 16 {
-        bail!(
-            "{} holds no usable key (fewer than 16 bytes)",
-            path.display()
-        );
-    }
-    Ok(Some(key))
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    Ok(())
 }
 
 /// Delays between delivery attempts; its length is the number of retries.
@@ -416,6 +274,8 @@ fn parse_flag(raw: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as BASE64;
 
     #[test]
     fn default_schedule_matches_the_spec() {
@@ -493,7 +353,7 @@ mod tests {
                         let data_dir = data_dir.clone();
                         scope.spawn(move || {
                             barrier.wait();
-                            key_file(&data_dir, "secret_key").unwrap()
+                            keys::key_file(&data_dir, "secret_key").unwrap()
                         })
                     })
                     .collect();
