@@ -192,7 +192,7 @@ impl Db {
         sqlx::query("SELECT 1").execute(&read).await?;
         let writer = sqlite_writer::Writer::open(&path)?;
         let point_reader = sqlite_writer::PointReader::open(&path, sqlite::POINT_READERS)?;
-        sqlite::spawn_checkpointer(read.clone(), writer.clone());
+        sqlite_writer::spawn_checkpointer(read.clone(), writer.clone());
         Ok(Db {
             backend: Backend::Sqlite,
             pool: read,

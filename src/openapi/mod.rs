@@ -87,9 +87,11 @@ pub fn complete(mut doc: Document31) -> Document31 {
 }
 
 /// The served document as JSON, handed to [`router`]'s handler as an extension by the
-/// router that built it (this module cannot build it: it would need every route).
-#[derive(Clone)]
-pub struct Document(pub bytes::Bytes);
+/// router (this module cannot build it: it would need every route). A function, so the
+/// document is built at its first request, not whenever a router is: building it
+/// allocates a few megabytes for a moment.
+#[derive(Clone, Copy)]
+pub struct Document(pub fn() -> bytes::Bytes);
 
 /// Routes: `/openapi.json` and `/docs`. Public: the document describes the API, it
 /// holds no data.
@@ -104,7 +106,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json")))]
 async fn openapi_json(Extension(document): Extension<Document>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], document.0).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], (document.0)()).into_response()
 }
 
 /// Swagger UI's settings: where the document is; the token is not kept in the browser

@@ -53,8 +53,7 @@ pub fn document_json() -> String {
 }
 
 /// Built once: the document does not change while the server runs.
-static DOCUMENT: LazyLock<crate::openapi::Document> =
-    LazyLock::new(|| crate::openapi::Document(document_json().into()));
+static DOCUMENT: LazyLock<bytes::Bytes> = LazyLock::new(|| document_json().into());
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
@@ -76,7 +75,9 @@ pub fn router(state: AppState) -> Router {
                 "this route does not accept that method",
             )
         })
-        .layer(axum::Extension(DOCUMENT.clone()))
+        .layer(axum::Extension(crate::openapi::Document(|| {
+            DOCUMENT.clone()
+        })))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(
             middleware::refuse_oversized_bodies,

@@ -136,8 +136,9 @@ enum Effect {
     Deleted,
 }
 
-/// The outcome of the last attempt Svix reports with a failure: its HTTP status, or no
-/// answer (Svix reports 0 then, and does not say why).
+/// The outcome of the last attempt Svix reports with a failure, by its HTTP status. With
+/// no HTTP answer Svix reports 0 and does not say why (timeout, refused, TLS): that is
+/// taken as a rejection, since all that matters here is that it counts as a failure.
 fn failed_attempt(status: Option<i64>) -> Outcome {
     match status
         .and_then(|s| u16::try_from(s).ok())

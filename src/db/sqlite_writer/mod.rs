@@ -402,12 +402,14 @@ impl Drop for LiteTx {
     }
 }
 
+mod checkpoint;
 mod executor;
 mod reader;
 #[cfg(test)]
 mod tests;
 mod values;
 
+pub(crate) use checkpoint::spawn_checkpointer;
 pub use executor::TxConn;
 pub use reader::PointReader;
 use values::{Columns, Output, run_statement, to_sqlx};
