@@ -6,7 +6,7 @@
 //! the webhook backend (`WEBHOOK_BACKEND`), and starts that backend's workers and the
 //! job runner. At the top of the module graph with `router` and `main`.
 
-use crate::auth::{self, AuthState, TokenIssuer};
+use crate::auth::{self, Auth, AuthState, TokenIssuer};
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::Db;
@@ -58,7 +58,7 @@ impl Application {
             lookup,
             secret_overlap: settings.webhook_secret_overlap,
         };
-        let auth = AuthState {
+        let auth = AuthState::new(Auth {
             db: db.clone(),
             tokens: TokenIssuer::new(&keys.jwt, settings.token_ttl)?,
             passwords: auth::Passwords::new(
@@ -66,7 +66,7 @@ impl Application {
                 settings.password_hash_queue,
             ),
             logins: auth::LoginThrottle::new(settings.login_throttle()),
-        };
+        });
         let state = AppState {
             db,
             settings: Arc::new(settings),

@@ -28,13 +28,31 @@ pub use throttle::{LoginThrottle, ThrottleSettings};
 
 /// What the auth routes and extractors need, taken from the application's state with
 /// `FromRef`: auth depends on nothing above it, and any state that holds one can check
-/// tokens and roles.
+/// tokens and roles. Every authenticated request takes one, so it is one reference count
+/// to clone.
 #[derive(Clone)]
-pub struct AuthState {
+pub struct AuthState(std::sync::Arc<Auth>);
+
+/// The parts of an [`AuthState`].
+pub struct Auth {
     pub db: crate::db::Db,
     pub tokens: TokenIssuer,
     /// The bounded password hashing pool (logins, password changes).
     pub passwords: Passwords,
     /// Failed-login records per username and per client address.
     pub logins: LoginThrottle,
+}
+
+impl AuthState {
+    pub fn new(auth: Auth) -> AuthState {
+        AuthState(std::sync::Arc::new(auth))
+    }
+}
+
+impl std::ops::Deref for AuthState {
+    type Target = Auth;
+
+    fn deref(&self) -> &Auth {
+        &self.0
+    }
 }

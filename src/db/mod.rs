@@ -131,8 +131,13 @@ pub enum Backend {
 
 /// The database handle kept in `AppState`: one sqlx pool (PostgreSQL: for everything;
 /// SQLite: for reads and migrations) and, on SQLite, the writer for write transactions.
+/// The database: cheap to clone (one reference count), so handlers and sub-states may
+/// each hold one.
 #[derive(Clone, Debug)]
-pub struct Db {
+pub struct Db(Arc<DbInner>);
+
+#[derive(Debug)]
+struct DbInner {
     backend: Backend,
     pool: AnyPool,
     sqlite_writer: Option<Arc<sqlite_writer::Writer>>,
@@ -174,14 +179,14 @@ impl Db {
                 .connect(url)
                 .await
                 .context("cannot connect to PostgreSQL")?;
-            return Ok(Db {
+            return Ok(Db(Arc::new(DbInner {
                 backend: Backend::Postgres,
                 pool,
                 sqlite_writer: None,
                 point_reader: None,
                 signals: CommitSignals::default(),
                 path: None,
-            });
+            })));
         }
         if !url.starts_with("sqlite:") {
             anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://");
@@ -193,28 +198,28 @@ impl Db {
         let writer = sqlite_writer::Writer::open(&path)?;
         let point_reader = sqlite_writer::PointReader::open(&path, sqlite::POINT_READERS)?;
         sqlite_writer::spawn_checkpointer(read.clone(), writer.clone());
-        Ok(Db {
+        Ok(Db(Arc::new(DbInner {
             backend: Backend::Sqlite,
             pool: read,
             sqlite_writer: Some(writer),
             point_reader: Some(Arc::new(point_reader)),
             signals: CommitSignals::default(),
             path: Some(path),
-        })
+        })))
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.0.backend
     }
 
     /// SQLite: the database file (`None` on PostgreSQL).
     pub fn sqlite_path(&self) -> Option<&std::path::Path> {
-        self.path.as_deref()
+        self.0.path.as_deref()
     }
 
     /// The pool for reads outside a transaction.
     pub fn pool(&self) -> &AnyPool {
-        &self.pool
+        &self.0.pool
     }
 
     /// Reads one row by key outside a transaction, for lookups on every request's path
@@ -225,17 +230,17 @@ impl Db {
         &self,
         query: E,
     ) -> Result<Option<sqlx::any::AnyRow>, sqlx::Error> {
-        match &self.point_reader {
+        match &self.0.point_reader {
             Some(reader) => reader.fetch_optional(query),
-            None => self.pool.fetch_optional(query).await,
+            None => self.0.pool.fetch_optional(query).await,
         }
     }
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let inner = match &self.sqlite_writer {
+        let inner = match &self.0.sqlite_writer {
             Some(writer) => TxInner::Sqlite(writer.begin().await?),
-            None => TxInner::Postgres(self.pool.begin().await?),
+            None => TxInner::Postgres(self.0.pool.begin().await?),
         };
         Ok(self.tx(inner))
     }
@@ -247,10 +252,11 @@ impl Db {
     /// a crash can lose it only together with everything after it. SQLite commits the
     /// same way as [`Db::begin`] (its `synchronous = NORMAL` is already that).
     pub async fn begin_lazy_commit(&self) -> Result<Tx, sqlx::Error> {
-        if self.sqlite_writer.is_some() {
+        if self.0.sqlite_writer.is_some() {
             return self.begin().await;
         }
         let tx = self
+            .0
             .pool
             .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
             .await?;
@@ -260,16 +266,16 @@ impl Db {
     fn tx(&self, inner: TxInner) -> Tx {
         Tx {
             inner,
-            signals: self.signals.clone(),
+            signals: self.0.signals.clone(),
             wake: Vec::new(),
-            backend: self.backend,
+            backend: self.0.backend,
         }
     }
 
     /// The signal `name`, woken after each commit of a transaction that asked for it
     /// with [`Tx::notify_on_commit`].
     pub fn commit_signal(&self, name: &'static str) -> Arc<Notify> {
-        self.signals.get(name)
+        self.0.signals.get(name)
     }
 
     /// Applies pending migrations; safe when several processes start at once on one
@@ -280,32 +286,32 @@ impl Db {
     /// then finds nothing to do). The lock file is not the database file itself: closing
     /// any descriptor of that file would drop SQLite's own POSIX locks in this process.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        let migrator = match self.backend {
+        let migrator = match self.0.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        let _guard = match &self.path {
+        let _guard = match &self.0.path {
             Some(db) => Some(lock_file(format!("{}.migrate.lock", db.display()).into()).await?),
             None => None,
         };
         migrator
-            .run(&self.pool)
+            .run(&self.0.pool)
             .await
             .context("database migration failed")
     }
 
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        sqlx::query("SELECT 1").execute(&self.0.pool).await.is_ok()
     }
 
     pub async fn close(&self) {
-        if let Some(writer) = &self.sqlite_writer {
+        if let Some(writer) = &self.0.sqlite_writer {
             writer.close().await;
         }
-        if let Some(reader) = &self.point_reader {
+        if let Some(reader) = &self.0.point_reader {
             reader.close();
         }
-        self.pool.close().await;
+        self.0.pool.close().await;
     }
 }
 
@@ -351,19 +357,19 @@ mod tests {
         ] {
             let value: sqlx::any::AnyRow =
                 sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
-                    .fetch_one(&db.pool)
+                    .fetch_one(&db.0.pool)
                     .await
                     .unwrap();
             let value = sqlx::Row::try_get::<String, _>(&value, 0)
                 .or_else(|_| sqlx::Row::try_get::<i64, _>(&value, 0).map(|i| i.to_string()))
                 .unwrap();
-            let written = db
-                .sqlite_writer
-                .as_ref()
-                .unwrap()
-                .pragma(pragma)
-                .await
-                .unwrap();
+            let written =
+                db.0.sqlite_writer
+                    .as_ref()
+                    .unwrap()
+                    .pragma(pragma)
+                    .await
+                    .unwrap();
             assert_eq!(value, written, "{pragma}: pool and writer differ");
             read.push(value);
         }
