@@ -5,7 +5,7 @@
 //! Low in the module graph: the clinical rooms and `inbound` import it; it imports only
 //! what it holds (`db`, `config`, `crypto`, and the sub-states of `auth` and `outbound`,
 //! which never import it back: their routes take their sub-state through `FromRef`).
-//! It is built in one place, `crate::application`.
+//! It is built in one place, the application's constructor (`Application::build`).
 
 use crate::auth::AuthState;
 use crate::config::Settings;

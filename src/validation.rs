@@ -132,7 +132,7 @@ impl FieldErrors {
             .join("; ")
     }
 
-    /// `Ok(())` when nothing was reported, else these errors (which `crate::error` turns
+    /// `Ok(())` when nothing was reported, else these errors (which the error module turns
     /// into the 422 answer listing every field).
     pub fn finish(self) -> Result<(), FieldErrors> {
         if self.is_empty() { Ok(()) } else { Err(self) }

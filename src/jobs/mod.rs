@@ -1,6 +1,6 @@
 //! Durable background jobs in the `jobs` table: inbound webhook actions today, maintenance
 //! work later. Owns the `jobs` table and nothing else; what a job *does* belongs to the
-//! module that registers its handler (the application builds the registry: `crate::application::job_registry`).
+//! module that registers its handler (the application builds the registry, in `application.rs`).
 //!
 //! Life of a job:
 //!

@@ -3,7 +3,7 @@
 //!
 //! Operations come from the handlers' `#[utoipa::path]` attributes, collected by the
 //! routers themselves (`utoipa_axum::routes!` registers a handler and its operation in
-//! one call; `crate::router` assembles them and builds the document), so the router and
+//! one call; the router module assembles them and builds the document), so the router and
 //! the document cannot drift; this module adds the title, tags and security scheme
 //! ([`base`]) and the rest of the contract ([`complete`]). The top-level `webhooks`
 //! object, one entry per outbound event type, is built in [`webhooks`]. The Swagger UI files are compiled into the binary (utoipa-swagger-ui's

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 /// has no per-endpoint sequence numbers.
 pub fn envelope_schemas() -> Vec<(EventType, Value)> {
     // `declare` adds every schema an envelope references: no route is needed (a test in
-    // `crate::router` checks this against the whole document).
+    // the router's document tests check this against the whole document).
     let mut doc = super::base();
     declare(&mut doc);
     envelope_schemas_in(&serde_json::to_value(doc).expect("the document is JSON"))
