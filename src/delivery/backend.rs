@@ -219,12 +219,7 @@ impl WebhookBackend for EmbeddedBackend {
             })
             .transpose()?;
         let status = filter.status()?;
-        let (items, more) =
-            store::messages_page(&self.db, filter, status, subscription.as_ref(), limit).await?;
-        let next_cursor = more
-            .then(|| items.last().map(|m| m.id.to_string()))
-            .flatten();
-        Ok(CursorPage { items, next_cursor })
+        Ok(store::messages_page(&self.db, filter, status, subscription.as_ref(), limit).await?)
     }
 
     async fn list_attempts(
@@ -234,9 +229,7 @@ impl WebhookBackend for EmbeddedBackend {
         limit: i64,
     ) -> ApiResult<CursorPage<AttemptLog>> {
         self.exists(id).await?;
-        let (items, more) = store::attempts_page(&self.db, id, cursor, limit).await?;
-        let next_cursor = more.then(|| items.last().map(|a| a.id.clone())).flatten();
-        Ok(CursorPage { items, next_cursor })
+        Ok(store::attempts_page(&self.db, id, cursor, limit).await?)
     }
 
     async fn retry_message(

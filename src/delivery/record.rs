@@ -139,10 +139,10 @@ pub(super) async fn write(
     // Subscription rows are locked in id order, as the fan-out updates them: no deadlock.
     let mut streaks: Vec<_> = streaks.into_iter().collect();
     streaks.sort_by(|a, b| a.0.cmp(b.0));
-    let reason = format!("{} consecutive failed deliveries", config.autopause_after);
     for (subscription, streak) in streaks {
         health::record(&mut tx, Ledger::Subscriptions, subscription, streak, now).await?;
         if streak.failures > 0 {
+            let reason = format!("{} consecutive failed deliveries", config.autopause_after);
             let threshold = Some(config.autopause_after);
             if health::pause_once(
                 &mut tx,
@@ -155,7 +155,7 @@ pub(super) async fn write(
             .await?
             .is_some()
             {
-                paused.push((subscription, reason.as_str()));
+                paused.push((subscription, reason));
             }
         }
     }
@@ -172,7 +172,7 @@ pub(super) async fn write(
         .await?
         .is_some()
         {
-            paused.push((subscription, reason));
+            paused.push((subscription, reason.to_string()));
         }
     }
     tx.commit().await?;

@@ -156,23 +156,21 @@ async fn run_one(state: JobContext, handler: Option<JobHandler>, job: Job, now: 
 /// retries come due). When `shutdown` turns true (or its sender is dropped) it finishes
 /// the jobs in hand and stops; unfinished work stays queued in the database.
 pub async fn run(state: JobContext, registry: Registry, mut shutdown: watch::Receiver<bool>) {
-    {
-        tracing::info!(kinds = ?registry.kinds(), "job runner started");
-        while !*shutdown.borrow() {
-            match run_batch(&state, &registry, Timestamp::now()).await {
-                Ok(ran) if ran > 0 => continue,
-                Ok(_) => {}
-                Err(err) => tracing::warn!(
-                    error = format!("{err:#}"),
-                    "job runner pass failed; retrying"
-                ),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                _ = ENQUEUED.notified() => {}
-                changed = shutdown.changed() => if changed.is_err() { break },
-            }
+    tracing::info!(kinds = ?registry.kinds(), "job runner started");
+    while !*shutdown.borrow() {
+        match run_batch(&state, &registry, Timestamp::now()).await {
+            Ok(ran) if ran > 0 => continue,
+            Ok(_) => {}
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "job runner pass failed; retrying"
+            ),
         }
-        tracing::info!("job runner stopped");
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            _ = ENQUEUED.notified() => {}
+            changed = shutdown.changed() => if changed.is_err() { break },
+        }
     }
+    tracing::info!("job runner stopped");
 }

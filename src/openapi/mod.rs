@@ -86,18 +86,22 @@ pub fn complete(mut doc: Document31) -> Document31 {
     doc
 }
 
-/// The served document as JSON, handed to [`router`]'s handler as an extension by the
-/// router (this module cannot build it: it would need every route). A function, so the
-/// document is built at its first request, not whenever a router is: building it
-/// allocates a few megabytes for a moment.
+/// The served document as JSON, given to [`router`] by the router module (this module
+/// cannot build it: it would need every route). A function, so the document is built at
+/// its first request, not whenever a router is: building it allocates a few megabytes
+/// for a moment.
 #[derive(Clone, Copy)]
-pub struct Document(pub fn() -> bytes::Bytes);
+struct Document(fn() -> bytes::Bytes);
 
-/// Routes: `/openapi.json` and `/docs`. Public: the document describes the API, it
-/// holds no data.
-pub fn router<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+/// Routes: `/openapi.json` (serving what `document` returns) and `/docs`. Public: the
+/// document describes the API, it holds no data.
+pub fn router<S: Clone + Send + Sync + 'static>(
+    document: fn() -> bytes::Bytes,
+) -> OpenApiRouter<S> {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
+        // Only this route needs it: no other request carries the extension.
+        .route_layer(Extension(Document(document)))
         .routes(routes!(docs_index))
         // Swagger UI's own files: not part of the API.
         .route("/docs/{*file}", get(docs_asset))

@@ -35,7 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::svix::router())
         .routes(routes!(crate::health::health))
         .routes(routes!(crate::metrics::render))
-        .merge(crate::openapi::router())
+        .merge(crate::openapi::router(|| DOCUMENT.clone()))
 }
 
 /// The whole OpenAPI document: the routes' operations, the shared error answers, the
@@ -75,9 +75,6 @@ pub fn router(state: AppState) -> Router {
                 "this route does not accept that method",
             )
         })
-        .layer(axum::Extension(crate::openapi::Document(|| {
-            DOCUMENT.clone()
-        })))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(
             middleware::refuse_oversized_bodies,

@@ -195,7 +195,7 @@ impl SvixBackend {
             offset: None,
         }
         .resolve()?;
-        filter.status()?;
+        let status = filter.status()?;
         let event_types = filter
             .event_type
             .as_ref()
@@ -279,8 +279,8 @@ impl SvixBackend {
         };
         // Svix cannot filter messages by delivery state: the page is filtered here, so it
         // may hold fewer than `limit` items while `next_cursor` still leads on.
-        if let Some(status) = &filter.status {
-            items.retain(|m| m.deliveries.iter().any(|d| &d.status == status));
+        if let Some(status) = status {
+            items.retain(|m| m.deliveries.iter().any(|d| d.status == status.as_str()));
         }
         Ok(CursorPage { items, next_cursor })
     }

@@ -6,7 +6,7 @@ use super::{DeliveryStatus, json_rows};
 use crate::db::Db;
 use crate::ids::{MessageId, SubscriptionId};
 use crate::outbound::backend::DisplayStatus;
-use crate::outbound::backend::{AttemptLog, DeliveryState, MessageFilter, MessageLog};
+use crate::outbound::backend::{AttemptLog, CursorPage, DeliveryState, MessageFilter, MessageLog};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -41,14 +41,14 @@ fn attempt_log(row: &AnyRow) -> Result<AttemptLog, sqlx::Error> {
 
 /// A page of messages matching `filter` (newest first, at most `limit`), with a delivery
 /// in `status` when given, each with its deliveries (only `subscription`'s, when
-/// given); and whether more follow.
+/// given); the cursor leads on when more follow.
 pub async fn messages_page(
     db: &Db,
     filter: &MessageFilter,
     status: Option<DisplayStatus>,
     subscription: Option<&SubscriptionId>,
     limit: i64,
-) -> Result<(Vec<MessageLog>, bool), sqlx::Error> {
+) -> Result<CursorPage<MessageLog>, sqlx::Error> {
     let status_filter = match status {
         Some(status) => format!(
             "AND EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_id = m.id AND {} \
@@ -111,17 +111,20 @@ pub async fn messages_page(
             }
         }
     }
-    Ok((items, more))
+    let next_cursor = more
+        .then(|| items.last().map(|m| m.id.to_string()))
+        .flatten();
+    Ok(CursorPage { items, next_cursor })
 }
 
 /// A page of `subscription`'s attempts (newest first, at most `limit`, before `cursor`);
-/// and whether more follow.
+/// the cursor leads on when more follow.
 pub async fn attempts_page(
     db: &Db,
     subscription: &SubscriptionId,
     cursor: Option<&str>,
     limit: i64,
-) -> Result<(Vec<AttemptLog>, bool), sqlx::Error> {
+) -> Result<CursorPage<AttemptLog>, sqlx::Error> {
     let rows = sqlx::query(
             "SELECT id, message_id, subscription_id, attempted_at, status_code, response_body, duration_ms, error \
              FROM webhook_attempts WHERE subscription_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
@@ -137,7 +140,8 @@ pub async fn attempts_page(
         .take(limit as usize)
         .map(attempt_log)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((items, more))
+    let next_cursor = more.then(|| items.last().map(|a| a.id.clone())).flatten();
+    Ok(CursorPage { items, next_cursor })
 }
 
 /// Whether message `id` still has its payload (`None`: no such message): one the
