@@ -25,6 +25,29 @@ pub struct ApiError {
     retry_after: Option<std::num::NonZeroU32>,
 }
 
+/// What a record was looked up by, in a 404.
+#[derive(Debug, Clone, Copy)]
+pub enum Key {
+    Id,
+    BookNo,
+}
+
+impl Key {
+    fn words(self) -> &'static str {
+        match self {
+            Key::Id => "id",
+            Key::BookNo => "book number",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Key::Id => "id",
+            Key::BookNo => "book_no",
+        }
+    }
+}
+
 /// The JSON body of every error answer.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -79,16 +102,63 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
+        Self::not_found_by(what, Key::Id, id)
+    }
+
+    /// 404 naming what was looked for by the key it was looked up with: `no patient with
+    /// book number 'SL-1'`; `details` carries the key under its JSON field name.
+    pub fn not_found_by(what: &str, key: Key, value: impl std::fmt::Display) -> Self {
+        let value = value.to_string();
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no {what} with id '{id}'"),
+            format!("no {what} with {} '{value}'", key.words()),
         )
-        .with_details(json!({ "resource": what, "id": id.to_string() }))
+        .with_details(json!({ "resource": what, key.field(): value }))
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// Adds `details.existing_id`: the id of the record a conflict is with, so that the
+    /// client can fetch or use it instead of guessing.
+    pub fn with_existing(mut self, id: impl std::fmt::Display) -> Self {
+        if !self.details.is_object() {
+            self.details = json!({});
+        }
+        self.details["existing_id"] = json!(id.to_string());
+        self
+    }
+
+    /// 400 `malformed_json`: the one wording for text that does not parse as JSON,
+    /// wherever it arrives (API bodies, partner events, Svix's operational webhooks).
+    pub fn malformed_json(cause: impl std::fmt::Display) -> Self {
+        Self::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {cause}"),
+        )
+    }
+
+    /// 413 `payload_too_large`, naming the limit.
+    pub fn payload_too_large(limit_bytes: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the {limit_bytes} bytes this route accepts"),
+        )
+        .with_details(json!({ "limit_bytes": limit_bytes }))
+    }
+
+    /// 422 under a route's own code (a partner's event, say), naming every field and why
+    /// in `details.fields`, like `validation_failed`.
+    pub fn invalid_fields(
+        code: &'static str,
+        lead: &str,
+        errors: crate::validation::FieldErrors,
+    ) -> Self {
+        ApiError::unprocessable(code, format!("{lead}: {}", errors.summary()))
+            .with_details(json!(errors))
     }
 
     /// A single-field validation failure (422).
@@ -169,11 +239,7 @@ impl From<sqlx::Error> for ApiError {
 /// 422 `validation_failed`, naming every field and why (`details.fields`).
 impl From<crate::validation::FieldErrors> for ApiError {
     fn from(errors: crate::validation::FieldErrors) -> Self {
-        ApiError::unprocessable(
-            "validation_failed",
-            format!("invalid request: {}", errors.summary()),
-        )
-        .with_details(json!(errors))
+        ApiError::invalid_fields("validation_failed", "invalid request", errors)
     }
 }
 

@@ -2,8 +2,8 @@
 //! pagination shared by all list routes.
 
 use crate::error::ApiError;
-use crate::validation::FieldErrors;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use crate::validation::{FieldErrors, Problem, words};
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -11,6 +11,9 @@ use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+
+/// Largest JSON body the API accepts (the partner receiver has its own, smaller limit).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// JSON body extractor: malformed JSON is 400, a duplicate key 400, a body that is not a
 /// JSON object, a missing field or a wrong type 422 naming the field (and, for a closed
@@ -36,22 +39,42 @@ where
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let detail = rejection.body_text();
     match rejection {
-        JsonRejection::JsonDataError(_) => ApiError::unprocessable("invalid_body", detail),
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", detail),
+        JsonRejection::JsonSyntaxError(err) => ApiError::malformed_json(root_cause(&err)),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "expected a request body with content-type application/json",
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is larger than the server accepts",
-        ),
-        other => ApiError::bad_request("invalid_body", other.body_text()),
+        JsonRejection::BytesRejection(rejection) => body_rejection(rejection, MAX_BODY_BYTES),
+        other => ApiError::malformed_json(root_cause(&other)),
     }
+}
+
+/// A body that could not be read to its end: over `limit`, or cut off by the client.
+pub fn body_rejection(rejection: BytesRejection, limit: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large(limit)
+    } else {
+        ApiError::bad_request(
+            "unreadable_body",
+            format!(
+                "the request body could not be read to its end: {}",
+                root_cause(&rejection)
+            ),
+        )
+    }
+}
+
+/// The innermost cause's words: axum wraps serde's and hyper's errors in sentences of
+/// its own ("Failed to parse the request body as JSON: …"), which would give one failure
+/// two wordings.
+fn root_cause(err: &dyn std::error::Error) -> String {
+    let mut cause = err;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 /// Reads a request body into `T`, strictly: a key given twice anywhere is refused (400
@@ -65,22 +88,23 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(FieldErrors::single("body", "must be a JSON object").into());
     }
-    match serde_path_to_error::deserialize::<_, T>(&value) {
-        Ok(parsed) => Ok(parsed),
-        Err(err) => Err(type_error::<T>(&value, err)),
-    }
+    Ok(from_value(&value, None)?)
+}
+
+/// Reads `value` into `T`; a value of the wrong type or a wrong word is reported per field,
+/// by its JSON path from `root` (`None`: the request body itself).
+pub fn from_value<T: DeserializeOwned>(
+    value: &Value,
+    root: Option<&str>,
+) -> Result<T, FieldErrors> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|err| type_error::<T>(value, root, err))
 }
 
 /// Parses JSON text into a value, refusing a key that appears twice in one object
 /// (serde_json keeps the last one silently). Syntax errors are 400 `malformed_json`.
 pub fn strict_json(bytes: &[u8]) -> Result<Value, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let malformed = |err: &dyn std::fmt::Display| {
-        ApiError::bad_request(
-            "malformed_json",
-            format!("the body is not valid JSON: {err}"),
-        )
-    };
+    let malformed = |err: &dyn std::fmt::Display| ApiError::malformed_json(err);
     match serde_path_to_error::deserialize::<_, StrictValue>(&mut deserializer) {
         Ok(StrictValue(value)) => match deserializer.end() {
             Ok(()) => Ok(value),
@@ -162,76 +186,90 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
-/// The 422 for a body of the right shape with a wrong value, naming the field.
+/// The field errors of a value that did not deserialise, naming the field by its JSON path
+/// (once) and saying what it must be in JSON's words.
 fn type_error<T: DeserializeOwned>(
     value: &Value,
+    root: Option<&str>,
     err: serde_path_to_error::Error<serde_json::Error>,
-) -> ApiError {
+) -> FieldErrors {
     let path = err.path().clone();
     let message = err.into_inner().to_string();
-    let parent = path.to_string();
-    let join = |name: &str| {
-        if parent == "." {
-            name.to_string()
-        } else {
-            format!("{parent}.{name}")
-        }
+    let inner = path.to_string();
+    let at = match root {
+        Some(root) if inner == "." => root.to_string(),
+        Some(root) => format!("{root}.{inner}"),
+        None => inner.clone(),
     };
-    // Errors about a key are reported at its object: name the key itself.
-    for prefix in ["missing field `", "unknown field `"] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            let name = rest.split('`').next().unwrap_or_default();
-            let reason = if prefix.starts_with("missing") {
-                "is required".to_string()
-            } else {
-                match allowed_words(&message) {
-                    Some(known) => format!("is not a known field (known: {})", known.join(", ")),
-                    None => "is not a known field".to_string(),
-                }
-            };
-            return FieldErrors::single(&join(name), reason).into();
-        }
+    // Errors about a key: serde reports a missing one at its object, an unknown one at
+    // itself (the key was read before it was refused), so name the key exactly once.
+    if let Some(name) = key_in(&message, "missing field `") {
+        return FieldErrors::single(&join(&at, name), "is required");
     }
-    let field = if parent == "." {
-        "body".to_string()
-    } else {
-        parent
-    };
+    if let Some(name) = key_in(&message, "unknown field `") {
+        let field = if path.iter().next_back().is_some_and(|s| is_key(s, name)) {
+            at
+        } else {
+            join(&at, name)
+        };
+        let reason = match words::allowed_words(&message) {
+            Some(known) => format!("is not a known field (known: {})", known.join(", ")),
+            None => "is not a known field".to_string(),
+        };
+        return FieldErrors::single(&field, reason);
+    }
+    let field = if at == "." { "body".to_string() } else { at };
+    let mut problem = words::explain(&message, None);
     // A closed set of words: serde lists them only when it was given a string, so a
     // wrong type (a number, say) is tried once more as a string to learn the list.
-    let allowed = allowed_words(&message).or_else(|| {
-        let mut probe = value.clone();
-        let slot = probe.pointer_mut(&json_pointer(&path))?;
-        if slot.is_string() {
-            return None;
-        }
-        *slot = Value::String("\u{1}".into());
-        let retry = serde_path_to_error::deserialize::<_, T>(&probe).err();
-        let retry = retry.filter(|e| e.path().to_string() == field)?;
-        allowed_words(&retry.into_inner().to_string())
-    });
-    let mut errors = FieldErrors::new();
-    match allowed {
-        Some(words) => errors.add_allowed(
-            &field,
-            format!("must be one of {}", words.join(", ")),
-            words,
-        ),
-        None => errors.add(&field, message),
+    if problem.allowed.is_none()
+        && let Some(words) = words_by_probe::<T>(value, &path, &inner)
+    {
+        problem = Problem::one_of(words);
     }
-    errors.into()
+    let mut errors = FieldErrors::new();
+    errors.add_problem(&field, problem);
+    errors
 }
 
-/// The words of serde's "expected one of `a`, `b`" (an enum's variants or a struct's fields).
-fn allowed_words(message: &str) -> Option<Vec<String>> {
-    let list = message.split("expected one of ").nth(1)?;
-    Some(
-        list.split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_string)
-            .collect(),
-    )
+/// The key named in serde's "`prefix`key` …".
+fn key_in<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    message.strip_prefix(prefix)?.split('`').next()
+}
+
+fn is_key(segment: &serde_path_to_error::Segment, name: &str) -> bool {
+    matches!(segment, serde_path_to_error::Segment::Map { key } if key == name)
+}
+
+/// `parent.name`, or `name` at the top.
+fn join(parent: &str, name: &str) -> String {
+    if parent == "." {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// The accepted words of the enum at `path` (`at`, as text), learnt by deserialising
+/// `value` again with a string there.
+fn words_by_probe<T: DeserializeOwned>(
+    value: &Value,
+    path: &serde_path_to_error::Path,
+    at: &str,
+) -> Option<Vec<String>> {
+    let mut probe = value.clone();
+    let slot = probe.pointer_mut(&json_pointer(path))?;
+    if slot.is_string() {
+        return None;
+    }
+    *slot = Value::String("\u{1}".into());
+    let retry = serde_path_to_error::deserialize::<_, T>(&probe).err();
+    let retry = retry.filter(|e| e.path().to_string() == at)?;
+    let message = retry.into_inner().to_string();
+    message
+        .starts_with("unknown variant")
+        .then(|| words::allowed_words(&message))
+        .flatten()
 }
 
 /// The JSON pointer of a deserialisation path, for looking the value up.
@@ -247,7 +285,8 @@ fn json_pointer(path: &serde_path_to_error::Path) -> String {
         .collect()
 }
 
-/// Query-string extractor with a 400 naming the bad parameter.
+/// Query-string extractor: a parameter of the wrong type or a wrong word is a 422
+/// `validation_failed` naming the parameter, in the same words as a body field.
 pub struct ApiQuery<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for ApiQuery<T>
@@ -257,16 +296,37 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(query_rejection(rejection)),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default())
+            .map(ApiQuery)
+            .map_err(ApiError::from)
     }
 }
 
-fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("invalid_query", rejection.body_text())
+/// Reads a query string into `T`, naming a parameter that does not fit by its name and
+/// quoting the text it was given.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, FieldErrors> {
+    let pairs = form_urlencoded::parse(query.as_bytes());
+    let deserializer = serde_urlencoded::Deserializer::new(pairs);
+    serde_path_to_error::deserialize::<_, T>(deserializer).map_err(|err| {
+        let parameter = err.path().to_string();
+        let message = err.into_inner().to_string();
+        if let Some(name) = key_in(&message, "missing field `") {
+            return FieldErrors::single(name, "is required");
+        }
+        let given = pairs
+            .into_iter()
+            .find(|(key, _)| *key == parameter)
+            .map(|(_, value)| value.into_owned());
+        let field = if parameter == "." {
+            "query"
+        } else {
+            &parameter
+        };
+        let mut errors = FieldErrors::new();
+        errors.add_problem(field, words::explain(&message, given.as_deref()));
+        errors
+    })
 }
 
 /// `?limit=&offset=` on every list route.
@@ -284,23 +344,14 @@ pub struct PageParams {
 impl PageParams {
     pub const MAX_LIMIT: i64 = 200;
 
-    /// The limit and offset to use, or a 400 when out of range.
+    /// The limit and offset to use, or a 422 naming the parameter out of range.
     pub fn resolve(self) -> Result<(i64, i64), ApiError> {
         let limit = self.limit.unwrap_or(50);
         let offset = self.offset.unwrap_or(0);
-        if !(1..=Self::MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("limit must be between 1 and {}", Self::MAX_LIMIT),
-            )
-            .with_details(json!({ "parameter": "limit" })));
-        }
-        if offset < 0 {
-            return Err(
-                ApiError::bad_request("invalid_query", "offset must not be negative")
-                    .with_details(json!({ "parameter": "offset" })),
-            );
-        }
+        let mut errors = FieldErrors::new();
+        errors.range("limit", limit, 1, Self::MAX_LIMIT);
+        errors.check(offset >= 0, "offset", "must not be negative");
+        errors.finish()?;
         Ok((limit, offset))
     }
 }
@@ -349,17 +400,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "the request body is larger than the server accepts",
-                    )
-                } else {
-                    ApiError::bad_request("invalid_body", rejection.body_text())
-                }
-            })?;
+            .map_err(|rejection| body_rejection(rejection, MAX_BODY_BYTES))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }

@@ -95,9 +95,13 @@ async fn create_user(
     body.validate()?;
     let hash = state.passwords.hash(body.password).await?;
     let mut tx = state.db.begin().await?;
-    let created = repo::insert(&mut tx, &body.username, &hash, body.role)
-        .await
-        .map_err(|e| username_taken(e, &body.username))?;
+    let created = match repo::insert(&mut tx, &body.username, &hash, body.role).await {
+        Ok(created) => created,
+        Err(err) => {
+            drop(tx);
+            return Err(username_taken(&state.db, err, &body.username).await);
+        }
+    };
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -171,14 +175,18 @@ fn last_admin(id: &UserId) -> ApiError {
     .with_details(serde_json::json!({ "user_id": id.to_string() }))
 }
 
-fn username_taken(err: sqlx::Error, username: &str) -> ApiError {
+/// 409 `username_taken` with the id of the user who has the name (in any case).
+async fn username_taken(db: &crate::db::Db, err: sqlx::Error, username: &str) -> ApiError {
     let err = ApiError::from(err);
-    if err.status == StatusCode::CONFLICT {
-        ApiError::conflict(
-            "username_taken",
-            format!("the username '{username}' is already taken"),
-        )
-    } else {
-        err
+    if err.status != StatusCode::CONFLICT {
+        return err;
+    }
+    let conflict = ApiError::conflict(
+        "username_taken",
+        format!("the username '{username}' is already taken"),
+    );
+    match repo::find_by_username(db, username).await {
+        Ok(Some(user)) => conflict.with_existing(user.id),
+        _ => conflict,
     }
 }

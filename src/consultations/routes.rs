@@ -102,7 +102,9 @@ async fn check_assignment(
         .with_details(json!({ "book_no": body.book_no, "camp_id": camp })));
     }
     if let Some(open) = repo::open_at_camp(tx, &patient, &camp).await? {
-        return Err(open_error().with_details(json!({ "consultation_id": open })));
+        return Err(open_error()
+            .with_details(json!({ "consultation_id": open }))
+            .with_existing(open));
     }
     Ok((patient, doctor, camp))
 }

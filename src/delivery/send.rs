@@ -49,6 +49,8 @@ pub fn body(delivery: &Claimed) -> Result<String, serde_json::Error> {
 #[derive(Clone)]
 pub struct HttpSender {
     client: reqwest::Client,
+    /// The client's whole-request deadline, named in the message of an attempt that hit it.
+    timeout: Duration,
     secrets: SecretBox,
     policy: Policy,
     /// Stamps attempts and decides whether a rotated-out secret still signs. The
@@ -67,6 +69,7 @@ impl HttpSender {
     ) -> HttpSender {
         HttpSender {
             client: guarded_client(policy, lookup, timeout),
+            timeout,
             secrets,
             policy,
             clock,
@@ -153,7 +156,7 @@ impl HttpSender {
             .body(body)
             .send()
             .await
-            .map_err(describe_error)?;
+            .map_err(|err| describe_error(err, self.timeout))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -175,7 +178,7 @@ pub fn guarded_client(
         .dns_resolver(Arc::new(GuardedResolver { policy, lookup }))
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .connect_timeout(connect_timeout(timeout))
         .timeout(timeout)
         .tcp_nodelay(true)
         .user_agent(concat!("ehrs-webhooks/", env!("CARGO_PKG_VERSION")))
@@ -208,11 +211,24 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::from_secs(seconds.min(86_400)))
 }
 
-/// A transport error in a few words (no URL query strings or headers).
-fn describe_error(err: reqwest::Error) -> (FailureKind, String) {
-    let (failure, kind) = if err.is_timeout() {
-        (FailureKind::Timeout, "timed out")
-    } else if err.is_connect() {
+fn connect_timeout(timeout: Duration) -> Duration {
+    timeout.min(Duration::from_secs(10))
+}
+
+/// A transport error in a few words (no URL query strings or headers). A timeout reads
+/// the same whichever deadline ran out (reqwest's causes differ: "operation timed out",
+/// "deadline has elapsed"), and says how long was waited.
+fn describe_error(err: reqwest::Error, timeout: Duration) -> (FailureKind, String) {
+    if err.is_timeout() {
+        let (waited, what) = if err.is_connect() {
+            (connect_timeout(timeout), "no connection")
+        } else {
+            (timeout, "no answer")
+        };
+        let message = format!("timed out: {what} within {}", crate::time::seconds(waited));
+        return (FailureKind::Timeout, message);
+    }
+    let (failure, kind) = if err.is_connect() {
         (FailureKind::Connect, "connection failed")
     } else if err.is_redirect() {
         (FailureKind::Refused, "redirect refused")

@@ -23,6 +23,14 @@ pub async fn insert(
     .await
 }
 
+/// The doctor linked to `user`, if any.
+pub async fn linked_to(db: &Db, user: &UserId) -> Result<Option<DoctorId>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM doctors WHERE user_id = $1")
+        .bind(user)
+        .fetch_optional(db.pool())
+        .await
+}
+
 /// The doctor (a read outside any transaction).
 pub async fn get(db: &Db, id: &DoctorId) -> Result<Option<Doctor>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM doctors WHERE id = $1")

@@ -53,9 +53,13 @@ async fn create_doctor(
     body.validate()?;
     let mut tx = state.db.begin().await?;
     let link = linked_user(&mut tx, &body).await?;
-    let doctor = repo::insert(&mut tx, &body, link.as_ref())
-        .await
-        .map_err(|err| already_linked(err, link.as_ref()))?;
+    let doctor = match repo::insert(&mut tx, &body, link.as_ref()).await {
+        Ok(doctor) => doctor,
+        Err(err) => {
+            drop(tx);
+            return Err(already_linked(&state, err, link.as_ref()).await);
+        }
+    };
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(doctor)))
 }
@@ -93,10 +97,13 @@ async fn update_doctor(
         return Err(ApiError::not_found("doctor", &id));
     }
     let link = linked_user(&mut tx, &body).await?;
-    let doctor = repo::update(&mut tx, &id, &body, link.as_ref())
-        .await
-        .map_err(|err| already_linked(err, link.as_ref()))?
-        .ok_or_else(|| ApiError::not_found("doctor", &id))?;
+    let doctor = match repo::update(&mut tx, &id, &body, link.as_ref()).await {
+        Ok(doctor) => doctor.ok_or_else(|| ApiError::not_found("doctor", &id))?,
+        Err(err) => {
+            drop(tx);
+            return Err(already_linked(&state, err, link.as_ref()).await);
+        }
+    };
     tx.commit().await?;
     Ok(Json(doctor))
 }
@@ -131,16 +138,21 @@ async fn linked_user(tx: &mut Tx, body: &DoctorInput) -> ApiResult<Option<UserId
     }
 }
 
-/// The only unique column written is `user_id`: a violation means another doctor has it.
-fn already_linked(err: sqlx::Error, user: Option<&UserId>) -> ApiError {
+/// The only unique column written is `user_id`: a violation means another doctor has it
+/// (409 with that doctor's id, looked up once the failed transaction is gone).
+async fn already_linked(state: &AppState, err: sqlx::Error, user: Option<&UserId>) -> ApiError {
     let err = ApiError::from(err);
-    match user {
-        Some(user) if err.code == "already_exists" => ApiError::conflict(
-            "user_already_linked",
-            format!("user '{user}' is already linked to another doctor"),
-        )
-        .with_details(json!({ "field": "user_id", "value": user })),
-        _ => err,
+    let Some(user) = user.filter(|_| err.code == "already_exists") else {
+        return err;
+    };
+    let conflict = ApiError::conflict(
+        "user_already_linked",
+        format!("user '{user}' is already linked to another doctor"),
+    )
+    .with_details(json!({ "field": "user_id", "value": user }));
+    match repo::linked_to(&state.db, user).await {
+        Ok(Some(doctor)) => conflict.with_existing(doctor),
+        _ => conflict,
     }
 }
 

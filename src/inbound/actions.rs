@@ -116,12 +116,11 @@ pub async fn enqueue<T>(
     }
 }
 
+/// Reads `data` into the action's type; a field that does not fit is named by its path
+/// from the envelope (`data.quantity`), in the same words as an API body's.
 fn parse_data<T: DeserializeOwned>(data: &Map<String, Value>) -> Result<T, ApiError> {
-    serde_json::from_value(Value::Object(data.clone())).map_err(|err| {
-        ApiError::unprocessable(
-            "invalid_event_data",
-            format!("data does not fit the action: {err}"),
-        )
+    crate::http::from_value(&Value::Object(data.clone()), Some("data")).map_err(|errors| {
+        ApiError::invalid_fields("invalid_event_data", "data does not fit the action", errors)
     })
 }
 
@@ -139,7 +138,7 @@ impl JobKind for LabResultJob {
     ) -> Result<(), JobError> {
         let lab = payload.data;
         let no_patient =
-            || JobError::permanent(format!("no patient with book_no '{}'", lab.book_no));
+            || JobError::permanent(format!("no patient with book number '{}'", lab.book_no));
         let book_no = BookNo::parse_existing(&lab.book_no).ok_or_else(no_patient)?;
         let line = match lab
             .test_name
@@ -167,7 +166,7 @@ impl JobKind for LabResultJob {
             crate::vitals::repo::append_note_to_latest(&mut tx, &book_no, &line, &marker).await?;
         if appended.is_none() {
             return Err(JobError::permanent(format!(
-                "patient with book_no '{}' has no vitals to attach the lab result to",
+                "patient with book number '{}' has no vitals to attach the lab result to",
                 lab.book_no
             )));
         }

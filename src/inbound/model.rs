@@ -177,7 +177,9 @@ pub struct InboundEventView {
     pub job_id: JobId,
     /// The job's status: `queued`, `running`, `succeeded` or `failed`.
     pub status: String,
+    /// Attempts in the current round (a retry from the API starts a new one).
     pub attempts: i64,
+    /// Attempts allowed in a round.
     pub max_attempts: i64,
     /// Why the last attempt failed, when it did.
     pub last_error: Option<String>,

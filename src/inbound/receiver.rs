@@ -23,7 +23,7 @@ use crate::http::parse_id;
 use crate::ids::{InboundEventId, InboundSourceId, JobId};
 use crate::jobs;
 use crate::state::AppState;
-use crate::validation::Validate;
+use crate::validation::{FieldErrors, Validate};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -112,17 +112,7 @@ fn check_timestamp(headers: &HeaderMap, now: i64, tolerance: i64) -> Result<&str
 async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state)
         .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                ApiError::bad_request("invalid_body", rejection.body_text())
-            }
-        })
+        .map_err(|rejection| crate::http::body_rejection(rejection, MAX_BODY_BYTES))
 }
 
 /// `Ok` when `X-EHRS-Signature` is `sha256=<hex>` of HMAC-SHA256(secret, "{timestamp}.{body}").
@@ -169,17 +159,13 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
 fn parse_envelope(body: &[u8]) -> Result<InboundEnvelope, ApiError> {
     // Strict like every API body: a key given twice is refused, not "last one wins".
     let value = crate::http::strict_json(body)?;
-    let envelope: Result<InboundEnvelope, serde_json::Error> = if value.is_object() {
-        serde_json::from_value(value)
-    } else {
-        Err(serde::de::Error::custom("it is not an object"))
-    };
-    let envelope = envelope.map_err(|err| {
-        ApiError::unprocessable(
-            "invalid_body",
-            format!("the body must be {{\"event_type\", \"event_id\", \"data\": {{…}}}}: {err}"),
-        )
-    })?;
+    let lead = r#"the body must be {"event_type", "event_id", "data": {…}}"#;
+    if !value.is_object() {
+        let errors = FieldErrors::single("body", "must be a JSON object");
+        return Err(ApiError::invalid_fields("invalid_body", lead, errors));
+    }
+    let envelope: InboundEnvelope = crate::http::from_value(&value, None)
+        .map_err(|errors| ApiError::invalid_fields("invalid_body", lead, errors))?;
     envelope.validate()?;
     Ok(envelope)
 }

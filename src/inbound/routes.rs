@@ -36,14 +36,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(receiver)
 }
 
-/// A fresh secret: 32 random bytes, base64url, `whsec_` prefix. The whole string is the key.
+/// A fresh secret, in the one format EHRS gives every secret (outbound ones too):
+/// `whsec_` + standard base64 of 32 random bytes. Here the whole string is the HMAC key.
 fn new_secret() -> String {
-    use base64::Engine;
-    let bytes: [u8; 32] = rand::random();
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    crate::outbound::signing::generate_secret()
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/inbound-sources", tag = "inbound webhooks", security(("bearer" = [])), params(PageParams),

@@ -150,20 +150,22 @@ pub async fn record_failure(
     Ok((done.rows_affected() == 1).then_some(new_status))
 }
 
-/// Queues a `failed` job again, due now, with `extra_attempts` more attempts allowed. The
-/// attempt count and last error are kept as history. `None` when the job is not failed.
+/// Queues a `failed` job again, due now, for a fresh round of `attempts_allowed`
+/// attempts: the count starts again from 0, so "attempts of max" reads the same before
+/// and after a retry ("1 of 5", never "2 of 6"). The last error is kept until the next
+/// attempt replaces it. `None` when the job is not failed.
 pub async fn requeue_failed(
     tx: &mut Tx,
     id: &JobId,
-    extra_attempts: i64,
+    attempts_allowed: i64,
 ) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE jobs SET status = 'queued', run_at = $2, max_attempts = attempts + $3, locked_until = NULL, \
-         updated_at = $2 WHERE id = $1 AND status = 'failed' RETURNING *",
+        "UPDATE jobs SET status = 'queued', run_at = $2, attempts = 0, max_attempts = $3, \
+         locked_until = NULL, updated_at = $2 WHERE id = $1 AND status = 'failed' RETURNING *",
     )
     .bind(id)
     .bind(Timestamp::now())
-    .bind(extra_attempts.max(1))
+    .bind(attempts_allowed.max(1))
     .fetch_optional(tx.conn())
     .await
 }

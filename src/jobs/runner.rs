@@ -126,8 +126,8 @@ async fn run_one(state: JobContext, handler: Option<JobHandler>, job: Job, now: 
             match attempt.await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_elapsed)) => Err(JobError::retryable(format!(
-                    "timed out after {:?}",
-                    LEASE / 2
+                    "timed out: the job did not finish within {}",
+                    crate::time::seconds(LEASE / 2)
                 ))),
                 Err(_panic) => Err(JobError::retryable("the job handler panicked")),
             }

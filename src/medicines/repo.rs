@@ -21,6 +21,16 @@ pub async fn insert(tx: &mut Tx, input: &MedicineInput) -> Result<Medicine, sqlx
     .await
 }
 
+/// The id of the medicine with this name, form and strength.
+pub async fn id_of(db: &Db, input: &MedicineInput) -> Result<Option<MedicineId>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM medicines WHERE name = $1 AND form = $2 AND strength = $3")
+        .bind(&input.name)
+        .bind(&input.form)
+        .bind(&input.strength)
+        .fetch_optional(db.pool())
+        .await
+}
+
 pub async fn get(db: &Db, id: &MedicineId) -> Result<Option<Medicine>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM medicines WHERE id = $1")
         .bind(id)

@@ -52,9 +52,13 @@ async fn create_medicine(
     let body = body.trimmed();
     body.validate()?;
     let mut tx = state.db.begin().await?;
-    let medicine = repo::insert(&mut tx, &body)
-        .await
-        .map_err(medicine_exists)?;
+    let medicine = match repo::insert(&mut tx, &body).await {
+        Ok(medicine) => medicine,
+        Err(err) => {
+            drop(tx);
+            return Err(medicine_exists(&state, err, &body).await);
+        }
+    };
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(medicine)))
 }
@@ -86,10 +90,13 @@ async fn update_medicine(
     let body = body.trimmed();
     body.validate()?;
     let mut tx = state.db.begin().await?;
-    let medicine = repo::update(&mut tx, &id, &body)
-        .await
-        .map_err(medicine_exists)?;
-    let medicine = medicine.ok_or_else(|| ApiError::not_found("medicine", &id))?;
+    let medicine = match repo::update(&mut tx, &id, &body).await {
+        Ok(medicine) => medicine.ok_or_else(|| ApiError::not_found("medicine", &id))?,
+        Err(err) => {
+            drop(tx);
+            return Err(medicine_exists(&state, err, &body).await);
+        }
+    };
     tx.commit().await?;
     Ok(Json(medicine))
 }
@@ -113,15 +120,20 @@ async fn delete_medicine(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn medicine_exists(err: sqlx::Error) -> ApiError {
+/// The one unique key is (name, form, strength): 409 with the id of the medicine that has
+/// them (looked up once the failed transaction is gone).
+async fn medicine_exists(state: &AppState, err: sqlx::Error, body: &MedicineInput) -> ApiError {
     let err = ApiError::from(err);
-    if err.code == "already_exists" {
-        ApiError::conflict(
-            "medicine_exists",
-            "a medicine with this name, form and strength already exists",
-        )
-    } else {
-        err
+    if err.code != "already_exists" {
+        return err;
+    }
+    let conflict = ApiError::conflict(
+        "medicine_exists",
+        "a medicine with this name, form and strength already exists",
+    );
+    match repo::id_of(&state.db, body).await {
+        Ok(Some(id)) => conflict.with_existing(id),
+        _ => conflict,
     }
 }
 

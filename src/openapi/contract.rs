@@ -122,6 +122,32 @@ pub fn declare_cross_field_rules(doc: &mut OpenApi) {
     constrain(doc, "VitalsInput", measurement.into());
 }
 
+/// Rules on the items of an array, which utoipa's field attributes cannot state: an
+/// inbound source's event names are each 1 to 100 of letters, digits, `.`, `_`, `:` and
+/// `-`, none listed twice (the rule `InboundSourceInput::validate` applies).
+pub fn declare_item_rules(doc: &mut OpenApi) {
+    use utoipa::openapi::schema::{ArrayItems, ObjectBuilder, Schema, Type};
+    let schemas = &mut doc
+        .components
+        .as_mut()
+        .expect("the document has components")
+        .schemas;
+    let Some(RefOr::T(Schema::Object(source))) = schemas.get_mut("InboundSourceInput") else {
+        panic!("InboundSourceInput is an object schema");
+    };
+    let Some(RefOr::T(Schema::Array(names))) = source.properties.get_mut("allowed_event_types")
+    else {
+        panic!("allowed_event_types is an array");
+    };
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(100))
+        .pattern(Some("^[A-Za-z0-9._:-]+$"));
+    names.items = ArrayItems::RefOrSchema(Box::new(name.into()));
+    names.unique_items = true;
+}
+
 /// Replaces the component schema `name` by `allOf` [itself, `rule`].
 fn constrain(doc: &mut OpenApi, name: &str, rule: utoipa::openapi::schema::Schema) {
     use utoipa::openapi::schema::AllOfBuilder;

@@ -82,6 +82,7 @@ pub fn base() -> utoipa::openapi::OpenApi {
 pub fn complete(mut doc: Document31) -> Document31 {
     contract::declare_shared_errors(&mut doc);
     contract::declare_cross_field_rules(&mut doc);
+    contract::declare_item_rules(&mut doc);
     webhooks::declare(&mut doc);
     doc
 }

@@ -193,21 +193,25 @@ impl DisplayStatus {
         DisplayStatus::ALL.into_iter().find(|s| s.as_str() == raw)
     }
 
-    /// The answer to a `status` filter that names none of them.
-    pub fn unknown(raw: &str) -> String {
-        let names: Vec<&str> = DisplayStatus::ALL.iter().map(|s| s.as_str()).collect();
-        format!("status '{raw}' is not one of {}", names.join(", "))
+    /// Every status's word, for the answer to a filter that names none of them.
+    pub fn words() -> Vec<String> {
+        DisplayStatus::ALL
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect()
     }
 }
 
 impl MessageFilter {
-    /// The `status` filter, refused (400) when it names no displayed status.
+    /// The `status` filter, refused (422, listing the statuses) when it names none.
     pub fn status(&self) -> ApiResult<Option<DisplayStatus>> {
         self.status
             .as_deref()
             .map(|raw| {
                 DisplayStatus::parse(raw).ok_or_else(|| {
-                    ApiError::bad_request("invalid_query", DisplayStatus::unknown(raw))
+                    let mut errors = crate::validation::FieldErrors::new();
+                    errors.add_allowed("status", DisplayStatus::words());
+                    ApiError::from(errors)
                 })
             })
             .transpose()

@@ -63,7 +63,10 @@ pub enum Refusal {
     PortZero,
     #[error("the address {0} is loopback, private, link-local or otherwise internal")]
     ForbiddenAddress(IpAddr),
-    #[error("the host '{0}' did not resolve to any allowed address")]
+    /// The name lookup failed or found no address: a typo, or no DNS from this server
+    /// (told apart from a name that resolves only to refused addresses, which is
+    /// `ForbiddenAddress`).
+    #[error("the host '{0}' does not resolve: the name lookup failed or found no address")]
     Unresolvable(String),
 }
 
@@ -85,7 +88,10 @@ impl Refusal {
                 format!("points at {ip}, which is private, link-local or otherwise internal")
             }
             Refusal::Unresolvable(host) => {
-                format!("names the host '{host}', which does not resolve to any allowed address")
+                format!(
+                    "names the host '{host}', which does not resolve: the name lookup failed or \
+                     found no address (check the spelling, and that this server can reach DNS)"
+                )
             }
         }
     }

@@ -7,7 +7,7 @@ use super::payload::PayloadMode;
 use crate::ids::SubscriptionId;
 use crate::time::Timestamp;
 use crate::validation::FieldErrors;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A subscription as the admin API shows it. The secret is never part of it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -43,11 +43,13 @@ pub struct SubscriptionWithSecret {
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
     /// `https://` endpoint that receives the deliveries.
+    #[schema(min_length = 1, max_length = 2000)]
     pub url: String,
     #[serde(default)]
     pub description: String,
-    /// Event types to deliver; empty or absent means all.
-    #[serde(default)]
+    /// Event types to deliver; empty or absent means all. A type listed twice is kept
+    /// once.
+    #[serde(default, deserialize_with = "folded_event_types")]
     pub event_types: Vec<String>,
     #[serde(default)]
     pub payload: PayloadMode,
@@ -60,22 +62,36 @@ pub struct NewSubscription {
     pub ordered: bool,
 }
 
-/// Checks an event-type filter: every entry must be a known type.
+/// Checks an event-type filter: every entry must be a known type (each unknown one is
+/// named by its place in the list, with the known types in `allowed`).
 pub(crate) fn validate_event_types(errors: &mut FieldErrors, types: &[String]) {
-    let unknown: Vec<&String> = types
-        .iter()
-        .filter(|t| EventType::parse(t).is_none())
-        .collect();
-    if !unknown.is_empty() {
-        let valid: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-        errors.add(
-            "event_types",
-            format!(
-                "must list only known event types (unknown: {unknown:?}); the valid types are: {}",
-                valid.join(", ")
-            ),
-        );
+    for (index, name) in types.iter().enumerate() {
+        if EventType::parse(name).is_none() {
+            let known = EventType::ALL
+                .iter()
+                .map(|t| t.as_str().to_string())
+                .collect();
+            errors.add_allowed(&format!("event_types[{index}]"), known);
+        }
     }
+}
+
+/// Reads an event-type filter with repeats folded into the first (a type listed twice is
+/// still one filter entry: it is stored, shown and matched once).
+fn folded_event_types<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    Vec::deserialize(deserializer).map(fold)
+}
+
+fn folded_event_types_update<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    Option::<Vec<String>>::deserialize(deserializer).map(|types| types.map(fold))
+}
+
+fn fold(mut types: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    types.retain(|name| seen.insert(name.clone()));
+    types
 }
 
 impl NewSubscription {
@@ -92,8 +108,11 @@ impl NewSubscription {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionUpdate {
+    #[schema(min_length = 1, max_length = 2000)]
     pub url: Option<String>,
     pub description: Option<String>,
+    /// A type listed twice is kept once.
+    #[serde(default, deserialize_with = "folded_event_types_update")]
     pub event_types: Option<Vec<String>>,
     pub payload: Option<PayloadMode>,
     /// Turns ordered delivery on or off (see `NewSubscription.ordered`).

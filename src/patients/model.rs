@@ -66,7 +66,13 @@ impl BookNo {
 
     /// The book number in a path segment; a malformed one names no patient, so 404.
     pub fn from_path(raw: &str) -> Result<BookNo, ApiError> {
-        BookNo::parse_existing(raw).ok_or_else(|| ApiError::not_found("patient", raw))
+        BookNo::parse_existing(raw).ok_or_else(|| BookNo::not_found(raw))
+    }
+
+    /// 404 for a book number that names no patient, called a book number (it is what
+    /// the camp's staff wrote down, not an id of ours).
+    pub fn not_found(book_no: impl std::fmt::Display) -> ApiError {
+        ApiError::not_found_by("patient", crate::error::Key::BookNo, book_no)
     }
 
     pub fn as_str(&self) -> &str {

@@ -6,7 +6,7 @@ use super::repo;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
-use crate::ids::CampId;
+use crate::ids::{CampId, PatientId};
 use crate::outbound::{self, Event, EventType};
 use crate::state::AppState;
 use axum::Json;
@@ -39,7 +39,7 @@ async fn register(
     // The path names the patient first (404), then the body's camp (422).
     let patient = repo::get_by_book_no_tx(&mut tx, &book_no)
         .await?
-        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+        .ok_or_else(|| BookNo::not_found(&book_no))?;
     let camp = match CampId::parse(&body.camp_id) {
         Some(camp) if crate::camps::repo::exists(&mut tx, &camp).await? => camp,
         _ => {
@@ -50,19 +50,13 @@ async fn register(
             ));
         }
     };
-    let registration = repo::register(&mut tx, &patient.id, &camp, &user.id)
-        .await
-        .map_err(|err| {
-            let err = ApiError::from(err);
-            if err.code != "already_exists" {
-                return err;
-            }
-            ApiError::conflict(
-                "already_registered",
-                format!("patient '{book_no}' is already registered at camp '{camp}'"),
-            )
-            .with_details(json!({ "book_no": book_no, "camp_id": camp }))
-        })?;
+    let registration = match repo::register(&mut tx, &patient.id, &camp, &user.id).await {
+        Ok(registration) => registration,
+        Err(err) => {
+            drop(tx);
+            return Err(already_registered(&state, err, &patient.id, &book_no, &camp).await);
+        }
+    };
     outbound::emit(
         &mut tx,
         Event::new(EventType::PatientCampRegistered, &registration),
@@ -86,7 +80,7 @@ async fn list_for_patient(
     let book_no = BookNo::from_path(&raw)?;
     let patient = super::repo::get_by_book_no(&state.db, &book_no)
         .await?
-        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+        .ok_or_else(|| BookNo::not_found(&book_no))?;
     let (items, total) =
         repo::registrations_of_patient(&state.db, &patient.id, limit, offset).await?;
     Ok(Json(Page::new(items, total, limit, offset)))
@@ -109,4 +103,28 @@ async fn list_for_camp(
     }
     let (items, total) = repo::registrations_at_camp(&state.db, &camp, limit, offset).await?;
     Ok(Json(Page::new(items, total, limit, offset)))
+}
+
+/// A unique violation on registering can only be a second registration at one camp: 409
+/// with the id of the first (looked up once the failed transaction is gone).
+async fn already_registered(
+    state: &AppState,
+    err: sqlx::Error,
+    patient: &PatientId,
+    book_no: &BookNo,
+    camp: &CampId,
+) -> ApiError {
+    let err = ApiError::from(err);
+    if err.code != "already_exists" {
+        return err;
+    }
+    let conflict = ApiError::conflict(
+        "already_registered",
+        format!("patient '{book_no}' is already registered at camp '{camp}'"),
+    )
+    .with_details(json!({ "book_no": book_no, "camp_id": camp }));
+    match repo::registration_id(&state.db, patient, camp).await {
+        Ok(Some(id)) => conflict.with_existing(id),
+        _ => conflict,
+    }
 }

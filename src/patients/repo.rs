@@ -142,6 +142,19 @@ pub async fn register(
     .await
 }
 
+/// The id of `patient`'s registration at `camp`, if there is one.
+pub async fn registration_id(
+    db: &Db,
+    patient: &PatientId,
+    camp: &CampId,
+) -> Result<Option<RegistrationId>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM camp_registrations WHERE patient_id = $1 AND camp_id = $2")
+        .bind(patient)
+        .bind(camp)
+        .fetch_optional(db.pool())
+        .await
+}
+
 /// A patient's registrations, most recent camp first.
 pub async fn registrations_of_patient(
     db: &Db,

@@ -54,9 +54,13 @@ async fn create_patient(
 ) -> ApiResult<(StatusCode, Json<Patient>)> {
     let book_no = body.check()?;
     let mut tx = state.db.begin().await?;
-    let patient = repo::insert(&mut tx, &book_no, &body)
-        .await
-        .map_err(|err| book_no_taken(err, &book_no))?;
+    let patient = match repo::insert(&mut tx, &book_no, &body).await {
+        Ok(patient) => patient,
+        Err(err) => {
+            drop(tx);
+            return Err(book_no_taken(&state, err, &book_no).await);
+        }
+    };
     outbound::emit(&mut tx, Event::new(EventType::PatientRegistered, &patient)).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(patient)))
@@ -72,9 +76,7 @@ async fn get_patient(
 ) -> ApiResult<Json<Patient>> {
     let book_no = BookNo::from_path(&raw)?;
     let patient = repo::get_by_book_no(&state.db, &book_no).await?;
-    patient
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("patient", &book_no))
+    patient.map(Json).ok_or_else(|| BookNo::not_found(&book_no))
 }
 
 /// Changes any subset of a patient's details and emits `patient.updated` with
@@ -97,7 +99,7 @@ async fn update_patient(
     let mut tx = state.db.begin().await?;
     let before = repo::get_for_update(&mut tx, &book_no)
         .await?
-        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+        .ok_or_else(|| BookNo::not_found(&book_no))?;
     let wanted = body.apply(&before)?;
     if wanted == before {
         tx.rollback().await?;
@@ -113,16 +115,20 @@ async fn update_patient(
     Ok(Json(patient))
 }
 
-/// A unique violation on insert can only be the book number.
-fn book_no_taken(err: sqlx::Error, book_no: &BookNo) -> ApiError {
+/// A unique violation on insert can only be the book number: 409 with the id of the
+/// patient who has it (looked up once the failed transaction is gone).
+async fn book_no_taken(state: &AppState, err: sqlx::Error, book_no: &BookNo) -> ApiError {
     let err = ApiError::from(err);
-    if err.code == "already_exists" {
-        ApiError::conflict(
-            "book_no_taken",
-            format!("book number '{book_no}' belongs to another patient"),
-        )
-        .with_details(serde_json::json!({ "field": "book_no", "value": book_no }))
-    } else {
-        err
+    if err.code != "already_exists" {
+        return err;
+    }
+    let conflict = ApiError::conflict(
+        "book_no_taken",
+        format!("book number '{book_no}' belongs to another patient"),
+    )
+    .with_details(serde_json::json!({ "field": "book_no", "value": book_no }));
+    match repo::get_by_book_no(&state.db, book_no).await {
+        Ok(Some(patient)) => conflict.with_existing(patient.id),
+        _ => conflict,
     }
 }

@@ -105,7 +105,7 @@ pub struct QueueFilter {
     pub offset: Option<i64>,
 }
 
-/// Reads an optional id from a query parameter: absent is fine, malformed is a 400 naming
+/// Reads an optional id from a query parameter: absent is fine, malformed is a 422 naming
 /// the parameter (a malformed id could only ever match nothing, which would hide a typo).
 pub fn filter_id<T>(
     raw: Option<&str>,
@@ -115,11 +115,14 @@ pub fn filter_id<T>(
     match raw {
         None => Ok(None),
         Some(raw) => parse(raw).map(Some).ok_or_else(|| {
-            crate::error::ApiError::bad_request(
-                "invalid_query",
-                format!("{parameter} is not a well-formed id"),
+            crate::validation::FieldErrors::single(
+                parameter,
+                format!(
+                    "must be a well-formed id, not the text {}",
+                    crate::validation::words::quoted(raw)
+                ),
             )
-            .with_details(serde_json::json!({ "parameter": parameter }))
+            .into()
         }),
     }
 }

@@ -1,10 +1,9 @@
-//! The layers around every route: body limits, UTF-8 paths, request counting and the
-//! security headers. Each is a plain `axum::middleware::from_fn` function.
+//! The layers around every route: body limits, reading bodies to their end, UTF-8 paths,
+//! request counting, the JSON answers' closing newline and the security headers. Each is
+//! a plain `axum::middleware::from_fn` function.
 
 use crate::error::ApiError;
-
-/// Largest JSON body the API accepts.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+use crate::http::MAX_BODY_BYTES;
 
 /// Past this a declared-oversized body is not read to its end: the connection is simply closed.
 const OVERSIZED_DRAIN_BYTES: u64 = 16 * 1024 * 1024;
@@ -28,12 +27,8 @@ pub(super) async fn refuse_oversized_bodies(
     let Some(declared) = declared.filter(|&length| length > MAX_BODY_BYTES as u64) else {
         return next.run(request).await;
     };
-    let refusal = ApiError::new(
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("the request body is larger than the server accepts ({MAX_BODY_BYTES} bytes)"),
-    )
-    .with_details(serde_json::json!({ "limit_bytes": MAX_BODY_BYTES, "declared_bytes": declared }));
+    let mut refusal = ApiError::payload_too_large(MAX_BODY_BYTES);
+    refusal.details["declared_bytes"] = declared.into();
     if declared <= OVERSIZED_DRAIN_BYTES {
         let mut body = request.into_body().into_data_stream();
         let drain = async { while let Some(Ok(_)) = body.next().await {} };
@@ -45,6 +40,73 @@ pub(super) async fn refuse_oversized_bodies(
         axum::http::HeaderValue::from_static("close"),
     );
     response
+}
+
+/// Reads every request body to its end before the route runs, whether the route reads it
+/// or not (a `GET` sent with a body, say). Why: a body left unread on a keep-alive
+/// connection makes the server close it with data still in the kernel's buffer, and the
+/// kernel then resets the connection, cutting off the answer the client is reading.
+/// The body is then handed to the route from memory; the size limit is the same.
+pub(super) async fn read_whole_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::body::HttpBody as _;
+    use axum::extract::FromRequest;
+    use axum::response::IntoResponse;
+    if request.body().size_hint().exact() == Some(0) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let request = axum::extract::Request::from_parts(parts.clone(), body);
+    match bytes::Bytes::from_request(request, &()).await {
+        Ok(bytes) => {
+            let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(request).await
+        }
+        Err(rejection) => {
+            let mut response =
+                crate::http::body_rejection(rejection, MAX_BODY_BYTES).into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
+}
+
+/// Ends every JSON answer with a newline, as a text file ends: answers printed one after
+/// another (`curl`, a shell script) then stay on lines of their own.
+pub(super) async fn end_json_with_newline(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // JSON answers are built in memory, so reading one back cannot fail.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(err) => return ApiError::internal(anyhow::Error::new(err)).into_response(),
+    };
+    if bytes.ends_with(b"\n") {
+        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let mut text = Vec::with_capacity(bytes.len() + 1);
+    text.extend_from_slice(&bytes);
+    text.push(b'\n');
+    parts.headers.remove(header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(text))
 }
 
 /// Counts requests by method, route and status. Labels stay bounded whatever clients

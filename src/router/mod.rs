@@ -8,7 +8,7 @@
 
 mod middleware;
 
-pub use middleware::MAX_BODY_BYTES;
+pub use crate::http::MAX_BODY_BYTES;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -75,12 +75,14 @@ pub fn router(state: AppState) -> Router {
                 "this route does not accept that method",
             )
         })
+        .layer(axum::middleware::from_fn(middleware::read_whole_body))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(
             middleware::refuse_oversized_bodies,
         ))
         .layer(axum::middleware::from_fn(middleware::refuse_invalid_utf8))
         .layer(axum::middleware::from_fn(middleware::count_requests))
+        .layer(axum::middleware::from_fn(middleware::end_json_with_newline))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

@@ -110,8 +110,7 @@ pub(super) async fn receive_verified(
             "missing, stale or wrong webhook signature",
         ));
     }
-    let event: OpsEvent = serde_json::from_slice(body)
-        .map_err(|err| ApiError::bad_request("malformed_json", err.to_string()))?;
+    let event: OpsEvent = serde_json::from_slice(body).map_err(ApiError::malformed_json)?;
     let webhook_id = ["webhook-id", "svix-id"]
         .iter()
         .find_map(|name| headers.get(*name)?.to_str().ok())

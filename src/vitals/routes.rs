@@ -39,7 +39,7 @@ async fn record_vitals(
     let mut tx = state.db.begin().await?;
     let patient = crate::patients::repo::get_by_book_no_tx(&mut tx, &book_no)
         .await?
-        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+        .ok_or_else(|| BookNo::not_found(&book_no))?;
     let camp = match body.camp_id.as_deref() {
         None => None,
         Some(raw) => match CampId::parse(raw) {
@@ -67,7 +67,7 @@ async fn list_vitals(
     let book_no = BookNo::from_path(&raw)?;
     let patient = crate::patients::repo::get_by_book_no(&state.db, &book_no)
         .await?
-        .ok_or_else(|| ApiError::not_found("patient", &book_no))?;
+        .ok_or_else(|| BookNo::not_found(&book_no))?;
     let (items, total) = repo::list_for_patient(&state.db, &patient.id, limit, offset).await?;
     Ok(Json(Page::new(items, total, limit, offset)))
 }

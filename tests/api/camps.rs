@@ -71,8 +71,8 @@ db_test!(async fn list_filters_and_pages(app) {
     assert_eq!(on_date["total"], 1);
     let page = app.get(Role::Nurse, "/api/v1/medical-camps?limit=1&offset=1").await.expect(200);
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
-    assert_eq!(app.get(Role::Nurse, "/api/v1/medical-camps?limit=0").await.status, 400);
-    assert_eq!(app.get(Role::Nurse, "/api/v1/medical-camps?limit=abc").await.status, 400);
+    assert_eq!(app.get(Role::Nurse, "/api/v1/medical-camps?limit=0").await.status, 422);
+    assert_eq!(app.get(Role::Nurse, "/api/v1/medical-camps?limit=abc").await.status, 422);
     assert_eq!(app.get(Role::Nurse, "/api/v1/medical-camps?on_date=tomorrow").await.status, 422);
 });
 

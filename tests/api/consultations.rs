@@ -171,8 +171,8 @@ db_test!(async fn lists_and_gets_consultations(app) {
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert_eq!(page["total"], 2);
 
-    assert_eq!(app.get(Role::Volunteer, "/api/v1/consultations?status=done").await.status, 400);
-    assert_eq!(app.get(Role::Volunteer, "/api/v1/consultations?doctor_id=doc_1").await.status, 400);
+    assert_eq!(app.get(Role::Volunteer, "/api/v1/consultations?status=done").await.status, 422);
+    assert_eq!(app.get(Role::Volunteer, "/api/v1/consultations?doctor_id=doc_1").await.status, 422);
     assert_eq!(app.get(Role::Volunteer, "/api/v1/consultations/cons_1").await.status, 404);
     assert_eq!(app.get(Role::Volunteer, "/api/v1/consultations/cons_01jdq3v8m2x7c9k4t6w0y5z1ab").await.status, 404);
     assert_eq!(app.request(Method::GET, None, "/api/v1/consultations", None).await.status, 401);

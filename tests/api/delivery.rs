@@ -563,3 +563,60 @@ db_test!(
         .await;
     }
 );
+
+db_test!(
+    settings = |s| {
+        s.webhook_retry_schedule = parse_schedule("10m,10m").unwrap();
+        s.webhook_clock = ehrs::time::Clock::adjustable();
+        // One in flight: the order deliveries start in is the order they arrive in.
+        s.webhook_endpoint_concurrency = 1;
+    },
+    async fn re_enabling_sends_what_came_due_oldest_sequence_first_and_nothing_early(app) {
+        let receiver = TestReceiver::start().await;
+        receiver.script([Reply::Status(500), Reply::Status(500), Reply::Status(500)]);
+        let (subscription, _) = app.subscribe(&receiver.url, &["camp.created"], "full").await;
+        for _ in 0..3 {
+            create_camp(&app).await;
+        }
+        receiver.wait_for(3, PATIENCE).await;
+        eventually("three failures recorded", || async {
+            deliveries_of(&app, &subscription).await.iter().filter(|d| d.1 == 1 && d.0 == "pending").count() == 3
+        })
+        .await;
+        let toggle = format!("/api/v1/webhooks/subscriptions/{subscription}/toggle");
+        app.put(Role::Admin, &toggle, &json!({"enabled": false})).await.expect(200);
+        // While it was disabled, sequence 2 came due first, then sequence 1; sequence 3's
+        // retry is still ten minutes ahead.
+        let now = clock(&app).now_ms();
+        for (sequence, due) in [(1, now - 1_000), (2, now - 2_000), (3, now + 600_000)] {
+            sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 AND sequence = $3")
+                .bind(due).bind(&subscription).bind(sequence as i64)
+                .execute(app.state.db.pool()).await.unwrap();
+        }
+        app.put(Role::Admin, &toggle, &json!({"enabled": true})).await.expect(200);
+        let got = receiver.wait_for(5, PATIENCE).await;
+        let sequences: Vec<i64> = got[3..].iter().map(|r| r.json["sequence"].as_i64().unwrap()).collect();
+        assert_eq!(sequences, [1, 2], "the ones that came due, oldest sequence first");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(receiver.received().len(), 5, "sequence 3 waits for its retry time");
+        clock(&app).advance(Duration::from_secs(11 * 60));
+        let got = receiver.wait_for(6, PATIENCE).await;
+        assert_eq!(got[5].json["sequence"], 3);
+    }
+);
+
+db_test!(
+    settings = |s| {
+        s.webhook_timeout = Duration::from_secs(1);
+        s.webhook_retry_schedule = parse_schedule("10m").unwrap();
+    },
+    async fn a_timeout_says_how_long_was_waited_in_one_wording(app) {
+        let receiver = TestReceiver::start().await;
+        receiver.always(Reply::Stall(Duration::from_secs(3)));
+        let (subscription, _) = app.subscribe(&receiver.url, &[], "full").await;
+        create_camp(&app).await;
+        eventually("the attempt is recorded", || async { !attempts_of(&app, &subscription).await.is_empty() }).await;
+        let attempts = attempts_of(&app, &subscription).await;
+        assert_eq!(attempts[0], (None, Some("timed out: no answer within 1 s".to_string())));
+    }
+);

@@ -18,6 +18,7 @@ mod hardening;
 mod inbound;
 mod login_throttle;
 mod medicines;
+mod messages;
 mod openapi;
 mod operations;
 mod patients;

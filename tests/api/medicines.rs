@@ -60,8 +60,8 @@ db_test!(async fn list_filters_by_name_and_stock(app) {
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert_eq!(page["items"][0]["name"], "Cetirizine");
 
-    assert_eq!(app.get(Role::Nurse, "/api/v1/medicines?in_stock=maybe").await.status, 400);
-    assert_eq!(app.get(Role::Nurse, "/api/v1/medicines?limit=201").await.status, 400);
+    assert_eq!(app.get(Role::Nurse, "/api/v1/medicines?in_stock=maybe").await.status, 422);
+    assert_eq!(app.get(Role::Nurse, "/api/v1/medicines?limit=201").await.status, 422);
 });
 
 db_test!(async fn duplicates_and_bad_input_are_refused(app) {

@@ -58,7 +58,7 @@ db_test!(async fn prescribing_and_reading_prescriptions(app) {
     assert_eq!(app.get(Role::Pharmacist, "/api/v1/prescriptions?dispatch_status=given").await.expect(200)["total"], 0);
     assert_eq!(app.get(Role::Pharmacist, "/api/v1/prescriptions?book_no=B-1").await.expect(200)["total"], 1);
     assert_eq!(app.get(Role::Pharmacist, "/api/v1/prescriptions?book_no=B-2").await.expect(200)["total"], 0);
-    assert_eq!(app.get(Role::Pharmacist, "/api/v1/prescriptions?dispatch_status=lost").await.status, 400);
+    assert_eq!(app.get(Role::Pharmacist, "/api/v1/prescriptions?dispatch_status=lost").await.status, 422);
     assert_eq!(app.get(Role::Pharmacist, &rx_path("rx_01jdq3v8m2x7c9k4t6w0y5z1ab")).await.status, 404);
     assert_eq!(app.get(Role::Pharmacist, &rx_path("rx_1")).await.status, 404);
     assert_eq!(app.get(Role::Pharmacist, "/api/v1/consultations/cons_01jdq3v8m2x7c9k4t6w0y5z1ab/prescriptions").await.status, 404);

@@ -81,8 +81,8 @@ db_test!(async fn the_queue_is_called_by_priority_then_age(app) {
     let order: Vec<&str> = page["items"].as_array().unwrap().iter().map(|e| e["book_no"].as_str().unwrap()).collect();
     assert_eq!(order, ["B-4", "B-1"]);
 
-    assert_eq!(app.get(Role::Volunteer, "/api/v1/queue?status=done").await.status, 400);
-    assert_eq!(app.get(Role::Volunteer, "/api/v1/queue?camp_id=camp_1").await.status, 400);
+    assert_eq!(app.get(Role::Volunteer, "/api/v1/queue?status=done").await.status, 422);
+    assert_eq!(app.get(Role::Volunteer, "/api/v1/queue?camp_id=camp_1").await.status, 422);
     assert_eq!(app.get(Role::Volunteer, "/api/v1/queue/que_1").await.status, 404);
     assert_eq!(app.get(Role::Volunteer, "/api/v1/queue/que_01jdq3v8m2x7c9k4t6w0y5z1ab").await.status, 404);
 });

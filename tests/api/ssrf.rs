@@ -131,3 +131,31 @@ async fn the_development_switch_allows_loopback_but_not_private_ranges() {
             .is_err()
     );
 }
+
+/// A resolver that knows no name, as when the camp's uplink is down or the name is mistyped.
+struct FailingLookup;
+
+impl Lookup for FailingLookup {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
+        Box::pin(async move { Err(std::io::Error::other(format!("no such host {host}"))) })
+    }
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_not_called_a_refused_address() {
+    let strict = Policy {
+        allow_insecure: false,
+    };
+    let refusal = ssrf::check_url("https://hooks.partner.example/in", strict, &FailingLookup)
+        .await
+        .unwrap_err();
+    let reason = refusal.field_reason();
+    assert!(
+        reason.contains("does not resolve: the name lookup failed"),
+        "{reason}"
+    );
+    assert!(!reason.contains("allowed address"), "{reason}");
+}

@@ -541,7 +541,7 @@ svix_test!(async fn logs_retry_recover_test_and_stats_are_served_by_svix(app, sv
     assert_eq!(filtered["items"][0]["id"], svix_message.as_str());
     let none = app.get(Role::Admin, "/api/v1/webhooks/logs?status=exhausted").await.expect(200);
     assert_eq!(none["items"], json!([]));
-    assert_eq!(app.get(Role::Admin, "/api/v1/webhooks/logs?status=lost").await.status, 400);
+    assert_eq!(app.get(Role::Admin, "/api/v1/webhooks/logs?status=lost").await.status, 422);
 
     let attempts = app.get(Role::Admin, &format!("/api/v1/webhooks/logs/{id}")).await.expect(200);
     assert_eq!(attempts["items"][0]["status_code"], 200);

@@ -252,7 +252,7 @@ db_test!(
         assert_eq!(message["deliveries"][0]["attempts"], 2);
         assert_eq!(app.get(Role::Admin, "/api/v1/webhooks/logs?status=delivered").await.expect(200)["items"].as_array().unwrap().len(), 2);
         assert_eq!(app.get(Role::Admin, "/api/v1/webhooks/logs?event_type=camp.deleted").await.expect(200)["items"].as_array().unwrap().len(), 0);
-        assert_eq!(app.get(Role::Admin, "/api/v1/webhooks/logs?status=bogus").await.status, 400);
+        assert_eq!(app.get(Role::Admin, "/api/v1/webhooks/logs?status=bogus").await.status, 422);
         assert_eq!(app.get(Role::Admin, "/api/v1/webhooks/logs?since=2999-01-01T00:00:00Z").await.expect(200)["items"].as_array().unwrap().len(), 0);
 
         let mut seen = Vec::new();

@@ -272,8 +272,10 @@ pub async fn recover(
     .rows_affected())
 }
 
-/// Makes the free pending deliveries of `subscription` due at `now` (re-enabled: the
-/// held ones go out in sequence order).
+/// Re-enabled: the free pending deliveries of `subscription` that came due while it was
+/// disabled are all made due at `now`, so they tie and go out oldest sequence first
+/// (otherwise the one that came due first would lead). One whose retry is still ahead
+/// keeps its time: re-enabling is not a retry.
 pub async fn make_due(
     tx: &mut Tx,
     subscription: &SubscriptionId,
@@ -281,7 +283,8 @@ pub async fn make_due(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE webhook_deliveries SET next_attempt_at = $2 \
-         WHERE subscription_id = $1 AND status = $3 AND locked_until IS NULL",
+         WHERE subscription_id = $1 AND status = $3 AND locked_until IS NULL \
+           AND next_attempt_at <= $2",
     )
     .bind(subscription)
     .bind(now)

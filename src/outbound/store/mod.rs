@@ -176,8 +176,8 @@ mod tests {
             "d.status = 'pending' AND d.attempts > 0"
         );
         assert_eq!(
-            DisplayStatus::unknown("x"),
-            "status 'x' is not one of pending, failed, delivered, exhausted"
+            DisplayStatus::words(),
+            ["pending", "failed", "delivered", "exhausted"]
         );
     }
 }

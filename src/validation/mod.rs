@@ -2,6 +2,9 @@
 
 use serde::Serialize;
 
+pub mod words;
+pub use words::Problem;
+
 /// The earliest date the API accepts (birth dates, camp days): a year 0000 or -0001 is a
 /// typing slip, not a record.
 pub const MIN_DATE: &str = "1900-01-01";
@@ -12,16 +15,28 @@ pub const MAX_DATE: &str = "2200-12-31";
 pub const DATE_PATTERN: &str =
     r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
 
-/// A date written exactly `YYYY-MM-DD` (four-digit year, two-digit month and day).
-fn parse_date(value: &str) -> Option<chrono::NaiveDate> {
+/// How a text meant as a date reads.
+enum DateText {
+    Date(chrono::NaiveDate),
+    /// Not written `YYYY-MM-DD` (four-digit year, two-digit month and day).
+    Malformed,
+    /// Written `YYYY-MM-DD`, but no such day exists (`2026-02-30`, month 13).
+    NoSuchDay,
+}
+
+fn parse_date(value: &str) -> DateText {
     let shaped = value.len() == 10
         && value.bytes().enumerate().all(|(i, b)| match i {
             4 | 7 => b == b'-',
             _ => b.is_ascii_digit(),
         });
-    shaped
-        .then(|| chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
-        .flatten()
+    if !shaped {
+        return DateText::Malformed;
+    }
+    match chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        Ok(date) => DateText::Date(date),
+        Err(_) => DateText::NoSuchDay,
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -33,6 +48,9 @@ pub struct FieldErrors {
 struct FieldError {
     field: String,
     reason: String,
+    /// The JSON type the field takes, when the value given was of another type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected: Option<&'static str>,
     /// For a closed set of words: the ones accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     allowed: Option<Vec<String>>,
@@ -50,19 +68,28 @@ impl FieldErrors {
     }
 
     pub fn add(&mut self, field: &str, reason: impl Into<String>) {
-        self.fields.push(FieldError {
-            field: field.to_string(),
-            reason: reason.into(),
-            allowed: None,
-        });
+        self.add_problem(
+            field,
+            Problem {
+                reason: reason.into(),
+                expected: None,
+                allowed: None,
+            },
+        );
     }
 
     /// A value outside a closed set of words, with the words that are accepted.
-    pub fn add_allowed(&mut self, field: &str, reason: impl Into<String>, allowed: Vec<String>) {
+    pub fn add_allowed(&mut self, field: &str, allowed: Vec<String>) {
+        self.add_problem(field, Problem::one_of(allowed));
+    }
+
+    /// A value that failed to deserialise, explained by [`words::explain`].
+    pub fn add_problem(&mut self, field: &str, problem: Problem) {
         self.fields.push(FieldError {
             field: field.to_string(),
-            reason: reason.into(),
-            allowed: Some(allowed),
+            reason: problem.reason,
+            expected: problem.expected,
+            allowed: problem.allowed,
         });
     }
 
@@ -107,13 +134,20 @@ impl FieldErrors {
     /// Requires a calendar date `YYYY-MM-DD` from [`MIN_DATE`] to [`MAX_DATE`].
     pub fn date(&mut self, field: &str, value: &str) -> Option<chrono::NaiveDate> {
         match parse_date(value) {
-            Some(date) if (MIN_DATE..=MAX_DATE).contains(&value) => Some(date),
-            Some(_) => {
+            DateText::Date(date) if (MIN_DATE..=MAX_DATE).contains(&value) => Some(date),
+            DateText::Date(_) => {
                 self.add(field, format!("must be from {MIN_DATE} to {MAX_DATE}"));
                 None
             }
-            None => {
+            DateText::Malformed => {
                 self.add(field, "must be a date in the form YYYY-MM-DD");
+                None
+            }
+            DateText::NoSuchDay => {
+                self.add(
+                    field,
+                    format!("must be a day that exists: {value} is not in the calendar"),
+                );
                 None
             }
         }
