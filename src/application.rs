@@ -10,21 +10,18 @@ use crate::auth::{self, Auth, AuthState, TokenIssuer};
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::Db;
+use crate::failure::{Failed, Failure, Kind};
 use crate::jobs::{self, JobContext, Registry};
 use crate::outbound::backend::WebhookBackend;
 use crate::outbound::{Webhooks, retention, ssrf};
 use crate::state::AppState;
 use crate::tasks::Tasks;
-use anyhow::Context;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// The application, built and ready to serve.
 pub struct Application {
     pub state: AppState,
-    /// The first admin's password, when this start created that user with a generated
-    /// one: printed once by `ehrs serve`, never logged.
-    pub generated_admin_password: Option<String>,
 }
 
 impl Application {
@@ -34,25 +31,36 @@ impl Application {
     /// [`Application::start_workers`] and [`Application::serve`].
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         if !settings.is_postgres() {
-            crate::db::files::private_data_dir(&settings.data_dir).with_context(|| {
-                format!(
-                    "cannot make the data dir {} private",
-                    settings.data_dir.display()
+            crate::db::files::private_data_dir(&settings.data_dir).failed(|| {
+                Failure::new(
+                    Kind::Configuration,
+                    format!(
+                        "cannot make the data dir {} private",
+                        settings.data_dir.display()
+                    ),
                 )
+                .hint("set EHRS_DATA_DIR to a directory this user owns, or create it")
             })?;
         }
-        let keys = settings.load_keys()?;
+        let keys = settings.load_keys().failed(|| {
+            Failure::new(Kind::Configuration, "cannot load the keys")
+                .hint("see docs/configuration.md for EHRS_JWT_SECRET and EHRS_SECRET_KEY")
+        })?;
         let db = Db::connect(&settings.database_url(), settings.db_pool_size).await?;
         db.migrate().await?;
-        let generated_admin_password = if settings.create_admin {
-            ensure_admin(&db, settings.admin_password.clone()).await?
-        } else {
-            None
-        };
+        let initial_password = auth::initial_password::path(&settings.data_dir);
+        if settings.create_admin {
+            let password = settings.admin_password()?;
+            ensure_admin(&db, password, &initial_password).await?;
+        }
         let secrets = SecretBox::new(&keys.data);
         let lookup: Arc<dyn ssrf::Lookup> = Arc::new(ssrf::SystemLookup);
         let webhooks = Webhooks {
-            backend: webhook_backend(&settings, &db, &secrets, &lookup)?,
+            backend: webhook_backend(&settings, &db, &secrets, &lookup).failed(|| {
+                Failure::new(Kind::Configuration, "the webhook backend cannot start").hint(
+                    "WEBHOOK_BACKEND is embedded or svix (docs/svix.md lists svix's settings)",
+                )
+            })?,
             db: db.clone(),
             policy: ssrf::Policy::from_settings(&settings),
             lookup,
@@ -66,6 +74,7 @@ impl Application {
                 settings.password_hash_queue,
             ),
             logins: auth::LoginThrottle::new(settings.login_throttle()),
+            initial_password,
         });
         let state = AppState {
             db,
@@ -75,10 +84,7 @@ impl Application {
             metrics: crate::metrics::handle(),
             webhooks,
         };
-        Ok(Application {
-            state,
-            generated_admin_password,
-        })
+        Ok(Application { state })
     }
 
     /// The whole HTTP surface.
@@ -155,28 +161,78 @@ fn webhook_backend(
     })
 }
 
-/// On an empty user table, creates `admin` with `EHRS_ADMIN_PASSWORD` or a generated
-/// password, which is returned so the caller can print it once. Safe when several
-/// instances start together on one empty database: exactly one creates the admin, and
-/// only that one returns (prints) a password.
-async fn ensure_admin(db: &Db, password: Option<String>) -> anyhow::Result<Option<String>> {
+/// On an empty user table, creates `admin` with the password given
+/// (`EHRS_ADMIN_PASSWORD` or `EHRS_ADMIN_PASSWORD_FILE`) or a generated one, which goes
+/// to the file at `initial_password` (0600), never to the log. Safe when several instances
+/// start together on one empty database: exactly one creates the admin, and only that one
+/// writes the file. With users already there, a file whose password the admin has since
+/// changed is removed.
+async fn ensure_admin(
+    db: &Db,
+    given: Option<String>,
+    initial_password: &std::path::Path,
+) -> anyhow::Result<()> {
     if auth::repo::count(db).await? > 0 {
-        return Ok(None);
+        forget_changed_initial_password(db, initial_password).await;
+        return Ok(());
     }
-    let (password, generated) = match password {
+    let generated = given.is_none();
+    let password = match given {
         Some(password) => {
             if let Some(reason) = auth::policy::problem(&password, "admin") {
-                anyhow::bail!("EHRS_ADMIN_PASSWORD is refused by the password policy: it {reason}");
+                return Err(Failure::new(
+                    Kind::Configuration,
+                    format!("EHRS_ADMIN_PASSWORD is refused by the password policy: it {reason}"),
+                )
+                .hint("choose another password (docs/accounts.md lists the policy)")
+                .into());
             }
-            (password, false)
+            password
         }
-        None => (generate_password(), true),
+        None => generate_password(),
     };
     let hash = auth::hash_password(password.clone()).await?;
     let mut tx = db.begin().await?;
     let created = auth::repo::insert_first_admin(&mut tx, &hash).await?;
     tx.commit().await?;
-    Ok((created && generated).then_some(password))
+    if !created {
+        return Ok(());
+    }
+    if generated {
+        auth::initial_password::write(initial_password, &password).failed(|| {
+            Failure::new(
+                Kind::Configuration,
+                format!("cannot write {}", initial_password.display()),
+            )
+            .hint("EHRS_DATA_DIR must be writable; or set EHRS_ADMIN_PASSWORD_FILE")
+        })?;
+        tracing::info!(
+            file = %initial_password.display(),
+            "created the first admin user 'admin'; its password is in the file (readable by this user only; removed once the admin changes the password)"
+        );
+    } else {
+        tracing::info!("created the first admin user 'admin' with the password from the settings");
+    }
+    Ok(())
+}
+
+/// Removes the initial password file once it no longer opens the admin's account.
+async fn forget_changed_initial_password(db: &Db, file: &std::path::Path) {
+    let Some(password) = auth::initial_password::read(file) else {
+        return;
+    };
+    let hash = auth::repo::credentials(db, auth::initial_password::ADMIN)
+        .await
+        .ok()
+        .flatten()
+        .map(|credentials| credentials.password_hash);
+    let still_valid = match hash {
+        Some(hash) => auth::verify_password(password, hash).await,
+        None => false,
+    };
+    if !still_valid {
+        auth::initial_password::forget(file);
+    }
 }
 
 fn generate_password() -> String {

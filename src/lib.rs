@@ -20,6 +20,7 @@ pub(crate) mod delivery;
 pub mod demo;
 pub(crate) mod doctors;
 pub mod error;
+pub mod failure;
 pub(crate) mod health;
 pub mod http;
 pub mod ids;

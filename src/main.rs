@@ -2,15 +2,29 @@
 
 use clap::{Parser, Subcommand};
 use ehrs::application::Application;
-use ehrs::auth::{self, Role};
-use ehrs::config::{DatabaseSettings, Settings};
+use ehrs::auth::{self, Role, initial_password};
+use ehrs::config::{DatabaseSettings, SECRETS_HELP, Settings};
 use ehrs::db::Db;
+use ehrs::failure::{Failed, Failure, Kind, Report};
+use std::process::ExitCode;
+
+/// The exit codes, under `ehrs --help` (the table is in `ehrs::failure` and
+/// docs/operations.md).
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  done
+  1  any other failure
+  2  usage: a wrong flag or argument, or input the command needs and did not get
+  3  configuration: a setting or key is missing or invalid
+  4  database: it cannot be reached, opened or migrated
+  5  cannot listen on EHRS_BIND";
 
 #[derive(Parser)]
 #[command(
     name = "ehrs",
     version,
-    about = "Electronic health records for free medical camps, with first-class webhooks"
+    about = "Electronic health records for free medical camps, with first-class webhooks",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -20,6 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP API and the webhook workers.
+    #[command(after_help = SECRETS_HELP)]
     Serve(Box<Settings>),
     /// Apply database migrations and exit.
     Migrate(DatabaseSettings),
@@ -59,17 +74,49 @@ fn parse_role(raw: &str) -> Result<Role, String> {
     Role::parse(raw).ok_or_else(|| "use admin, doctor, nurse, pharmacist or volunteer".to_string())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
+    // Usage errors (exit 2), --help and --version are clap's own.
     let cli = Cli::parse();
-    match cli.command {
+    let json = log_format(&cli.command) == "json";
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::Error::new(err), json),
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err, json),
+    }
+}
+
+/// Tells what failed (the message and its causes, never a backtrace: those are for
+/// panics) on stderr, as JSON under `EHRS_LOG_FORMAT=json`, and exits with its code.
+fn fail(err: &anyhow::Error, json: bool) -> ExitCode {
+    let report = Report::of(err);
+    eprintln!("{}", if json { report.json() } else { report.text() });
+    ExitCode::from(report.exit_code)
+}
+
+fn log_format(command: &Command) -> &str {
+    match command {
+        Command::Serve(settings) => &settings.log_format,
+        Command::Migrate(settings)
+        | Command::User {
+            command:
+                UserCommand::Create { settings, .. } | UserCommand::ResetPassword { settings, .. },
+        } => &settings.log_format,
+        Command::Openapi | Command::Demo => "text",
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(settings) => serve(*settings).await,
         Command::Migrate(settings) => {
             init_tracing(&settings.log_format);
             let db = Db::connect(&settings.database_url(), 2).await?;
             db.migrate().await?;
-            println!("migrations applied");
+            say(&settings.log_format, "migrations applied");
             Ok(())
         }
         Command::User {
@@ -91,16 +138,23 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A command's result for the person who ran it: a plain line, or a JSON log line under
+/// `EHRS_LOG_FORMAT=json` (every line of output is then JSON).
+fn say(log_format: &str, message: &str) {
+    if log_format == "json" {
+        tracing::info!("{message}");
+    } else {
+        println!("{message}");
+    }
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     init_tracing(&settings.log_format);
     let bind = settings.bind.clone();
     let app = Application::build(settings).await?;
-    if let Some(password) = &app.generated_admin_password {
-        // Printed to the terminal once, never logged.
-        println!("Created user 'admin' with password: {password}");
-        println!("(shown only this once; set EHRS_ADMIN_PASSWORD to choose it)");
-    }
-    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .failed(|| listen_failure(&bind))?;
     tracing::info!(address = %listener.local_addr()?, "ehrs listening");
     if app.state.settings.webhooks_allow_insecure {
         tracing::warn!(
@@ -113,14 +167,32 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The new password: `EHRS_NEW_USER_PASSWORD`, or asked at the terminal.
+/// The address could not be bound: say which, and how to choose another.
+fn listen_failure(bind: &str) -> Failure {
+    Failure::new(Kind::Listen, format!("cannot listen on {bind}")).hint(format!(
+        "if another program (or another ehrs) uses {bind}, stop it or set EHRS_BIND to a \
+         free address, e.g. EHRS_BIND=127.0.0.1:8001; ports below 1024 need privileges"
+    ))
+}
+
+/// The new password: `EHRS_NEW_USER_PASSWORD`, or asked at the terminal. Without a
+/// terminal (a script, `</dev/null`) there is no one to ask: exit 2, naming the variable.
 fn new_password(username: &str) -> anyhow::Result<String> {
-    match std::env::var("EHRS_NEW_USER_PASSWORD") {
-        Ok(password) => Ok(password),
-        Err(_) => Ok(rpassword::prompt_password(format!(
-            "Password for {username}: "
-        ))?),
+    use std::io::IsTerminal;
+    if let Ok(password) = std::env::var("EHRS_NEW_USER_PASSWORD") {
+        return Ok(password);
     }
+    let no_terminal = || {
+        Failure::new(
+            Kind::Usage,
+            format!("no terminal to ask for the password of '{username}' on"),
+        )
+        .hint("set EHRS_NEW_USER_PASSWORD to the password (for scripts), or run the command in a terminal")
+    };
+    if !std::io::stdin().is_terminal() {
+        return Err(no_terminal().into());
+    }
+    rpassword::prompt_password(format!("Password for {username}: ")).failed(no_terminal)
 }
 
 async fn create_user(
@@ -135,8 +207,11 @@ async fn create_user(
         password,
         role,
     };
-    ehrs::validation::Validate::validate(&input)
-        .map_err(|e| anyhow::anyhow!(ehrs::error::ApiError::from(e).message))?;
+    if let Err(errors) = ehrs::validation::Validate::validate(&input) {
+        let message = format!("cannot create the user: {}", errors.summary());
+        let hint = "choose another username or password (docs/accounts.md lists the rules)";
+        return Err(Failure::new(Kind::Usage, message).hint(hint).into());
+    }
     let db = Db::connect(&settings.database_url(), 2).await?;
     db.migrate().await?;
     let hash = auth::hash_password(input.password).await?;
@@ -151,11 +226,14 @@ async fn create_user(
             e => anyhow::anyhow!("cannot create the user: {}", e.message),
         })?;
     tx.commit().await?;
-    println!(
-        "created user {} ({}) with role {}",
-        user.username,
-        user.id,
-        role.as_str()
+    say(
+        &settings.log_format,
+        &format!(
+            "created user {} ({}) with role {}",
+            user.username,
+            user.id,
+            role.as_str()
+        ),
     );
     Ok(())
 }
@@ -168,19 +246,31 @@ async fn reset_password(settings: DatabaseSettings, username: String) -> anyhow:
     db.migrate().await?;
     let user = auth::repo::find_by_username(&db, &username)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no user named '{username}'"))?;
+        .ok_or_else(|| {
+            Failure::new(Kind::Usage, format!("no user named '{username}'"))
+                .hint("`ehrs user create` makes one; the API's GET /api/v1/users lists them")
+        })?;
     let password = new_password(&user.username)?;
     if let Some(reason) = auth::policy::problem(&password, &user.username) {
-        anyhow::bail!("the password is refused by the password policy: it {reason}");
+        let message = format!("the password is refused by the password policy: it {reason}");
+        return Err(Failure::new(Kind::Usage, message)
+            .hint("choose another password (docs/accounts.md lists the policy)")
+            .into());
     }
     let hash = auth::hash_password(password).await?;
     let mut tx = db.begin().await?;
     auth::repo::update(&mut tx, &user.id, Some(&hash), None, None, true).await?;
     tx.commit().await?;
     db.close().await;
-    println!(
-        "password of {} ({}) reset; the tokens they held no longer work",
-        user.username, user.id
+    if initial_password::is_admin(&user.username) {
+        initial_password::forget(&initial_password::path(&settings.data_dir));
+    }
+    say(
+        &settings.log_format,
+        &format!(
+            "password of {} ({}) reset; the tokens they held no longer work",
+            user.username, user.id
+        ),
     );
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! one place ([`Permission::allows`]) and is mirrored in README.md.
 
 mod extract;
+pub mod initial_password;
 mod jwt;
 mod login;
 mod model;
@@ -20,7 +21,7 @@ pub mod throttle;
 pub use extract::{ClientAddr, CurrentUser};
 pub use jwt::TokenIssuer;
 pub use model::{NewUser, Role, User};
-pub use password::{PasswordError, Passwords, hash_password};
+pub use password::{PasswordError, Passwords, hash_password, verify_password};
 pub use permissions::Permission;
 pub use require::{PermissionMarker, Require, can};
 pub use routes::router;
@@ -41,6 +42,9 @@ pub struct Auth {
     pub passwords: Passwords,
     /// Failed-login records per username and per client address.
     pub logins: LoginThrottle,
+    /// Where the first admin's generated password is kept until they change it
+    /// ([`initial_password`]).
+    pub initial_password: std::path::PathBuf,
 }
 
 impl AuthState {

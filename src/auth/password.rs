@@ -187,6 +187,14 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
     .await?
 }
 
+/// Checks `password` against `hash` off the async threads, outside the bounded pool: for
+/// the command line and start-up, which have no pool.
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_with(&mut Memory::default(), &password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

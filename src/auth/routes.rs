@@ -164,6 +164,9 @@ async fn update_user(
     .await?
     .ok_or_else(not_found)?;
     tx.commit().await?;
+    if hash.is_some() && super::initial_password::is_admin(&updated.username) {
+        super::initial_password::forget(&state.initial_password);
+    }
     Ok(Json(updated))
 }
 

@@ -23,16 +23,26 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Password of the first `admin` (default: generated and printed once).
-    #[arg(long, env = "EHRS_ADMIN_PASSWORD", hide_env_values = true)]
+    /// Password of the first `admin`: `EHRS_ADMIN_PASSWORD` (default: generated into
+    /// `<data dir>/initial-admin-password`). Secrets are read from the environment or a
+    /// file only, never from a flag: a flag shows in the process list (see
+    /// [`SECRETS_HELP`]).
+    #[arg(skip = from_env("EHRS_ADMIN_PASSWORD"))]
     pub admin_password: Option<String>,
 
-    /// Token signing secret (default on SQLite: generated into the data dir).
-    #[arg(long, env = "EHRS_JWT_SECRET", hide_env_values = true)]
+    /// `EHRS_ADMIN_PASSWORD_FILE`: a file holding the first admin's password (a systemd
+    /// credential, say), read when `EHRS_ADMIN_PASSWORD` is unset.
+    #[arg(skip = from_env("EHRS_ADMIN_PASSWORD_FILE").map(PathBuf::from))]
+    pub admin_password_file: Option<PathBuf>,
+
+    /// `EHRS_JWT_SECRET`: token signing secret (default on SQLite: generated into the data
+    /// dir).
+    #[arg(skip = from_env("EHRS_JWT_SECRET"))]
     pub jwt_secret: Option<String>,
 
-    /// 32 bytes, base64: encrypts stored webhook secrets (default on SQLite: generated).
-    #[arg(long, env = "EHRS_SECRET_KEY", hide_env_values = true)]
+    /// `EHRS_SECRET_KEY`: 32 bytes, base64: encrypts stored webhook secrets (default on
+    /// SQLite: generated).
+    #[arg(skip = from_env("EHRS_SECRET_KEY"))]
     pub secret_key: Option<String>,
 
     /// Lifetime of an access token.
@@ -161,6 +171,21 @@ pub struct Settings {
     pub log_format: String,
 }
 
+/// The secrets `ehrs serve` reads, listed under its `--help`: from the environment (or a
+/// file) only, never from flags, which any user of the machine sees in the process list.
+pub const SECRETS_HELP: &str = "\
+Secrets (environment only, never flags: a flag shows in the process list):
+  EHRS_ADMIN_PASSWORD       password of the first admin, read while there is no user yet
+                            (default: generated into <data dir>/initial-admin-password, 0600)
+  EHRS_ADMIN_PASSWORD_FILE  a file holding that password, when EHRS_ADMIN_PASSWORD is unset
+  EHRS_JWT_SECRET           token signing secret (default on SQLite: generated into the data dir)
+  EHRS_SECRET_KEY           32 bytes, base64, sealing stored webhook secrets (default on SQLite: generated)";
+
+/// A variable's value; unset and empty are the same (an empty secret is no secret).
+fn from_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
 /// What `ehrs migrate` and `ehrs user create` read: the database and the log format. (The
 /// same variables as in [`Settings`], so their `--help` lists only these.)
 #[derive(Debug, Clone, clap::Args)]
@@ -218,6 +243,26 @@ impl Settings {
 
     pub fn is_postgres(&self) -> bool {
         self.database_url().starts_with("postgres")
+    }
+
+    /// The first admin's password as configured: `EHRS_ADMIN_PASSWORD`, else the content
+    /// of `EHRS_ADMIN_PASSWORD_FILE` (its last line break dropped), else `None`.
+    pub fn admin_password(&self) -> anyhow::Result<Option<String>> {
+        use crate::failure::{Failed, Failure, Kind};
+        if let Some(password) = &self.admin_password {
+            return Ok(Some(password.clone()));
+        }
+        let Some(file) = &self.admin_password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(file).failed(|| {
+            Failure::new(
+                Kind::Configuration,
+                format!("cannot read EHRS_ADMIN_PASSWORD_FILE {}", file.display()),
+            )
+            .hint("point EHRS_ADMIN_PASSWORD_FILE at a readable file, or unset it")
+        })?;
+        Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
     }
 }
 

@@ -19,6 +19,7 @@ mod sqlite_writer;
 pub use real::NullableReal;
 pub use sqlite_writer::TxConn;
 
+use crate::failure::{Failed, Failure, Kind, redact_url};
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
@@ -155,8 +156,28 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Db {
-    /// Connects (creating the SQLite file and its directory when absent).
+    /// Connects (creating the SQLite file and its directory when absent). A failure names
+    /// the database (its password hidden) and what to check: exit code 4.
     pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Db> {
+        let opened = Db::open(url, pool_size).await;
+        opened.map_err(|err| {
+            let hint = connect_hint(&err, url);
+            // The server's own words, without sqlx's wrapping and PostgreSQL's source line.
+            let server_says = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<sqlx::Error>())
+                .and_then(|e| e.as_database_error())
+                .map(|e| anyhow::anyhow!("{}", e.message()));
+            let err = server_says.unwrap_or(err);
+            let failure = Failure::new(
+                Kind::Database,
+                format!("cannot open the database {}", redact_url(url)),
+            );
+            err.context(failure.hint(hint))
+        })
+    }
+
+    async fn open(url: &str, pool_size: u32) -> anyhow::Result<Db> {
         install_default_drivers();
         if url.starts_with("postgres") {
             let pool = AnyPoolOptions::new()
@@ -177,8 +198,7 @@ impl Db {
                     })
                 })
                 .connect(url)
-                .await
-                .context("cannot connect to PostgreSQL")?;
+                .await?;
             return Ok(Db(Arc::new(DbInner {
                 backend: Backend::Postgres,
                 pool,
@@ -189,7 +209,10 @@ impl Db {
             })));
         }
         if !url.starts_with("sqlite:") {
-            anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://");
+            anyhow::bail!(
+                "DATABASE_URL must start with sqlite:// or postgres://, not '{}'",
+                redact_url(url)
+            );
         }
         let (url, path) = sqlite::url(url)?;
         let read = sqlite::pool(&url, pool_size.max(2)).await?;
@@ -294,10 +317,12 @@ impl Db {
             Some(db) => Some(lock_file(format!("{}.migrate.lock", db.display()).into()).await?),
             None => None,
         };
-        migrator
-            .run(&self.0.pool)
-            .await
-            .context("database migration failed")
+        migrator.run(&self.0.pool).await.failed(|| {
+            Failure::new(Kind::Database, "cannot migrate the database").hint(
+                "a migration newer than this program was applied (run the newer ehrs), or \
+                 the database was changed by hand; the cause below names the migration",
+            )
+        })
     }
 
     pub async fn ping(&self) -> bool {
@@ -335,6 +360,53 @@ async fn lock_file(path: std::path::PathBuf) -> anyhow::Result<std::fs::File> {
 /// Current time in Unix milliseconds, the unit of every timestamp column.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// What to check when the database at `url` cannot be opened, from the cause.
+fn connect_hint(err: &anyhow::Error, url: &str) -> String {
+    let postgres = url.starts_with("postgres");
+    let database = url::Url::parse(url).ok();
+    let name = database
+        .as_ref()
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    let place = database
+        .as_ref()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port().unwrap_or(5432))))
+        .unwrap_or_default();
+    let sqlx_error = err.chain().find_map(|e| e.downcast_ref::<sqlx::Error>());
+    let code = sqlx_error
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code())
+        .map(|code| code.into_owned());
+    match code.as_deref() {
+        // invalid_catalog_name
+        Some("3D000") => format!(
+            "the database '{name}' does not exist: create it (createdb -h HOST -U USER {name}), \
+             or set DATABASE_URL to one that exists"
+        ),
+        // invalid_password, invalid_authorization_specification
+        Some("28P01") | Some("28000") => {
+            "the server refused the user or password in DATABASE_URL".to_string()
+        }
+        _ if postgres
+            && matches!(
+                sqlx_error,
+                Some(sqlx::Error::Io(_)) | Some(sqlx::Error::PoolTimedOut)
+            ) =>
+        {
+            format!("nothing answers at {place}: start PostgreSQL there, or set DATABASE_URL")
+        }
+        _ if postgres => {
+            "check DATABASE_URL and that PostgreSQL accepts this connection".to_string()
+        }
+        _ if !url.starts_with("sqlite:") => {
+            "set DATABASE_URL to sqlite://PATH or postgres://USER@HOST/DATABASE".to_string()
+        }
+        _ => "check that the data dir (EHRS_DATA_DIR) exists or can be created, and that this \
+              user may write it"
+            .to_string(),
+    }
 }
 
 #[cfg(test)]

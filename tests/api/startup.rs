@@ -1,7 +1,8 @@
 //! Start-up of several real `ehrs serve` processes at the same moment on one empty
 //! database: every one starts (migrations, keys and the first admin do not race), exactly
-//! one `admin` exists, exactly one process prints its password, and that password and
-//! the tokens work on every instance. Also: logs written to a pipe carry no ANSI colour.
+//! one `admin` exists, exactly one process writes its password to the data dir's
+//! `initial-admin-password` (and logs only the file's path), and that password and the
+//! tokens work on every instance. Also: logs written to a pipe carry no ANSI colour.
 
 use crate::support::app::{create_postgres_database, drop_postgres_database};
 use crate::support::free_port;
@@ -14,12 +15,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const PRINTED: &str = "Created user 'admin' with password: ";
+/// What the instance that created the admin logs (the file's path, never the password).
+const CREATED: &str = "created the first admin user 'admin'; its password is in the file";
 
 /// One `ehrs serve` child with everything it wrote to stdout and stderr.
 struct Instance {
     child: Child,
     base: String,
+    data_dir: std::path::PathBuf,
     output: Arc<Mutex<Vec<String>>>,
 }
 
@@ -28,11 +31,14 @@ impl Instance {
         self.output.lock().unwrap().clone()
     }
 
-    /// The password this instance printed for `admin`, if it printed one.
-    fn printed_password(&self) -> Option<String> {
-        self.output()
-            .iter()
-            .find_map(|line| line.strip_prefix(PRINTED).map(str::to_string))
+    fn created_the_admin(&self) -> bool {
+        self.output().iter().any(|line| line.contains(CREATED))
+    }
+
+    /// The password in this instance's data dir, if the file is there.
+    fn password_file(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.data_dir.join("initial-admin-password")).ok()?;
+        Some(text.trim_end().to_string())
     }
 }
 
@@ -78,6 +84,7 @@ fn spawn(database_url: &str, data_dir: &Path, env: &[(&str, String)]) -> Instanc
     Instance {
         child,
         base: format!("http://127.0.0.1:{port}"),
+        data_dir: data_dir.to_path_buf(),
         output,
     }
 }
@@ -152,23 +159,34 @@ async fn admin_works_everywhere(instances: &[Instance], password: &str) {
     }
 }
 
-/// Every instance started; exactly one printed the generated password; no ANSI escape in
-/// what went to the pipes. Returns the password.
-fn the_one_printed_password(instances: &[Instance]) -> String {
-    let printed: Vec<String> = instances
-        .iter()
-        .filter_map(Instance::printed_password)
-        .collect();
-    assert_eq!(
-        printed.len(),
-        1,
-        "exactly one instance creates the admin and prints its password; outputs:\n{}",
+/// Every instance started; exactly one created the admin and wrote the generated
+/// password to its data dir, in a file only this user may read, and no instance logged
+/// it; no ANSI escape in what went to the pipes. Returns the password.
+fn the_one_written_password(instances: &[Instance]) -> String {
+    let outputs = || {
         instances
             .iter()
             .map(|i| i.output().join("\n"))
             .collect::<Vec<_>>()
             .join("\n---\n")
+    };
+    let creators: Vec<&Instance> = instances.iter().filter(|i| i.created_the_admin()).collect();
+    assert_eq!(
+        creators.len(),
+        1,
+        "exactly one instance creates the admin; outputs:\n{}",
+        outputs()
     );
+    let password = creators[0]
+        .password_file()
+        .expect("the creator's data dir holds the password");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let file = creators[0].data_dir.join("initial-admin-password");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the password file is private");
+    }
     for instance in instances {
         let output = instance.output();
         assert!(
@@ -179,8 +197,12 @@ fn the_one_printed_password(instances: &[Instance]) -> String {
             output.iter().all(|line| !line.contains('\u{1b}')),
             "logs written to a pipe carry no ANSI colour: {output:?}"
         );
+        assert!(
+            output.iter().all(|line| !line.contains(&password)),
+            "the password is never in the output: {output:?}"
+        );
     }
-    printed.into_iter().next().unwrap()
+    password
 }
 
 mod concurrent_start {
@@ -205,7 +227,7 @@ mod concurrent_start {
                 .map(|dir| spawn(&url, dir.path(), &env))
                 .collect();
             wait_healthy(&mut instances).await;
-            let password = the_one_printed_password(&instances);
+            let password = the_one_written_password(&instances);
             admin_works_everywhere(&instances, &password).await;
         })
         .await;
@@ -223,7 +245,81 @@ mod concurrent_start {
         let url = format!("sqlite://{}", dir.path().join("ehrs.db").display());
         let mut instances: Vec<Instance> = (0..3).map(|_| spawn(&url, dir.path(), &[])).collect();
         wait_healthy(&mut instances).await;
-        let password = the_one_printed_password(&instances);
+        let password = the_one_written_password(&instances);
         admin_works_everywhere(&instances, &password).await;
     }
+}
+
+/// With `EHRS_LOG_FORMAT=json` every line is JSON and the generated password is only in
+/// the data dir's file; the file goes once the admin changes the password through the
+/// API, and a stale one (its password no longer the admin's) goes at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initial_password_lives_in_a_file_until_the_admin_changes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ehrs.db").display());
+    let json = [("EHRS_LOG_FORMAT", "json".to_string())];
+    let mut instances = vec![spawn(&url, dir.path(), &json)];
+    wait_healthy(&mut instances).await;
+    let password = the_one_written_password(&instances);
+    for line in instances[0].output() {
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(value["level"].is_string(), "{line}");
+    }
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = instances[0].base.clone();
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"]
+        .as_str()
+        .expect("the file's password signs in")
+        .to_string();
+    let me: serde_json::Value = client
+        .get(format!("{base}/api/v1/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let changed = client
+        .patch(format!(
+            "{base}/api/v1/users/{}",
+            me["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"password": "lantern-river-stone-9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let file = dir.path().join("initial-admin-password");
+    assert!(
+        !file.exists(),
+        "removed once the admin has their own password"
+    );
+    drop(instances);
+
+    // A file left behind (restored from a backup, say) no longer opens the account: the
+    // next start removes it.
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let mut instances = vec![spawn(&url, dir.path(), &json)];
+    wait_healthy(&mut instances).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while file.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !file.exists(),
+        "a stale password file is removed at start: {:?}",
+        instances[0].output()
+    );
 }
