@@ -1,6 +1,6 @@
-//! The layers around every route: body limits, reading bodies to their end, UTF-8 paths,
-//! request counting, the JSON answers' closing newline and the security headers. Each is
-//! a plain `axum::middleware::from_fn` function.
+//! The layers around every route: request bodies read to their end (and limited), UTF-8
+//! paths, request counting, and each answer's finishing touches (the JSON newline, the
+//! security headers). Each is a plain `axum::middleware::from_fn` function.
 
 use crate::error::ApiError;
 use crate::http::MAX_BODY_BYTES;
@@ -8,105 +8,71 @@ use crate::http::MAX_BODY_BYTES;
 /// Past this a declared-oversized body is not read to its end: the connection is simply closed.
 const OVERSIZED_DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Refuses a body whose declared length is over [`MAX_BODY_BYTES`] before any handler runs,
-/// and reads the body to its end first. Why: a server that answers while the client is
-/// still sending, then closes, makes the kernel reset the connection, and the client sees
-/// "connection reset" instead of our 413. (Chunked bodies with no declared length are
-/// still cut off by the extractors' limit.)
-pub(super) async fn refuse_oversized_bodies(
+/// Reads every request body to its end before the route runs, whether the route reads it
+/// or not, and refuses one over [`MAX_BODY_BYTES`] (413). Why read it all:
+/// - a body left unread on a keep-alive connection (a `GET` sent with one, say) makes the
+///   server close the connection with data still in the kernel's buffer, and the kernel
+///   then resets it, cutting off the answer the client is reading;
+/// - the same for a declared-oversized body: answering while the client still sends, then
+///   closing, shows the client "connection reset" instead of our 413. So up to
+///   [`OVERSIZED_DRAIN_BYTES`] of it is read and dropped first; past that the connection
+///   is simply closed.
+///
+/// The route then reads the body from memory.
+pub(super) async fn read_request_body(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    use axum::body::HttpBody as _;
     use axum::response::IntoResponse;
-    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    if request.body().size_hint().exact() == Some(0) {
+        return next.run(request).await;
+    }
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    let Some(declared) = declared.filter(|&length| length > MAX_BODY_BYTES as u64) else {
-        return next.run(request).await;
-    };
-    let mut refusal = ApiError::payload_too_large(MAX_BODY_BYTES);
-    refusal.details["declared_bytes"] = declared.into();
-    if declared <= OVERSIZED_DRAIN_BYTES {
-        let mut body = request.into_body().into_data_stream();
-        let drain = async { while let Some(Ok(_)) = body.next().await {} };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    if let Some(declared) = declared.filter(|&length| length > MAX_BODY_BYTES as u64) {
+        let mut refusal = ApiError::payload_too_large(MAX_BODY_BYTES);
+        refusal.details["declared_bytes"] = declared.into();
+        if declared <= OVERSIZED_DRAIN_BYTES {
+            let drain = request.into_body().collect();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+        }
+        return closing(refusal);
     }
-    let mut response = refusal.into_response();
+    let (parts, body) = request.into_parts();
+    match http_body_util::Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => {
+            let body = axum::body::Body::from(collected.to_bytes());
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            closing(ApiError::payload_too_large(MAX_BODY_BYTES))
+        }
+        Err(err) => ApiError::bad_request(
+            "unreadable_body",
+            format!("the request body could not be read to its end: {err}"),
+        )
+        .into_response(),
+    }
+}
+
+/// The answer, with the connection closed after it (the rest of the body is not read).
+fn closing(error: ApiError) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = error.into_response();
     response.headers_mut().insert(
         axum::http::header::CONNECTION,
         axum::http::HeaderValue::from_static("close"),
     );
     response
-}
-
-/// Reads every request body to its end before the route runs, whether the route reads it
-/// or not (a `GET` sent with a body, say). Why: a body left unread on a keep-alive
-/// connection makes the server close it with data still in the kernel's buffer, and the
-/// kernel then resets the connection, cutting off the answer the client is reading.
-/// The body is then handed to the route from memory; the size limit is the same.
-pub(super) async fn read_whole_body(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::body::HttpBody as _;
-    use axum::extract::FromRequest;
-    use axum::response::IntoResponse;
-    if request.body().size_hint().exact() == Some(0) {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    let request = axum::extract::Request::from_parts(parts.clone(), body);
-    match bytes::Bytes::from_request(request, &()).await {
-        Ok(bytes) => {
-            let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
-            next.run(request).await
-        }
-        Err(rejection) => {
-            let mut response =
-                crate::http::body_rejection(rejection, MAX_BODY_BYTES).into_response();
-            response.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-            response
-        }
-    }
-}
-
-/// Ends every JSON answer with a newline, as a text file ends: answers printed one after
-/// another (`curl`, a shell script) then stay on lines of their own.
-pub(super) async fn end_json_with_newline(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::header;
-    use axum::response::IntoResponse;
-    let response = next.run(request).await;
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if !is_json {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    // JSON answers are built in memory, so reading one back cannot fail.
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => bytes,
-        Err(err) => return ApiError::internal(anyhow::Error::new(err)).into_response(),
-    };
-    if bytes.ends_with(b"\n") {
-        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
-    }
-    let mut text = Vec::with_capacity(bytes.len() + 1);
-    text.extend_from_slice(&bytes);
-    text.push(b'\n');
-    parts.headers.remove(header::CONTENT_LENGTH);
-    axum::response::Response::from_parts(parts, axum::body::Body::from(text))
 }
 
 /// Counts requests by method, route and status. Labels stay bounded whatever clients
@@ -176,11 +142,12 @@ const API_CSP: &str =
 /// and `data:` images.
 const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
 
-/// Security headers on every answer, whatever route or fallback produced it: no MIME
+/// Every answer's finishing touches, whatever route or fallback produced it: a JSON answer
+/// ends with a newline ([`end_with_newline`]), and the security headers: no MIME
 /// sniffing, no referrer, never framed, and `Cache-Control: no-store` (answers carry
 /// patient data and tokens; camp laptops are shared). A handler may set its own
 /// `Cache-Control` or `Content-Security-Policy`; the rest are always set.
-pub(super) async fn security_headers(
+pub(super) async fn finish_answers(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -191,6 +158,13 @@ pub(super) async fn security_headers(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("text/html"));
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        response = end_with_newline(response).await;
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -212,4 +186,24 @@ pub(super) async fn security_headers(
             API_CSP
         }));
     response
+}
+
+/// A JSON answer with a newline at its end, as a text file ends: answers printed one after
+/// another (`curl`, a shell script) then stay on lines of their own.
+async fn end_with_newline(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (mut parts, body) = response.into_parts();
+    // JSON answers are built in memory, so reading one back cannot fail.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(err) => return ApiError::internal(anyhow::Error::new(err)).into_response(),
+    };
+    if bytes.ends_with(b"\n") {
+        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let mut text = Vec::with_capacity(bytes.len() + 1);
+    text.extend_from_slice(&bytes);
+    text.push(b'\n');
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(text))
 }

@@ -75,15 +75,11 @@ pub fn router(state: AppState) -> Router {
                 "this route does not accept that method",
             )
         })
-        .layer(axum::middleware::from_fn(middleware::read_whole_body))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(
-            middleware::refuse_oversized_bodies,
-        ))
+        .layer(axum::middleware::from_fn(middleware::read_request_body))
         .layer(axum::middleware::from_fn(middleware::refuse_invalid_utf8))
         .layer(axum::middleware::from_fn(middleware::count_requests))
-        .layer(axum::middleware::from_fn(middleware::end_json_with_newline))
-        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn(middleware::finish_answers))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 // Method and path only: query strings and headers may carry tokens or patient data.

@@ -431,3 +431,25 @@ db_test!(async fn the_schema_states_what_the_handlers_refuse(app) {
         assert_eq!(answer.status == 201, accepted, "{name}: {}", answer.text);
     }
 });
+
+db_test!(async fn every_path_parameter_that_names_nothing_is_a_plain_404(app) {
+    let doc = app.request(Method::GET, None, "/openapi.json", None).await.expect(200);
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.contains('{') || item.get("get").is_none() {
+            continue;
+        }
+        let url = concrete(path).replace("/x", "/NOPE-9");
+        let answer = send_as_permitted(&app, &Method::GET, &url, None).await;
+        let context = format!("GET {url}: {}", answer.text);
+        assert_eq!(answer.status, 404, "{context}");
+        assert_eq!(answer.error_code(), "not_found", "{context}");
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert_plain(message, &context);
+        assert!(message.ends_with("'NOPE-9'"), "the message quotes what was given: {context}");
+        let key = if message.contains("book number") { "book_no" } else { "id" };
+        assert_eq!(answer.body["error"]["details"][key], "NOPE-9", "{context}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} paths were checked");
+});

@@ -115,3 +115,207 @@ fn scripts_test_prints_the_summary_and_fails_when_a_test_fails() {
     assert!(output.contains(SUMMARY), "{output}");
     assert!(output.contains("some tests failed"), "{output}");
 }
+
+/// The README's tour (`scripts/tour`) and copy-paste receiver (`scripts/receiver.py`),
+/// run for real by bash and python3 against a real server.
+mod tour {
+    use crate::support::{TestApp, free_port};
+    use ehrs::auth::Role;
+    use serde_json::json;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    const ADMIN_PASSWORD: &str = "tour-lantern-river-42";
+
+    fn script(name: &str) -> PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scripts")
+            .join(name)
+    }
+
+    /// Whether `check` (a shell command) succeeds; under CI a missing tool fails the test,
+    /// elsewhere the test is skipped with the reason.
+    fn have(what: &str, check: &str) -> bool {
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(check)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{what} is missing (.ci/run installs it)"
+            );
+            eprintln!("skipped: {what} is missing");
+        }
+        ok
+    }
+
+    /// The `admin` the tour signs in as, with a known password.
+    async fn admin(app: &TestApp) {
+        let body = json!({"username": "admin", "password": ADMIN_PASSWORD, "role": "admin"});
+        app.post(Role::Admin, "/api/v1/users", &body)
+            .await
+            .expect(201);
+    }
+
+    /// Runs the tour with `args`; (exit code, stdout, stderr). Blocking: call it on a
+    /// blocking thread, the server runs on this test's runtime.
+    async fn tour(app: &TestApp, password: &str, args: &[&str]) -> (i32, String, String) {
+        let (base, password) = (app.base_url.clone(), password.to_string());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let output = Command::new("bash")
+                .arg(script("tour"))
+                .args(&args)
+                .env("EHRS", base)
+                .env("EHRS_ADMIN_PASSWORD", password)
+                .stdin(Stdio::null())
+                .output()
+                .expect("bash runs");
+            (
+                output.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    db_test!(async fn the_tour_runs_twice_against_one_server(app) {
+        if !have("jq", "command -v jq") {
+            return;
+        }
+        admin(&app).await;
+        for run in 1..=2 {
+            let (code, stdout, stderr) = tour(&app, ADMIN_PASSWORD, &[]).await;
+            assert_eq!(code, 0, "run {run}:\n{stdout}\n{stderr}");
+            assert!(stdout.trim_end().ends_with("tour complete"), "run {run}:\n{stdout}");
+        }
+        assert_eq!(app.count_rows("patients").await, 2, "each run registers its own patient");
+        assert_eq!(app.count_rows("prescriptions").await, 2);
+    });
+
+    db_test!(async fn a_failed_step_stops_the_tour_with_the_server_s_message(app) {
+        if !have("jq", "command -v jq") {
+            return;
+        }
+        admin(&app).await;
+        let (code, stdout, stderr) = tour(&app, "not-the-password-1", &[]).await;
+        assert_ne!(code, 0, "{stdout}\n{stderr}");
+        assert!(stderr.contains("invalid username or password"), "the server's message: {stderr}");
+        assert!(stderr.contains("tour failed at step: Sign in as admin"), "{stderr}");
+        assert!(!stdout.contains("tour complete"));
+        assert_eq!(app.count_rows("medical_camps").await, 0, "nothing after the failed step ran");
+    });
+
+    /// The receiver on a free port, its output collected line by line.
+    struct Receiver {
+        child: std::process::Child,
+        output: std::sync::Arc<std::sync::Mutex<String>>,
+        url: String,
+    }
+
+    impl Drop for Receiver {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Starts `scripts/receiver.py` on `port`, its output collected.
+    fn start_receiver(secret: &str, port: u16) -> Receiver {
+        use std::io::Read;
+        let mut child = Command::new("python3")
+            .arg(script("receiver.py"))
+            .env("WEBHOOK_SECRET", secret)
+            .env("PORT", port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for mut stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    output
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buffer[..n]));
+                }
+            });
+        }
+        Receiver {
+            child,
+            output,
+            url: format!("http://127.0.0.1:{port}/"),
+        }
+    }
+
+    impl Receiver {
+        fn text(&self) -> String {
+            self.output.lock().unwrap().clone()
+        }
+
+        async fn wait_for(&self, what: &str, count: usize) -> String {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let text = self.text();
+                if text.matches(what).count() >= count {
+                    return text;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "waited for {count} × {what:?}:\n{text}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    db_test!(async fn the_receiver_verifies_every_delivery_of_the_tour(app) {
+        if !have("jq", "command -v jq")
+            || !have("python3 with standardwebhooks", "python3 -c 'import standardwebhooks'")
+        {
+            return;
+        }
+        admin(&app).await;
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}/");
+        // The subscription first (its secret is what the receiver verifies with), then the
+        // receiver where it points, then the tour: the README's order.
+        let (code, secret, stderr) = tour(&app, ADMIN_PASSWORD, &["subscribe", &url]).await;
+        assert_eq!(code, 0, "{stderr}");
+        let secret = secret.trim().to_string();
+        assert!(secret.starts_with("whsec_"), "only the secret is printed: {secret}");
+        let receiver = start_receiver(&secret, port);
+        receiver.wait_for("receiving on", 1).await;
+        let (code, stdout, stderr) = tour(&app, ADMIN_PASSWORD, &[]).await;
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        // Eleven events: camp, patient, registration, vitals, consultation opened, queue
+        // call, diagnosis, prescription, dispensing, queue completion, consultation completed.
+        let text = receiver.wait_for("verified ", 11).await;
+        assert!(!text.contains("refused"), "{text}");
+        // A delivery with a wrong signature is refused with 400.
+        let forged = reqwest::Client::new()
+            .post(&receiver.url)
+            .header("webhook-id", "msg_forged")
+            .header("webhook-timestamp", chrono::Utc::now().timestamp().to_string())
+            .header("webhook-signature", "v1,bm90IGEgc2lnbmF0dXJl")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 400);
+    });
+}
