@@ -156,16 +156,23 @@ pub fn fill_json(body: &Value, value: &dyn Fn(&str) -> String) -> Value {
 
 /// The same walk by hand.
 pub fn print_curl(steps: &[Step]) {
-    println!("\nDo the same by hand (with `ehrs serve` running; needs curl and jq):\n");
+    println!(
+        "\nDo the same by hand (with `ehrs serve` running; needs curl and jq). A refused step"
+    );
+    println!(
+        "stops the rest (set -e, curl --fail-with-body, jq -e); the book number must be new on"
+    );
+    println!("that server (scripts/tour picks a fresh one on every run):\n");
+    println!("  set -euo pipefail");
     println!("  export EHRS=http://127.0.0.1:8000");
     println!(
-        "  TOKEN=$(curl -s -X POST $EHRS/api/v1/auth/login -H 'content-type: application/json' \\"
+        "  TOKEN=$(curl -sS --fail-with-body -X POST $EHRS/api/v1/auth/login -H 'content-type: application/json' \\"
     );
     println!(
-        "    -d '{{\"username\": \"admin\", \"password\": \"<the admin password>\"}}' | jq -r .access_token)"
+        "    -d '{{\"username\": \"admin\", \"password\": \"<the admin password>\"}}' | jq -er .access_token)"
     );
     println!(
-        "  curl -s -X POST $EHRS/api/v1/webhooks/subscriptions -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\"
+        "  curl -sS --fail-with-body -X POST $EHRS/api/v1/webhooks/subscriptions -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\"
     );
     println!(
         "    -d '{{\"url\": \"https://your-receiver.example/webhooks\", \"event_types\": [], \"payload\": \"full\"}}'"
@@ -184,7 +191,7 @@ pub fn print_curl(steps: &[Step]) {
         };
         let path = fill(step.path, &variable);
         let call = format!(
-            "curl -s -X {} \"$EHRS{path}\" -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d {data}",
+            "curl -sS --fail-with-body -X {} \"$EHRS{path}\" -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d {data}",
             step.method
         );
         println!("  # {}", step.title);
@@ -193,7 +200,7 @@ pub fn print_curl(steps: &[Step]) {
             saves => {
                 println!("  ANSWER=$({call})");
                 for (name, field) in saves {
-                    println!("  {name}=$(echo \"$ANSWER\" | jq -r {field})");
+                    println!("  {name}=$(echo \"$ANSWER\" | jq -er {field})");
                 }
             }
         }
