@@ -46,6 +46,10 @@ impl Validate for CampInput {
     }
 }
 
+/// The largest attendance a camp may record (a sanity bound against typing errors), set
+/// directly or reached by `delta`.
+pub const MAX_ATTENDED: i64 = 1_000_000;
+
 /// Body of `POST /medical-camps/{camp_id}/update-attended-count`: either set the count
 /// (`attended_count`) or change it by `delta` (e.g. `1` as each patient arrives).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -62,8 +66,8 @@ impl Validate for AttendanceUpdate {
     fn validate(&self) -> Result<(), crate::validation::FieldErrors> {
         let mut errors = FieldErrors::new();
         match (self.attended_count, self.delta) {
-            (Some(count), None) => errors.range("attended_count", count, 0, 1_000_000),
-            (None, Some(delta)) => errors.range("delta", delta, -1_000_000, 1_000_000),
+            (Some(count), None) => errors.range("attended_count", count, 0, MAX_ATTENDED),
+            (None, Some(delta)) => errors.range("delta", delta, -MAX_ATTENDED, MAX_ATTENDED),
             (None, None) => errors.add("attended_count", "is required when delta is not given"),
             (Some(_), Some(_)) => {
                 errors.add("attended_count", "must not be given together with delta")

@@ -1,6 +1,6 @@
 //! HTTP handlers for `/medical-camps`.
 
-use super::model::{AttendanceUpdate, Camp, CampFilter, CampInput};
+use super::model::{AttendanceUpdate, Camp, CampFilter, CampInput, MAX_ATTENDED};
 use super::repo;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -144,6 +144,12 @@ async fn update_attendance(
         return Err(ApiError::invalid_field(
             "delta",
             "would make attended_count negative",
+        ));
+    }
+    if count > MAX_ATTENDED {
+        return Err(ApiError::invalid_field(
+            "delta",
+            format!("would make attended_count {count}, above its maximum of {MAX_ATTENDED}"),
         ));
     }
     let camp = repo::set_attendance(&mut tx, &id, count)

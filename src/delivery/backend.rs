@@ -63,6 +63,30 @@ impl EmbeddedBackend {
             .await?
             .ok_or_else(|| ApiError::not_found("subscription", id))
     }
+
+    /// A retry to one subscription sends only what its filter takes, as the first send
+    /// did: 422 `event_type_not_subscribed` otherwise.
+    async fn check_filter_takes(
+        &self,
+        message: &MessageId,
+        subscription: &SubscriptionId,
+    ) -> ApiResult<()> {
+        let filter = self.exists(subscription).await?.event_types;
+        let event_type = store::message_event_type(&self.db, message)
+            .await?
+            .ok_or_else(|| ApiError::not_found("message", message))?;
+        if filter.is_empty() || filter.contains(&event_type) {
+            return Ok(());
+        }
+        Err(ApiError::unprocessable(
+            "event_type_not_subscribed",
+            format!(
+                "subscription '{subscription}' does not take {event_type} events (its filter: {})",
+                filter.join(", ")
+            ),
+        )
+        .with_details(serde_json::json!({ "event_type": event_type, "event_types": filter })))
+    }
 }
 
 fn not_found(id: &SubscriptionId) -> ApiError {
@@ -249,7 +273,7 @@ impl WebhookBackend for EmbeddedBackend {
             Some(true) => {}
         }
         if let Some(subscription) = subscription {
-            self.exists(subscription).await?;
+            self.check_filter_takes(id, subscription).await?;
         }
         let now = self.config.clock.now_ms();
         let mut tx = self.db.begin().await?;

@@ -81,7 +81,7 @@ pub fn check_data(action: Action, data: &Map<String, Value>) -> Result<Checked, 
         Action::LabResultReady => {
             let lab: LabResult = parse_data(data)?;
             errors.text("data.book_no", &lab.book_no, 64);
-            errors.text("data.result", &lab.result, 5000);
+            errors.multiline_text("data.result", &lab.result, 5000);
             errors.optional_text("data.test_name", lab.test_name.as_deref(), 200);
             Checked::LabResult(lab)
         }

@@ -102,7 +102,8 @@ fn check_timestamp(headers: &HeaderMap, now: i64, tolerance: i64) -> Result<&str
             .ok_or_else(|| ApiError::unauthorized("X-EHRS-Timestamp must be unix seconds"))?;
     if (now - seconds).abs() > tolerance {
         return Err(ApiError::unauthorized(format!(
-            "X-EHRS-Timestamp is more than {tolerance} s from the server's time (now {now})"
+            "X-EHRS-Timestamp is more than {tolerance} s from the server's time: check the \
+             sender's clock (the server's own time is not told to unsigned callers)"
         )));
     }
     Ok(raw)

@@ -148,6 +148,84 @@ pub fn declare_item_rules(doc: &mut OpenApi) {
     names.unique_items = true;
 }
 
+/// The characters `validation::FieldErrors` refuses in text: C0 and C1 controls and the
+/// invisible direction controls, as a regex class body (ECMA-262 and Python alike).
+const CONTROLS: &str = r"\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069";
+/// Free text may keep line breaks and tabs: the same class without `\t` and `\n`.
+const FREE_TEXT_CONTROLS: &str =
+    r"\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069";
+
+/// The text rules of the request bodies, in their schemas: a one-line field (declared with
+/// the pattern `\S`, not blank) holds no control character; any other free-text string
+/// holds none but line breaks and tabs. So a schema-valid body passes `FieldErrors::text`
+/// and `optional_text`.
+pub fn declare_text_rules(doc: &mut OpenApi) {
+    use utoipa::openapi::schema::Schema;
+    let bodies: Vec<String> = doc
+        .paths
+        .paths
+        .values()
+        .flat_map(|item| [&item.post, &item.put, &item.patch])
+        .flatten()
+        .filter_map(|operation| operation.request_body.as_ref())
+        .filter_map(|body| match body {
+            RefOr::T(body) => body.content.get("application/json"),
+            RefOr::Ref(_) => None,
+        })
+        .filter_map(|content| match content {
+            RefOr::T(content) => match &content.schema {
+                Some(RefOr::Ref(reference)) => Some(reference.ref_location.clone()),
+                _ => None,
+            },
+            RefOr::Ref(_) => None,
+        })
+        .filter_map(|location| {
+            location
+                .strip_prefix("#/components/schemas/")
+                .map(str::to_string)
+        })
+        .collect();
+    let one_line = format!("^[^{CONTROLS}]*[^\\s{CONTROLS}][^{CONTROLS}]*$");
+    let free_text = format!("^[^{FREE_TEXT_CONTROLS}]*$");
+    let url = format!("^[^\\s{CONTROLS}]+$");
+    let schemas = &mut doc
+        .components
+        .as_mut()
+        .expect("the document has components")
+        .schemas;
+    for name in bodies {
+        let Some(RefOr::T(Schema::Object(body))) = schemas.get_mut(&name) else {
+            continue;
+        };
+        for (property_name, property) in body.properties.iter_mut() {
+            let RefOr::T(Schema::Object(field)) = property else {
+                continue;
+            };
+            use utoipa::openapi::schema::{SchemaType, Type};
+            let is_text = match &field.schema_type {
+                SchemaType::Type(kind) => *kind == Type::String,
+                SchemaType::Array(kinds) => kinds.contains(&Type::String),
+                _ => false,
+            };
+            // A password is any text the policy takes: it is hashed, never shown.
+            if !is_text
+                || field.format.is_some()
+                || field.enum_values.is_some()
+                || property_name == "password"
+            {
+                continue;
+            }
+            match field.pattern.as_deref() {
+                // A URL is called as given: no space either (`ssrf::check_url`).
+                None if property_name == "url" => field.pattern = Some(url.clone()),
+                Some(r"\S") => field.pattern = Some(one_line.clone()),
+                None => field.pattern = Some(free_text.clone()),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
 /// Replaces the component schema `name` by `allOf` [itself, `rule`].
 fn constrain(doc: &mut OpenApi, name: &str, rule: utoipa::openapi::schema::Schema) {
     use utoipa::openapi::schema::AllOfBuilder;

@@ -81,6 +81,8 @@ pub fn base() -> utoipa::openapi::OpenApi {
 /// the `webhooks` object, set last because utoipa's `merge` drops it.
 pub fn complete(mut doc: Document31) -> Document31 {
     contract::declare_shared_errors(&mut doc);
+    // Before the cross-field rules, which wrap some bodies in `allOf`.
+    contract::declare_text_rules(&mut doc);
     contract::declare_cross_field_rules(&mut doc);
     contract::declare_item_rules(&mut doc);
     webhooks::declare(&mut doc);

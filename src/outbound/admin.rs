@@ -51,12 +51,13 @@ where
         .routes(routes!(list_audit))
 }
 
-/// Refuses URLs that are not https (unless the development switch is on) or that resolve
-/// to internal addresses.
-pub async fn check_target(state: &Webhooks, url: &str) -> Result<(), ApiError> {
+/// Refuses URLs that are not https (unless the development switch is on), that hold a
+/// control character or whitespace, or that resolve to internal addresses. Returns the URL
+/// normalised once (`Url::as_str`): the one string stored, shown, audited and called.
+pub async fn check_target(state: &Webhooks, url: &str) -> Result<String, ApiError> {
     ssrf::check_url(url, state.policy, state.lookup.as_ref())
         .await
-        .map(|_| ())
+        .map(|url| url.as_str().to_string())
         .map_err(|refusal| ApiError::invalid_field("url", refusal.field_reason()))
 }
 
@@ -111,10 +112,10 @@ async fn list_subscriptions(
 async fn create_subscription(
     State(state): State<Webhooks>,
     user: Admin,
-    ApiJson(body): ApiJson<NewSubscription>,
+    ApiJson(mut body): ApiJson<NewSubscription>,
 ) -> ApiResult<(StatusCode, Json<SubscriptionWithSecret>)> {
     body.validate()?;
-    check_target(&state, &body.url).await?;
+    body.url = check_target(&state, &body.url).await?;
     let created = state.backend.create_subscription(&body).await?;
     let details =
         json!({"url": body.url, "event_types": body.event_types, "payload": body.payload});
@@ -153,12 +154,12 @@ async fn update_subscription(
     State(state): State<Webhooks>,
     user: Admin,
     Path(raw): Path<String>,
-    ApiJson(body): ApiJson<SubscriptionUpdate>,
+    ApiJson(mut body): ApiJson<SubscriptionUpdate>,
 ) -> ApiResult<Json<Subscription>> {
     let id = subscription_id(&raw)?;
     body.validate()?;
     if let Some(url) = &body.url {
-        check_target(&state, url).await?;
+        body.url = Some(check_target(&state, url).await?);
     }
     let updated = state.backend.update_subscription(&id, &body).await?;
     let details = json!({"url": body.url, "description": body.description, "event_types": body.event_types, "payload": body.payload});

@@ -61,6 +61,10 @@ pub enum Refusal {
     Credentials,
     #[error("the URL may not name port 0")]
     PortZero,
+    /// A control character or whitespace: URL parsers drop some of them silently, so the
+    /// URL stored and shown would not be the one called.
+    #[error("the URL contains a control character or whitespace")]
+    Unprintable,
     #[error("the address {0} is loopback, private, link-local or otherwise internal")]
     ForbiddenAddress(IpAddr),
     /// The name lookup failed or found no address: a typo, or no DNS from this server
@@ -81,6 +85,10 @@ impl Refusal {
             Refusal::NotHttps => format!("must use https:// ({DEVELOPMENT})"),
             Refusal::Credentials => "must not carry credentials".to_string(),
             Refusal::PortZero => "must not name port 0".to_string(),
+            Refusal::Unprintable => {
+                "must not contain spaces or control characters (percent-encode them: a space is %20)"
+                    .to_string()
+            }
             Refusal::ForbiddenAddress(ip) if is_loopback(*ip) => {
                 format!("points at {ip}, a loopback address ({DEVELOPMENT})")
             }
@@ -157,9 +165,21 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         let [c, d] = segments[2].to_be_bytes();
         return is_public_v4(Ipv4Addr::new(a, b, c, d));
     }
+    // ISATAP (RFC 5214) puts an IPv4 address in the interface identifier of any prefix
+    // (`…:0:5efe:a.b.c.d`, or `…:200:5efe:…` when globally unique): judge that one.
+    if segments[4] & 0xfdff == 0 && segments[5] == 0x5efe {
+        let [a, b] = segments[6].to_be_bytes();
+        let [c, d] = segments[7].to_be_bytes();
+        if !is_public_v4(Ipv4Addr::new(a, b, c, d)) {
+            return false;
+        }
+    }
     let special = ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
+        // Teredo 2001::/32 (RFC 4380) carries a client IPv4 address, obfuscated, and its
+        // server's: refused whole (no webhook receiver is reached through Teredo).
+        || (segments[0] == 0x2001 && segments[1] == 0)
         || (segments[0] & 0xfe00) == 0xfc00   // unique local fc00::/7
         || (segments[0] & 0xffc0) == 0xfe80   // link-local fe80::/10
         || (segments[0] & 0xffc0) == 0xfec0   // site-local (deprecated) fec0::/10
@@ -170,13 +190,17 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     !special
 }
 
-/// Checks a subscription URL: scheme, credentials, and every address its host resolves
-/// to. Returns the parsed URL.
+/// Checks a subscription URL: printable, scheme, credentials, and every address its host
+/// resolves to. Returns the parsed URL, whose `as_str()` is the one form stored, shown and
+/// called.
 pub async fn check_url(
     raw: &str,
     policy: Policy,
     lookup: &dyn Lookup,
 ) -> Result<reqwest::Url, Refusal> {
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Refusal::Unprintable);
+    }
     let url = reqwest::Url::parse(raw).map_err(|e| Refusal::InvalidUrl(e.to_string()))?;
     match url.scheme() {
         "https" => {}
@@ -334,6 +358,34 @@ mod tests {
             assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
         }
         assert!(is_allowed("192.88.98.1".parse().unwrap(), STRICT));
+    }
+
+    #[test]
+    fn teredo_addresses_are_refused() {
+        // The probe's address: its client part decodes to 127.0.0.1.
+        for raw in [
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "2001::1",
+            "2001:0:ffff::1",
+        ] {
+            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+        }
+        assert!(is_allowed("2001:4860:4860::8888".parse().unwrap(), STRICT));
+    }
+
+    #[test]
+    fn isatap_addresses_are_judged_by_their_ipv4_address() {
+        for raw in [
+            "2606:4700::5efe:7f00:1",
+            "2606:4700::200:5efe:a00:1",
+            "2606:4700::5efe:a9fe:a9fe",
+        ] {
+            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+        }
+        assert!(is_allowed(
+            "2606:4700::5efe:808:808".parse().unwrap(),
+            STRICT
+        ));
     }
 
     #[test]

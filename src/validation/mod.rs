@@ -39,6 +39,19 @@ fn parse_date(value: &str) -> DateText {
     }
 }
 
+/// Whether a text field may hold line breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    One,
+    Many,
+}
+
+/// The bidirectional formatting characters (embeddings, overrides, isolates and marks'
+/// cousins) that reorder what a reader sees without being seen themselves.
+fn is_direction_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct FieldErrors {
     fields: Vec<FieldError>,
@@ -100,21 +113,58 @@ impl FieldErrors {
         }
     }
 
-    /// Requires a non-blank string of at most `max` characters.
+    /// Requires a non-blank line of at most `max` characters, with no control character
+    /// (a line break included) and no invisible direction control: what is stored goes on
+    /// to partners in webhooks and onto screens, where such characters forge lines or
+    /// reverse text.
     pub fn text(&mut self, field: &str, value: &str, max: usize) {
         if value.trim().is_empty() {
             self.add(field, "must not be empty");
         } else if value.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
+        } else {
+            self.printable(field, value, Lines::One);
         }
     }
 
-    /// Like [`FieldErrors::text`] for an optional value: absent is fine.
+    /// Free text (notes, descriptions, results): optional, at most `max` characters; line
+    /// breaks and tabs are allowed, other control characters are not.
     pub fn optional_text(&mut self, field: &str, value: Option<&str>, max: usize) {
-        if let Some(value) = value
-            && value.chars().count() > max
-        {
+        let Some(value) = value else { return };
+        if value.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
+        } else {
+            self.printable(field, value, Lines::Many);
+        }
+    }
+
+    /// Like [`FieldErrors::optional_text`] for a value that is required and not blank.
+    pub fn multiline_text(&mut self, field: &str, value: &str, max: usize) {
+        if value.trim().is_empty() {
+            self.add(field, "must not be empty");
+        } else {
+            self.optional_text(field, Some(value), max);
+        }
+    }
+
+    fn printable(&mut self, field: &str, value: &str, lines: Lines) {
+        let allowed = |c: char| lines == Lines::Many && matches!(c, '\n' | '\t');
+        let found = value
+            .chars()
+            .enumerate()
+            .find(|&(_, c)| (c.is_control() && !allowed(c)) || is_direction_control(c));
+        if let Some((at, c)) = found {
+            let what = if c.is_control() {
+                "control characters"
+            } else {
+                "invisible direction controls"
+            };
+            let reason = format!(
+                "must not contain {what} (U+{:04X} at character {})",
+                c as u32,
+                at + 1
+            );
+            self.add(field, reason);
         }
     }
 

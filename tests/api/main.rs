@@ -15,6 +15,7 @@ mod delivery;
 mod doctors;
 mod fake_svix;
 mod hardening;
+mod hostile;
 mod inbound;
 mod login_throttle;
 mod medicines;

@@ -146,6 +146,14 @@ pub async fn attempts_page(
 
 /// Whether message `id` still has its payload (`None`: no such message): one the
 /// retention period cleared cannot be sent again.
+/// The message's event type, if the message exists.
+pub async fn message_event_type(db: &Db, id: &MessageId) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT event_type FROM webhook_messages WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+}
+
 pub async fn payload_kept(db: &Db, id: &MessageId) -> Result<Option<bool>, sqlx::Error> {
     let payload: Option<Option<String>> =
         sqlx::query_scalar("SELECT payload FROM webhook_messages WHERE id = $1")

@@ -1,0 +1,119 @@
+//! Hostile clients (issue 23): each test names the probe's finding it closes.
+
+use crate::support::people::{create_patient, patient_body};
+use ehrs::auth::Role;
+use serde_json::{Value, json};
+
+const SUBSCRIPTIONS: &str = "/api/v1/webhooks/subscriptions";
+
+fn url_reason(answer: &crate::support::TestResponse) -> String {
+    let fields = answer.body["error"]["details"]["fields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(fields[0]["field"], "url", "{}", answer.text);
+    fields[0]["reason"].as_str().unwrap().to_string()
+}
+
+db_test!(async fn a_stored_url_is_exactly_the_url_called(app) {
+    // Finding 3: CR/LF were stored and shown, while the engine called another path.
+    for url in ["https://93.184.216.34/hook\r\nX-Injected: 1", "https://93.184.216.34/a hook", "https://93.184.216.34/\thook", " https://93.184.216.34/hook"] {
+        let answer = app.post(Role::Admin, SUBSCRIPTIONS, &json!({"url": url})).await;
+        assert_eq!(answer.status, 422, "{url:?}: {}", answer.text);
+        let reason = url_reason(&answer);
+        assert!(reason.contains("control characters") || reason.contains("spaces"), "{reason}");
+    }
+    assert_eq!(app.count_rows("webhook_subscriptions").await, 0);
+    // One normal form, stored and shown: scheme and host in lower case, the default port
+    // dropped, the path kept.
+    let created = app.post(Role::Admin, SUBSCRIPTIONS, &json!({"url": "HTTPS://93.184.216.34:443/Hook?x=1"})).await.expect(201);
+    assert_eq!(created["url"], "https://93.184.216.34/Hook?x=1");
+    let path = format!("{SUBSCRIPTIONS}/{}", created["id"].as_str().unwrap());
+    let updated = app.put(Role::Admin, &path, &json!({"url": "https://93.184.216.34:443/other"})).await.expect(200);
+    assert_eq!(updated["url"], "https://93.184.216.34/other");
+    assert_eq!(app.get(Role::Admin, &path).await.body["url"], "https://93.184.216.34/other");
+});
+
+db_test!(async fn a_teredo_address_is_refused(app) {
+    // Finding 4: its embedded client address decodes to 127.0.0.1.
+    let answer = app.post(Role::Admin, SUBSCRIPTIONS, &json!({"url": "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/"})).await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    assert!(url_reason(&answer).contains("2001:0:4136:e378:8000:63bf:80ff:fffe"));
+});
+
+db_test!(async fn a_retry_to_one_subscription_keeps_to_its_filter(app) {
+    // Finding 5: a retry sent a patient.registered to a subscription filtered to webhook.test.
+    let (subscription, _) = app.subscribe("http://127.0.0.1:9/h", &["webhook.test"], "full").await;
+    create_patient(&app, "HOST-1").await;
+    let logs = app.get(Role::Admin, "/api/v1/webhooks/logs").await.expect(200);
+    let message = logs["items"][0]["id"].as_str().expect("the patient's message").to_string();
+    let retry = format!("/api/v1/webhooks/logs/{message}/retry");
+    let answer = app.post(Role::Admin, &retry, &json!({"subscription_id": subscription})).await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    assert_eq!(answer.error_code(), "event_type_not_subscribed");
+    assert_eq!(answer.body["error"]["details"]["event_type"], "patient.registered");
+    assert_eq!(app.count_rows("webhook_deliveries").await, 0, "nothing was queued");
+});
+
+db_test!(async fn control_characters_and_direction_controls_are_refused(app) {
+    // Finding 7: they were stored and sent on to partners.
+    let mut forged = patient_body("CTRL-1");
+    forged["name"] = json!("Line1\r\nLine2\u{202e}evil\u{0007}");
+    let answer = app.post(Role::Admin, "/api/v1/patients", &forged).await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    assert_eq!(answer.body["error"]["details"]["fields"][0]["field"], "name");
+    assert!(answer.body["error"]["details"]["fields"][0]["reason"].as_str().unwrap().contains("U+000D"));
+    let mut nul = patient_body("CTRL-2");
+    nul["address"] = json!("\u{0000}");
+    assert_eq!(app.post(Role::Admin, "/api/v1/patients", &nul).await.status, 422);
+    let mut reversed = patient_body("CTRL-3");
+    reversed["name"] = json!("Asha \u{202e}litaP");
+    let answer = app.post(Role::Admin, "/api/v1/patients", &reversed).await;
+    assert!(answer.text.contains("invisible direction controls"), "{}", answer.text);
+    assert_eq!(app.count_rows("patients").await, 0);
+    assert!(app.emitted_event_types().await.is_empty(), "nothing was sent on");
+    // Free text keeps its line breaks and tabs; a one-line field refuses them.
+    let described = json!({"url": "http://127.0.0.1:9/h", "description": "lab\n\tsecond line"});
+    let created = app.post(Role::Admin, SUBSCRIPTIONS, &described).await.expect(201);
+    assert_eq!(created["description"], "lab\n\tsecond line");
+    let camp = crate::camps::create_camp(&app).await;
+    let path = format!("/api/v1/medical-camps/{}", camp["id"].as_str().unwrap());
+    let mut body: Value = crate::camps::camp_body();
+    body["name"] = json!("Eye camp\u{0000}");
+    assert_eq!(app.put(Role::Admin, &path, &body).await.status, 422);
+});
+
+db_test!(async fn delta_cannot_pass_the_attendance_cap(app) {
+    // Finding 8: two deltas of 1,000,000 gave 2,000,001.
+    let camp = crate::camps::create_camp(&app).await;
+    let path = format!("/api/v1/medical-camps/{}/update-attended-count", camp["id"].as_str().unwrap());
+    app.post(Role::Admin, &path, &json!({"delta": 1_000_000})).await.expect(200);
+    let answer = app.post(Role::Admin, &path, &json!({"delta": 1})).await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    assert!(answer.text.contains("above its maximum of 1000000"), "{}", answer.text);
+    let camp = app.get(Role::Admin, &format!("/api/v1/medical-camps/{}", camp["id"].as_str().unwrap())).await.expect(200);
+    assert_eq!(camp["attended_count"], 1_000_000);
+});
+
+db_test!(async fn a_timestamp_error_does_not_tell_the_server_s_clock(app) {
+    // Finding 9: "now 1796283648" told any caller the server's time.
+    use crate::support::inbound::{default_source, send_signed_at};
+    let source = default_source(&app).await;
+    let answer = send_signed_at(&app, &source, 1_000, br#"{"event_type":"lab.result.ready","event_id":"t1","data":{}}"#).await;
+    assert_eq!(answer.status, 401, "{}", answer.text);
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    let now = chrono::Utc::now().timestamp().to_string();
+    assert!(!message.contains(&now[..6]), "{message}");
+    assert!(message.contains("check the sender's clock"), "{message}");
+});
+
+db_test!(async fn the_schema_states_the_text_rules(app) {
+    let doc = app.request(reqwest::Method::GET, None, "/openapi.json", None).await.expect(200);
+    let schemas = &doc["components"]["schemas"];
+    let name = schemas["MedicineInput"]["properties"]["name"]["pattern"].as_str().unwrap();
+    let notes = schemas["ConsultationUpdate"]["properties"]["notes"]["pattern"].as_str().unwrap();
+    let url = schemas["NewSubscription"]["properties"]["url"]["pattern"].as_str().unwrap();
+    assert!(name.contains(r"\u0000-\u001f") && name.contains(r"\u202a-\u202e"), "{name}");
+    assert!(notes.contains(r"\u0000-\u0008\u000b-\u001f"), "free text keeps line breaks and tabs: {notes}");
+    assert!(url.starts_with(r"^[^\s"), "{url}");
+});
