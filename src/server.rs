@@ -14,7 +14,8 @@ pub struct ServerTimeouts {
     /// For the head of each request to arrive in full: from the connection's start, and
     /// between requests on a kept-alive connection (so this is also the idle timeout).
     pub header_read: std::time::Duration,
-    /// For the body of a request to arrive in full once its head has.
+    /// For the body of a request to arrive in full once its head has: one deadline for
+    /// the whole body, however it is dripped ([`BodyDeadline`]).
     pub body_read: std::time::Duration,
 }
 
@@ -49,9 +50,7 @@ pub async fn serve_with_timeouts(
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
-    let app = NormalizePathLayer::trim_trailing_slash().layer(router.layer(
-        tower_http::timeout::RequestBodyTimeoutLayer::new(timeouts.body_read),
-    ));
+    let app = NormalizePathLayer::trim_trailing_slash().layer(router);
     // HTTP/1 only, through hyper's own HTTP/1 builder: hyper-util's auto builder sniffs
     // for HTTP/2 by reading the first bytes with no timeout, so a client that connects
     // and sends nothing would never be dropped. (Plain-text HTTP/2 needs prior knowledge,
@@ -79,7 +78,7 @@ pub async fn serve_with_timeouts(
         // address), as axum's `into_make_service_with_connect_info` would give them.
         let service = TowerToHyperService::new(app.clone().map_request(
             move |request: axum::http::Request<hyper::body::Incoming>| {
-                let mut request = request.map(axum::body::Body::new);
+                let mut request = request.map(|body| within(body, timeouts.body_read));
                 request
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
@@ -95,4 +94,70 @@ pub async fn serve_with_timeouts(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A request body that did not arrive in full by its deadline: the body's error, which
+/// the router answers with 408.
+#[derive(Debug)]
+pub struct BodyDeadline(pub std::time::Duration);
+
+impl std::fmt::Display for BodyDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body did not arrive in full within {} s",
+            self.0.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for BodyDeadline {}
+
+/// `body`, failing with [`BodyDeadline`] once `limit` has passed since the request's
+/// head arrived. One deadline for the whole body: a per-chunk timeout restarts with every
+/// byte, so a client dripping one byte a minute would hold the connection for ever. A
+/// request with no body gets no timer.
+fn within(body: hyper::body::Incoming, limit: std::time::Duration) -> axum::body::Body {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return axum::body::Body::new(body);
+    }
+    axum::body::Body::new(DeadlineBody {
+        inner: body,
+        deadline: Box::pin(tokio::time::sleep(limit)),
+        limit,
+    })
+}
+
+struct DeadlineBody {
+    inner: hyper::body::Incoming,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: std::time::Duration,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        let this = self.get_mut();
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Some(Err(Box::new(BodyDeadline(this.limit)))));
+        }
+        std::pin::Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

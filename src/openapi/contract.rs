@@ -9,7 +9,8 @@
 //! - with a bearer token: 401;
 //! - with a path parameter: 404 (a malformed or unknown id names nothing);
 //! - with query parameters: 422 (a filter value of the wrong form);
-//! - with a request body: 413, 415 and 422 (see `http::ApiJson`).
+//! - with a request body: 408 (the body's deadline), 413, 415 and 422 (see
+//!   `http::ApiJson`).
 
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response};
@@ -76,6 +77,10 @@ fn declare(operation: &mut Operation, path_level_parameters: bool) {
         );
     }
     if body {
+        add(
+            "408",
+            "The body did not arrive in full within the server's deadline",
+        );
         add("413", "The body is larger than the server accepts");
         add("415", "The body is not `application/json`");
     }

@@ -56,12 +56,38 @@ pub(super) async fn read_request_body(
         Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             closing(ApiError::payload_too_large(MAX_BODY_BYTES))
         }
+        Err(err) if deadline_of(err.as_ref()).is_some() => {
+            let limit = deadline_of(err.as_ref()).map_or(0, |d| d.0.as_secs());
+            closing(
+                ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!("the request body did not arrive in full within {limit} s"),
+                )
+                .with_details(serde_json::json!({ "limit_seconds": limit })),
+            )
+        }
         Err(err) => ApiError::bad_request(
             "unreadable_body",
             format!("the request body could not be read to its end: {err}"),
         )
         .into_response(),
     }
+}
+
+/// The server's body deadline, if that is what ended the body (`server::BodyDeadline`,
+/// wrapped by axum's and the limit's errors).
+fn deadline_of<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::server::BodyDeadline> {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(deadline) = err.downcast_ref::<crate::server::BodyDeadline>() {
+            return Some(deadline);
+        }
+        cause = err.source();
+    }
+    None
 }
 
 /// The answer, with the connection closed after it (the rest of the body is not read).

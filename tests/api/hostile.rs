@@ -117,3 +117,37 @@ db_test!(async fn the_schema_states_the_text_rules(app) {
     assert!(notes.contains(r"\u0000-\u0008\u000b-\u001f"), "free text keeps line breaks and tabs: {notes}");
     assert!(url.starts_with(r"^[^\s"), "{url}");
 });
+
+db_test!(async fn a_dripped_body_gets_408_at_one_deadline_for_the_whole_body(app) {
+    // Finding 1: one byte every 45 s kept a login open for ever, the 60 s limit restarting
+    // on every chunk; a body that never started got 400 `invalid_body`.
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let timeouts = ehrs::server::ServerTimeouts { header_read: Duration::from_secs(10), body_read: Duration::from_secs(2) };
+    tokio::spawn(ehrs::server::serve_with_timeouts(listener, ehrs::router::router(app.state.clone()), timeouts, std::future::pending()));
+    for drip in [true, false] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // One byte every 300 ms (each well inside any per-chunk limit), or nothing at all.
+        while started.elapsed() < Duration::from_secs(8) {
+            if drip {
+                let _ = stream.write_all(b" ").await;
+            }
+            match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => answer.extend_from_slice(&buffer[..n]),
+                Err(_) => continue,
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "drip {drip}: {answer:?} after {:?}", started.elapsed());
+        assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(5), "at the deadline, not later: {:?}", started.elapsed());
+    }
+});
