@@ -35,6 +35,11 @@ pub struct Settings {
     #[arg(skip = from_env("EHRS_ADMIN_PASSWORD_FILE").map(PathBuf::from))]
     pub admin_password_file: Option<PathBuf>,
 
+    /// `EHRS_METRICS_TOKEN`: when set, `/metrics` answers only `Authorization: Bearer
+    /// <token>`; unset, it answers only clients on this machine (loopback).
+    #[arg(skip = from_env("EHRS_METRICS_TOKEN"))]
+    pub metrics_token: Option<String>,
+
     /// `EHRS_JWT_SECRET`: token signing secret (default on SQLite: generated into the data
     /// dir).
     #[arg(skip = from_env("EHRS_JWT_SECRET"))]
@@ -178,6 +183,7 @@ Secrets (environment only, never flags: a flag shows in the process list):
   EHRS_ADMIN_PASSWORD       password of the first admin, read while there is no user yet
                             (default: generated into <data dir>/initial-admin-password, 0600)
   EHRS_ADMIN_PASSWORD_FILE  a file holding that password, when EHRS_ADMIN_PASSWORD is unset
+  EHRS_METRICS_TOKEN        bearer token a scraper sends for /metrics (unset: loopback clients only)
   EHRS_JWT_SECRET           token signing secret (default on SQLite: generated into the data dir)
   EHRS_SECRET_KEY           32 bytes, base64, sealing stored webhook secrets (default on SQLite: generated)";
 

@@ -151,3 +151,22 @@ db_test!(async fn a_dripped_body_gets_408_at_one_deadline_for_the_whole_body(app
         assert!(started.elapsed() < Duration::from_secs(5), "at the deadline, not later: {:?}", started.elapsed());
     }
 });
+
+db_test!(
+    settings = |s| s.metrics_token = Some("scrape-me-0123456789".into()),
+    async fn metrics_need_the_metrics_token_when_one_is_set(app) {
+        // Finding 6: /metrics told anyone on the camp's network how many patients were
+        // registered and how many logins failed. Without a token only this machine may
+        // read it (the default tests elsewhere read it from 127.0.0.1).
+        let url = format!("{}/metrics", app.base_url);
+        let none = app.client.get(&url).send().await.unwrap();
+        assert_eq!(none.status(), 401);
+        let body: Value = none.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("EHRS_METRICS_TOKEN"));
+        let wrong = app.client.get(&url).bearer_auth("scrape-me-0123456788").send().await.unwrap();
+        assert_eq!(wrong.status(), 401);
+        let right = app.client.get(&url).bearer_auth("scrape-me-0123456789").send().await.unwrap();
+        assert_eq!(right.status(), 200);
+        assert!(right.text().await.unwrap().contains("ehrs_"));
+    }
+);
