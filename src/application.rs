@@ -65,6 +65,7 @@ impl Application {
             policy: ssrf::Policy::from_settings(&settings),
             lookup,
             secret_overlap: settings.webhook_secret_overlap,
+            max_subscriptions: settings.webhook_max_subscriptions,
         };
         let auth = AuthState::new(Auth {
             db: db.clone(),

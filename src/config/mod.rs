@@ -136,6 +136,11 @@ pub struct Settings {
     #[arg(long, env = "EHRS_WEBHOOK_CONCURRENCY", default_value_t = 64)]
     pub webhook_concurrency: usize,
 
+    /// Subscriptions the server keeps at most: each costs a delivery slot and a share of
+    /// every event's fan-out, so an unbounded number is a way to slow a camp down.
+    #[arg(long, env = "EHRS_WEBHOOK_MAX_SUBSCRIPTIONS", default_value_t = 100)]
+    pub webhook_max_subscriptions: i64,
+
     /// Deliveries in flight at once to one subscription (one while its endpoint is not
     /// answering: timed out or unreachable, until it answers again).
     #[arg(long, env = "EHRS_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 8)]

@@ -108,7 +108,7 @@ async fn list_subscriptions(
 /// Create a subscription. The answer carries its signing secret, shown this once.
 #[utoipa::path(post, path = "/api/v1/webhooks/subscriptions", tag = "webhooks", security(("bearer" = [])),
     request_body = NewSubscription,
-    responses((status = 201, body = SubscriptionWithSecret), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = SubscriptionWithSecret), (status = 409, description = "The server keeps no more subscriptions (`subscription_limit`)", body = ErrorBody), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_subscription(
     State(state): State<Webhooks>,
     user: Admin,
@@ -116,6 +116,18 @@ async fn create_subscription(
 ) -> ApiResult<(StatusCode, Json<SubscriptionWithSecret>)> {
     body.validate()?;
     body.url = check_target(&state, &body.url).await?;
+    // Checked before the insert: two creations at the same moment may pass it together,
+    // which a bound against runaway clients can afford.
+    if state.backend.list_subscriptions(1, 0).await?.total >= state.max_subscriptions {
+        return Err(ApiError::conflict(
+            "subscription_limit",
+            format!(
+                "this server keeps at most {} subscriptions: delete one, or raise EHRS_WEBHOOK_MAX_SUBSCRIPTIONS",
+                state.max_subscriptions
+            ),
+        )
+        .with_details(json!({ "limit": state.max_subscriptions })));
+    }
     let created = state.backend.create_subscription(&body).await?;
     let details =
         json!({"url": body.url, "event_types": body.event_types, "payload": body.payload});

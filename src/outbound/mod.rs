@@ -48,4 +48,6 @@ pub struct Webhooks {
     pub lookup: Arc<dyn ssrf::Lookup>,
     /// How long a rotated-out secret keeps signing beside the new one.
     pub secret_overlap: Duration,
+    /// Subscriptions the server keeps at most (`EHRS_WEBHOOK_MAX_SUBSCRIPTIONS`).
+    pub max_subscriptions: i64,
 }

@@ -170,3 +170,19 @@ db_test!(
         assert!(right.text().await.unwrap().contains("ehrs_"));
     }
 );
+
+db_test!(
+    settings = |s| s.webhook_max_subscriptions = 2,
+    async fn subscriptions_are_capped(app) {
+        // Finding 9: 600 subscriptions were created in 0.6 s.
+        for n in 0..2 {
+            app.post(Role::Admin, SUBSCRIPTIONS, &json!({"url": format!("http://127.0.0.1:9/h{n}")})).await.expect(201);
+        }
+        let answer = app.post(Role::Admin, SUBSCRIPTIONS, &json!({"url": "http://127.0.0.1:9/h3"})).await;
+        assert_eq!(answer.status, 409, "{}", answer.text);
+        assert_eq!(answer.error_code(), "subscription_limit");
+        assert_eq!(answer.body["error"]["details"]["limit"], 2);
+        assert!(answer.body["error"]["message"].as_str().unwrap().contains("EHRS_WEBHOOK_MAX_SUBSCRIPTIONS"));
+        assert_eq!(app.count_rows("webhook_subscriptions").await, 2);
+    }
+);
