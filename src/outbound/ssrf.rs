@@ -150,29 +150,22 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     let segments = ip.segments();
     // IPv4-translated (::ffff:0:a.b.c.d, ::ffff:0:0/96, RFC 2765) embeds an IPv4 address too.
     if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
-        let [a, b] = segments[6].to_be_bytes();
-        let [c, d] = segments[7].to_be_bytes();
-        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+        return is_public_v4(embedded_v4(segments[6], segments[7]));
     }
     // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) embed an IPv4 address: judge that one.
     if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [a, b] = segments[6].to_be_bytes();
-        let [c, d] = segments[7].to_be_bytes();
-        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+        return is_public_v4(embedded_v4(segments[6], segments[7]));
     }
     if segments[0] == 0x2002 {
-        let [a, b] = segments[1].to_be_bytes();
-        let [c, d] = segments[2].to_be_bytes();
-        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+        return is_public_v4(embedded_v4(segments[1], segments[2]));
     }
     // ISATAP (RFC 5214) puts an IPv4 address in the interface identifier of any prefix
     // (`…:0:5efe:a.b.c.d`, or `…:200:5efe:…` when globally unique): judge that one.
-    if segments[4] & 0xfdff == 0 && segments[5] == 0x5efe {
-        let [a, b] = segments[6].to_be_bytes();
-        let [c, d] = segments[7].to_be_bytes();
-        if !is_public_v4(Ipv4Addr::new(a, b, c, d)) {
-            return false;
-        }
+    if segments[4] & 0xfdff == 0
+        && segments[5] == 0x5efe
+        && !is_public_v4(embedded_v4(segments[6], segments[7]))
+    {
+        return false;
     }
     let special = ip.is_unspecified()
         || ip.is_loopback()
@@ -188,6 +181,11 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || segments[..3] == [0x64, 0xff9b, 1] // local-use NAT64 64:ff9b:1::/48
         || segments[..6] == [0, 0, 0, 0, 0, 0]; // IPv4-compatible (deprecated) and ::/96
     !special
+}
+
+/// The IPv4 address carried in two 16-bit groups of an IPv6 address.
+fn embedded_v4(high: u16, low: u16) -> Ipv4Addr {
+    Ipv4Addr::from((u32::from(high) << 16) | u32::from(low))
 }
 
 /// Checks a subscription URL: printable, scheme, credentials, and every address its host
