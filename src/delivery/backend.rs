@@ -13,7 +13,7 @@ use crate::outbound::outbox::REQUEUE_SIGNAL;
 use crate::outbound::signing;
 use crate::outbound::store;
 use crate::outbound::subscriptions::{
-    NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
+    NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret, check_filter_takes,
 };
 use crate::tasks::Tasks;
 use crate::time::Timestamp;
@@ -75,17 +75,7 @@ impl EmbeddedBackend {
         let event_type = store::message_event_type(&self.db, message)
             .await?
             .ok_or_else(|| ApiError::not_found("message", message))?;
-        if filter.is_empty() || filter.contains(&event_type) {
-            return Ok(());
-        }
-        Err(ApiError::unprocessable(
-            "event_type_not_subscribed",
-            format!(
-                "subscription '{subscription}' does not take {event_type} events (its filter: {})",
-                filter.join(", ")
-            ),
-        )
-        .with_details(serde_json::json!({ "event_type": event_type, "event_types": filter })))
+        check_filter_takes(subscription, &filter, &event_type)
     }
 }
 
@@ -171,7 +161,12 @@ impl WebhookBackend for EmbeddedBackend {
     }
 
     async fn send_test(&self, id: &SubscriptionId) -> ApiResult<TestDelivery> {
-        self.exists(id).await?;
+        let subscription = self.exists(id).await?;
+        check_filter_takes(
+            id,
+            &subscription.event_types,
+            EventType::WebhookTest.as_str(),
+        )?;
         let event = Event::new(
             EventType::WebhookTest,
             &crate::outbound::events::WebhookTestData {
@@ -307,10 +302,10 @@ impl WebhookBackend for EmbeddedBackend {
         since: Timestamp,
         until: Option<Timestamp>,
     ) -> ApiResult<Requeued> {
-        self.exists(id).await?;
+        let filter = self.exists(id).await?.event_types;
         let now = self.config.clock.now_ms();
         let mut tx = self.db.begin().await?;
-        let count = store::recover(&mut tx, id, since, until, now).await?;
+        let count = store::recover(&mut tx, id, since, until, &filter, now).await?;
         tx.notify_on_commit(REQUEUE_SIGNAL);
         tx.commit().await?;
         Ok(Requeued {

@@ -132,3 +132,28 @@ impl SubscriptionUpdate {
         errors.finish()
     }
 }
+
+/// Whether an event-type filter takes `event_type` (an empty filter takes every type).
+pub fn filter_takes(filter: &[String], event_type: &str) -> bool {
+    filter.is_empty() || filter.iter().any(|taken| taken == event_type)
+}
+
+/// A retry, a recovery or a test sends a subscription only what its filter takes, as the
+/// first send did: 422 `event_type_not_subscribed` otherwise, saying how to let it in.
+pub fn check_filter_takes(
+    subscription: &SubscriptionId,
+    filter: &[String],
+    event_type: &str,
+) -> Result<(), crate::error::ApiError> {
+    if filter_takes(filter, event_type) {
+        return Ok(());
+    }
+    Err(crate::error::ApiError::unprocessable(
+        "event_type_not_subscribed",
+        format!(
+            "subscription '{subscription}' does not take {event_type} events (its filter: {}); add {event_type} to its event_types to send it one",
+            filter.join(", ")
+        ),
+    )
+    .with_details(serde_json::json!({ "event_type": event_type, "event_types": filter })))
+}

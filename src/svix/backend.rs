@@ -5,8 +5,8 @@
 
 use super::endpoint_health;
 use super::endpoints::{
-    channels_for, event_filter, metadata_for, payload_mode, refuse_ordered, takes_example,
-    to_subscription,
+    channels_for, event_filter, event_filter_of, metadata_for, payload_mode, refuse_ordered,
+    takes_example, to_subscription,
 };
 use super::logs::attempt_log;
 use super::{SvixBackend, api_error};
@@ -18,7 +18,7 @@ use crate::outbound::events::{API_VERSION, EventType};
 use crate::outbound::payload::PayloadMode;
 use crate::outbound::signing;
 use crate::outbound::subscriptions::{
-    NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
+    NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret, check_filter_takes,
 };
 use crate::tasks::Tasks;
 use crate::time::Timestamp;
@@ -217,6 +217,11 @@ impl WebhookBackend for SvixBackend {
 
     async fn send_test(&self, id: &SubscriptionId) -> ApiResult<TestDelivery> {
         let endpoint = self.endpoint(id).await?;
+        check_filter_takes(
+            id,
+            &event_filter_of(&endpoint),
+            EventType::WebhookTest.as_str(),
+        )?;
         let payload = serde_json::json!({
             "type": EventType::WebhookTest.as_str(),
             "event_id": EventId::generate(),

@@ -118,6 +118,11 @@ pub(super) fn to_subscription(
     })
 }
 
+/// The endpoint's event-type filter (empty: every type).
+pub(super) fn event_filter_of(endpoint: &EndpointOut) -> Vec<String> {
+    endpoint.event_types.iter().flatten().cloned().collect()
+}
+
 /// Would Svix send `send-example`'s message (no channels) of this type to the endpoint?
 pub(super) fn takes_example(endpoint: &EndpointOut, event_type: &str) -> bool {
     endpoint.channels.as_ref().is_none_or(BTreeSet::is_empty)

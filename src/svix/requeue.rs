@@ -1,12 +1,13 @@
 //! Sending again through Svix: one message to one endpoint (a manual attempt), what
 //! Svix held back while an endpoint was disabled, and a recovery window.
 
-use super::endpoints::SVIX_PAGE;
+use super::endpoints::{SVIX_PAGE, event_filter_of};
 use super::{SvixBackend, api_error};
 use crate::error::ApiResult;
 use crate::ids::SubscriptionId;
 use crate::outbound::backend::DisplayStatus;
 use crate::outbound::backend::Requeued;
+use crate::outbound::subscriptions::{check_filter_takes, filter_takes};
 use crate::time::Timestamp;
 use svix::api::MessageAttemptListAttemptedMessagesOptions;
 use svix::models::{MessageStatus, RecoverIn};
@@ -92,7 +93,15 @@ impl SvixBackend {
     ) -> ApiResult<Requeued> {
         let message = self.svix_message_id(raw).await?;
         if let Some(subscription) = subscription {
-            self.endpoint(subscription).await?;
+            let endpoint = self.endpoint(subscription).await?;
+            let event_type = self
+                .client
+                .message()
+                .get(self.app.clone(), message.clone(), None)
+                .await
+                .map_err(|err| api_error(err, "message", &message))?
+                .event_type;
+            check_filter_takes(subscription, &event_filter_of(&endpoint), &event_type)?;
             self.resend(&message, subscription).await?;
             return Ok(Requeued {
                 requeued: Some(1),
@@ -112,12 +121,19 @@ impl SvixBackend {
         })
     }
 
+    /// Svix's `recover` for an endpoint without a filter. Svix's own sends again every
+    /// failed message of the window whatever its type, so for an endpoint with a filter
+    /// (which may have narrowed since) EHRS recovers itself: [`Self::recover_filtered`].
     pub(super) async fn recover_window(
         &self,
         id: &SubscriptionId,
         since: Timestamp,
         until: Option<Timestamp>,
     ) -> ApiResult<Requeued> {
+        let filter = event_filter_of(&self.endpoint(id).await?);
+        if !filter.is_empty() {
+            return self.recover_filtered(id, since, until, filter).await;
+        }
         let window = RecoverIn {
             since: since.to_datetime(),
             until: until.map(|t| t.to_datetime()),
@@ -129,6 +145,62 @@ impl SvixBackend {
             .map_err(|err| api_error(err, "subscription", id.as_str()))?;
         Ok(Requeued {
             requeued: None,
+            subscription_ids: vec![id.clone()],
+        })
+    }
+}
+
+impl SvixBackend {
+    /// Sends again, oldest first, each message created in `[since, until)` of a type
+    /// `filter` takes whose delivery to the endpoint failed, one manual attempt each (as
+    /// the embedded engine's recovery selects by the message's time, not the attempt's).
+    async fn recover_filtered(
+        &self,
+        id: &SubscriptionId,
+        since: Timestamp,
+        until: Option<Timestamp>,
+        filter: Vec<String>,
+    ) -> ApiResult<Requeued> {
+        let mut failed = Vec::new();
+        let mut iterator = None;
+        // Bounded like Svix's own recovery (10,000 messages).
+        for _ in 0..40 {
+            let page = self
+                .client
+                .message_attempt()
+                .list_attempted_messages(
+                    self.app.clone(),
+                    id.to_string(),
+                    Some(MessageAttemptListAttemptedMessagesOptions {
+                        limit: Some(SVIX_PAGE),
+                        iterator: iterator.take(),
+                        status: Some(MessageStatus::Fail),
+                        after: Some(since.to_datetime()),
+                        before: until.map(|t| t.to_datetime()),
+                        event_types: Some(filter.iter().cloned().collect()),
+                        with_content: Some(false),
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(|err| api_error(err, "subscription", id.as_str()))?;
+            failed.extend(
+                page.data
+                    .into_iter()
+                    .filter(|m| filter_takes(&filter, &m.event_type))
+                    .map(|m| m.id),
+            );
+            if page.done || page.iterator.is_none() {
+                break;
+            }
+            iterator = page.iterator;
+        }
+        // Listed newest first.
+        for message in failed.iter().rev() {
+            self.resend(message, id).await?;
+        }
+        Ok(Requeued {
+            requeued: Some(failed.len() as i64),
             subscription_ids: vec![id.clone()],
         })
     }

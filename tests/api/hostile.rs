@@ -186,3 +186,43 @@ db_test!(
         assert_eq!(app.count_rows("webhook_subscriptions").await, 2);
     }
 );
+
+db_test!(async fn a_test_event_keeps_to_the_subscription_s_filter(app) {
+    // "Filters hold everywhere": the test button sent webhook.test past any filter.
+    let (filtered, _) = app.subscribe("http://127.0.0.1:9/h", &["patient.registered"], "full").await;
+    let answer = app.post(Role::Admin, &format!("{SUBSCRIPTIONS}/{filtered}/test"), &json!({})).await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    assert_eq!(answer.error_code(), "event_type_not_subscribed");
+    assert!(answer.body["error"]["message"].as_str().unwrap().contains("add webhook.test to its event_types"));
+    assert_eq!(app.count_rows("webhook_messages").await, 0, "nothing was recorded");
+    let (taking, _) = app.subscribe("http://127.0.0.1:9/h", &["webhook.test"], "full").await;
+    app.post(Role::Admin, &format!("{SUBSCRIPTIONS}/{taking}/test"), &json!({})).await.expect(200);
+});
+
+db_test!(
+    settings = |s| s.webhook_retry_schedule = ehrs::config::parse_schedule("").unwrap(),
+    async fn a_recovery_sends_only_what_the_filter_takes_now(app) {
+        // A recovery sent every failed message of the window, also types the filter no
+        // longer takes.
+        use crate::support::{Reply, TestReceiver, eventually};
+        let receiver = TestReceiver::start().await;
+        receiver.always(Reply::Status(500));
+        let (id, _) = app.subscribe(&receiver.url, &["camp.created", "patient.registered"], "full").await;
+        crate::camps::create_camp(&app).await;
+        create_patient(&app, "HOST-R1").await;
+        eventually("both exhausted", || async {
+            let deliveries = crate::delivery::deliveries_of(&app, &id).await;
+            deliveries.len() == 2 && deliveries.iter().all(|d| d.0 == "exhausted")
+        })
+        .await;
+        let path = format!("{SUBSCRIPTIONS}/{id}");
+        app.put(Role::Admin, &path, &json!({"event_types": ["patient.registered"]})).await.expect(200);
+        receiver.always(Reply::Status(200));
+        let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+        let recovered = app.post(Role::Admin, &format!("{path}/recover"), &json!({"since": since})).await.expect(202);
+        assert_eq!(recovered["requeued"], 1);
+        let got = receiver.wait_for(3, std::time::Duration::from_secs(20)).await;
+        assert_eq!(got[2].json["type"], "patient.registered");
+    }
+);
+

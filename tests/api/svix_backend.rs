@@ -415,7 +415,7 @@ svix_test!(async fn the_test_route_delivers_to_that_subscription_only(app, svix)
     wait_until_registered(&app).await;
     let tested = TestReceiver::start().await;
     let other = TestReceiver::start().await;
-    let (id, secret) = app.subscribe(&tested.url, &["camp.created"], "full").await;
+    let (id, secret) = app.subscribe(&tested.url, &["camp.created", "webhook.test"], "full").await;
     app.subscribe(&other.url, &[], "full").await;
     let answer = app
         .post(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/test"), &json!({}))
@@ -806,4 +806,35 @@ svix_test!(async fn relayed_payloads_are_cleared_after_the_retention_period(app,
     app.state.settings.webhook_clock.advance(std::time::Duration::from_secs((days + 1) * 86_400));
     crate::support::eventually("the relayed payload is cleared", || async { payload().await.is_none() }).await;
     assert_eq!(event_messages(&svix).len(), 1, "retention sends nothing again");
+});
+
+svix_test!(async fn a_retry_a_test_and_a_recovery_keep_to_the_endpoint_s_filter(app, svix) {
+    // Issue 23, "filters hold everywhere": on Svix a resend and a recovery pass the
+    // endpoint's filter, so EHRS checks it first.
+    wait_until_registered(&app).await;
+    let receiver = TestReceiver::start().await;
+    receiver.always(Reply::Status(500));
+    let (id, _) = app.subscribe(&receiver.url, &["camp.created", "patient.registered"], "full").await;
+    create_camp(&app).await;
+    crate::support::people::create_patient(&app, "SVIX-F1").await;
+    svix.wait_for_attempts(2, WAIT).await;
+    let path = format!("/api/v1/webhooks/subscriptions/{id}");
+    app.put(Role::Admin, &path, &json!({"event_types": ["patient.registered"]})).await.expect(200);
+
+    let logs = app.get(Role::Admin, "/api/v1/webhooks/logs").await.expect(200);
+    let camp_message = logs["items"].as_array().unwrap().iter().find(|m| m["event_type"] == "camp.created").unwrap()["id"].as_str().unwrap().to_string();
+    let retry = app.post(Role::Admin, &format!("/api/v1/webhooks/logs/{camp_message}/retry"), &json!({"subscription_id": id})).await;
+    assert_eq!(retry.status, 422, "{}", retry.text);
+    assert_eq!(retry.error_code(), "event_type_not_subscribed");
+    let test = app.post(Role::Admin, &format!("{path}/test"), &json!({})).await;
+    assert_eq!(test.status, 422, "{}", test.text);
+    assert!(svix.resend_calls().is_empty(), "nothing was resent");
+
+    receiver.always(Reply::Status(200));
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let recovered = app.post(Role::Admin, &format!("{path}/recover"), &json!({"since": since})).await.expect(202);
+    assert_eq!(recovered["requeued"], 1, "{recovered}");
+    assert!(svix.recover_calls().is_empty(), "Svix's own recovery would resend every type");
+    let got = receiver.wait_for(3, WAIT).await;
+    assert_eq!(got[2].json["type"], "patient.registered");
 });

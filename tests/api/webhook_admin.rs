@@ -130,7 +130,8 @@ db_test!(async fn every_admin_route_is_admin_only(app) {
 db_test!(async fn the_test_route_sends_now_and_answers_with_the_attempt(app) {
     let receiver = TestReceiver::start().await;
     receiver.script([Reply::Status(503)]);
-    let (id, secret) = app.subscribe(&receiver.url, &["camp.deleted"], "full").await;
+    // A filtered subscription takes a test event when its filter names webhook.test.
+    let (id, secret) = app.subscribe(&receiver.url, &["camp.deleted", "webhook.test"], "full").await;
     let path = format!("/api/v1/webhooks/subscriptions/{id}/test");
     let failed = app.post(Role::Admin, &path, &json!({})).await.expect(200);
     assert_eq!(failed["attempt"]["status_code"], 503);

@@ -246,30 +246,41 @@ pub async fn delivery_exists(
 }
 
 /// Makes the free failed or exhausted deliveries of `subscription` whose message was
-/// created in `[since, until)` and still has its payload due at `now`; returns how many.
+/// created in `[since, until)`, still has its payload, and is of a type `filter` takes
+/// (its filter now: it may have narrowed since the first send) due at `now`; returns how
+/// many.
 pub async fn recover(
     tx: &mut Tx,
     subscription: &SubscriptionId,
     since: Timestamp,
     until: Option<Timestamp>,
+    filter: &[String],
     now: i64,
 ) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    let types = if filter.is_empty() {
+        String::new()
+    } else {
+        let places: Vec<String> = (0..filter.len()).map(|i| format!("${}", i + 7)).collect();
+        format!(" AND event_type IN ({})", places.join(", "))
+    };
+    let sql = format!(
         "UPDATE webhook_deliveries SET status = $5, next_attempt_at = $4, updated_at = $4 \
          WHERE subscription_id = $1 AND locked_until IS NULL \
            AND (status = $6 OR (status = $5 AND attempts > 0)) \
            AND message_id IN (SELECT id FROM webhook_messages WHERE created_at >= $2 \
-                              AND ($3 IS NULL OR created_at < $3) AND payload IS NOT NULL)",
-    )
-    .bind(subscription)
-    .bind(since)
-    .bind(until)
-    .bind(now)
-    .bind(PENDING)
-    .bind(DeliveryStatus::Exhausted)
-    .execute(tx.conn())
-    .await?
-    .rows_affected())
+                              AND ($3 IS NULL OR created_at < $3) AND payload IS NOT NULL{types})"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(subscription)
+        .bind(since)
+        .bind(until)
+        .bind(now)
+        .bind(PENDING)
+        .bind(DeliveryStatus::Exhausted);
+    for event_type in filter {
+        query = query.bind(event_type);
+    }
+    Ok(query.execute(tx.conn()).await?.rows_affected())
 }
 
 /// Re-enabled: the free pending deliveries of `subscription` that came due while it was
