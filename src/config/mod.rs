@@ -172,6 +172,10 @@ pub struct Settings {
     #[arg(skip = true)]
     pub create_admin: bool,
 
+    /// Inbound sources the server keeps at most; creating one more is 409 `source_limit`.
+    #[arg(long, env = "EHRS_INBOUND_MAX_SOURCES", default_value_t = 100)]
+    pub inbound_max_sources: i64,
+
     /// How far `X-EHRS-Timestamp` of an inbound webhook may be from now, either way.
     #[arg(long, env = "EHRS_INBOUND_TIMESTAMP_TOLERANCE", default_value = "5m", value_parser = parse_duration)]
     pub inbound_timestamp_tolerance: Duration,

@@ -96,10 +96,13 @@ pub async fn list_sources(
             .bind(offset)
             .fetch_all(db.pool())
             .await?;
-    let total = sqlx::query_scalar("SELECT COUNT(*) FROM inbound_sources")
+    Ok((items, count_sources(db).await?))
+}
+
+pub async fn count_sources(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM inbound_sources")
         .fetch_one(db.pool())
-        .await?;
-    Ok((items, total))
+        .await
 }
 
 pub async fn update_source(

@@ -58,13 +58,25 @@ async fn list_sources(
 /// Creates a source; the answer carries its secret, this once only.
 #[utoipa::path(post, path = "/api/v1/webhooks/inbound-sources", tag = "inbound webhooks", security(("bearer" = [])),
     request_body = InboundSourceInput,
-    responses((status = 201, body = InboundSourceWithSecret), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = InboundSourceWithSecret), (status = 409, description = "The server keeps no more sources (`source_limit`)", body = ErrorBody), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_source(
     State(state): State<AppState>,
     _user: Require<can::ManageWebhooks>,
     ApiJson(body): ApiJson<InboundSourceInput>,
 ) -> ApiResult<(StatusCode, Json<InboundSourceWithSecret>)> {
     body.validate()?;
+    // Checked before the insert, like the subscriptions' cap: two creations at the same
+    // moment may pass it together, which a bound against runaway clients can afford.
+    let max = state.settings.inbound_max_sources;
+    if repo::count_sources(&state.db).await? >= max {
+        return Err(ApiError::conflict(
+            "source_limit",
+            format!(
+                "this server keeps at most {max} inbound sources: delete one, or raise EHRS_INBOUND_MAX_SOURCES"
+            ),
+        )
+        .with_details(serde_json::json!({ "limit": max })));
+    }
     let id = InboundSourceId::generate();
     let secret = new_secret();
     let mapping = body.action_mapping.clone().unwrap_or_default();

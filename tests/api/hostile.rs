@@ -226,3 +226,18 @@ db_test!(
     }
 );
 
+db_test!(
+    settings = |s| s.inbound_max_sources = 1,
+    async fn inbound_sources_are_capped(app) {
+        // Caps that agree: subscriptions had a maximum, inbound sources none.
+        let sources = "/api/v1/webhooks/inbound-sources";
+        app.post(Role::Admin, sources, &json!({"name": "Lab one", "allowed_event_types": ["lab.result.ready"]})).await.expect(201);
+        let answer = app.post(Role::Admin, sources, &json!({"name": "Lab two", "allowed_event_types": ["lab.result.ready"]})).await;
+        assert_eq!(answer.status, 409, "{}", answer.text);
+        assert_eq!(answer.error_code(), "source_limit");
+        assert_eq!(answer.body["error"]["details"]["limit"], 1);
+        assert!(answer.body["error"]["message"].as_str().unwrap().contains("EHRS_INBOUND_MAX_SOURCES"));
+        assert_eq!(app.count_rows("inbound_sources").await, 1);
+    }
+);
+
