@@ -5,10 +5,12 @@
 //! What each handler answers of its own accord (201, 403 for a role, 409, …) stays in its
 //! `#[utoipa::path]`; what the shared layers answer is added here:
 //! - every operation: 400 (a path or query that is not UTF-8 once decoded, see
-//!   `router::middleware::refuse_invalid_utf8`) and 503 (the database is busy);
+//!   `router::middleware::refuse_invalid_utf8`), 422 (a query parameter the operation
+//!   does not take, see `router::middleware::refuse_unknown_query`) and 503 (the
+//!   database is busy);
 //! - with a bearer token: 401;
 //! - with a path parameter: 404 (a malformed or unknown id names nothing);
-//! - with query parameters: 422 (a filter value of the wrong form);
+//! - with query parameters: 422 also for a filter value of the wrong form;
 //! - with a request body: 408 (the body's deadline), 413, 415 and 422 (see
 //!   `http::ApiJson`).
 
@@ -70,12 +72,14 @@ fn declare(operation: &mut Operation, path_level_parameters: bool) {
     if in_path {
         add("404", "Nothing has that id (or the id is malformed)");
     }
-    if in_query || body {
-        add(
-            "422",
-            "A value breaks the rules: `details.fields` names each field and why",
-        );
-    }
+    add(
+        "422",
+        if in_query || body {
+            "A value breaks the rules, or the query names a parameter this operation does not take: `details.fields` names each and why"
+        } else {
+            "The query names a parameter (this operation takes none): `details.fields` names it"
+        },
+    );
     if body {
         add(
             "408",

@@ -56,17 +56,14 @@ pub(super) async fn read_request_body(
         Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             closing(ApiError::payload_too_large(MAX_BODY_BYTES))
         }
-        Err(err) if deadline_of(err.as_ref()).is_some() => {
-            let limit = deadline_of(err.as_ref()).map_or(0, |d| d.0.as_secs());
-            closing(
-                ApiError::new(
-                    axum::http::StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    format!("the request body did not arrive in full within {limit} s"),
-                )
-                .with_details(serde_json::json!({ "limit_seconds": limit })),
+        Err(err) if let Some(limit) = deadline_of(err.as_ref()).map(|d| d.0.as_secs()) => closing(
+            ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the request body did not arrive in full within {limit} s"),
             )
-        }
+            .with_details(serde_json::json!({ "limit_seconds": limit })),
+        ),
         Err(err) => ApiError::bad_request(
             "unreadable_body",
             format!("the request body could not be read to its end: {err}"),
@@ -232,4 +229,101 @@ async fn end_with_newline(response: axum::response::Response) -> axum::response:
     text.push(b'\n');
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     axum::response::Response::from_parts(parts, axum::body::Body::from(text))
+}
+
+/// The query parameters each documented operation takes, read from the OpenAPI document,
+/// so what is refused and what is documented cannot drift.
+pub(super) struct KnownQuery {
+    /// Route template (`/api/v1/patients/{book_no}`), then method, then parameter names.
+    by_route: std::collections::HashMap<String, Vec<(axum::http::Method, Vec<String>)>>,
+}
+
+impl KnownQuery {
+    pub(super) fn from_document(document: &utoipa::openapi::OpenApi) -> Self {
+        use axum::http::Method;
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::path::ParameterIn;
+        let mut by_route = std::collections::HashMap::new();
+        for (path, item) in &document.paths.paths {
+            let operations = [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::PATCH, &item.patch),
+                (Method::HEAD, &item.head),
+                (Method::OPTIONS, &item.options),
+            ];
+            let methods = operations
+                .into_iter()
+                .filter_map(|(method, operation)| {
+                    let parameters = operation.as_ref()?.parameters.iter().flatten();
+                    let names = item
+                        .parameters
+                        .iter()
+                        .flatten()
+                        .chain(parameters)
+                        .filter_map(|parameter| match parameter {
+                            RefOr::T(p) if p.parameter_in == ParameterIn::Query => {
+                                Some(p.name.clone())
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    Some((method, names))
+                })
+                .collect();
+            by_route.insert(path.clone(), methods);
+        }
+        KnownQuery { by_route }
+    }
+
+    /// The parameters `method` on `route` takes; `None` for what the document does not
+    /// describe (the portal's files, the fallback).
+    fn of(&self, route: &str, method: &axum::http::Method) -> Option<&[String]> {
+        let methods = self.by_route.get(route)?;
+        let (_, names) = methods.iter().find(|(m, _)| m == method)?;
+        Some(names)
+    }
+}
+
+/// A query parameter a documented route does not take is refused (422, each one named,
+/// with the parameters the route does take), as an unknown body field is: a misspelt
+/// filter (`?stauts=failed`) silently ignored would answer with every record instead.
+/// Routes the document does not describe (the portal's files) ignore their query string.
+pub(super) async fn refuse_unknown_query(
+    known: std::sync::Arc<KnownQuery>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(query) = request.uri().query().filter(|query| !query.is_empty()) else {
+        return next.run(request).await;
+    };
+    let taken = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .and_then(|route| known.of(route.as_str(), request.method()));
+    let Some(taken) = taken else {
+        return next.run(request).await;
+    };
+    let mut errors = crate::validation::FieldErrors::new();
+    for (name, _) in form_urlencoded::parse(query.as_bytes()) {
+        if name.is_empty() || taken.iter().any(|known| *known == name) {
+            continue;
+        }
+        let reason = if taken.is_empty() {
+            "is not a parameter of this route, which takes none".to_string()
+        } else {
+            format!(
+                "is not a parameter of this route (known: {})",
+                taken.join(", ")
+            )
+        };
+        errors.add(&name, reason);
+    }
+    match errors.finish() {
+        Ok(()) => next.run(request).await,
+        Err(errors) => ApiError::from(errors).into_response(),
+    }
 }

@@ -57,7 +57,8 @@ static DOCUMENT: LazyLock<bytes::Bytes> = LazyLock::new(|| document_json().into(
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let (router, _document) = routes().split_for_parts();
+    let (router, document) = routes().split_for_parts();
+    let known_query = std::sync::Arc::new(middleware::KnownQuery::from_document(&document));
     router
         // The portal is pages, not API: it is not in the document.
         .merge(crate::portal::router())
@@ -75,6 +76,11 @@ pub fn router(state: AppState) -> Router {
                 "this route does not accept that method",
             )
         })
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                middleware::refuse_unknown_query(known_query.clone(), request, next)
+            },
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(middleware::read_request_body))
         .layer(axum::middleware::from_fn(middleware::refuse_invalid_utf8))

@@ -241,3 +241,19 @@ db_test!(
     }
 );
 
+db_test!(async fn an_unknown_query_parameter_is_refused_like_an_unknown_body_field(app) {
+    // Finding 9: unknown query parameters were accepted without a word, so a misspelt
+    // filter answered with every record.
+    let answer = app.get(Role::Admin, "/api/v1/patients?limt=5&limit=5").await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    let fields = answer.body["error"]["details"]["fields"].as_array().unwrap().clone();
+    assert_eq!(fields.len(), 1, "{}", answer.text);
+    assert_eq!(fields[0]["field"], "limt");
+    assert!(fields[0]["reason"].as_str().unwrap().contains("known: q, camp_id, limit, offset"), "{}", answer.text);
+    let health = app.client.get(format!("{}/health?verbose=1", app.base_url)).send().await.unwrap();
+    assert_eq!(health.status(), 422);
+    app.get(Role::Admin, "/api/v1/patients?limit=5").await.expect(200);
+    // The portal's files are not API routes: a cache-busting query is no error.
+    let page = app.client.get(format!("{}/portal/?v=2", app.base_url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+});
