@@ -130,11 +130,23 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let workers = self.start_workers();
-        crate::server::serve(listener, self.router(), shutdown).await?;
+        let limits = server_limits(&self.state.settings);
+        crate::server::serve(listener, self.router(), limits, shutdown).await?;
         tracing::info!("finishing in-flight work");
         workers.stop().await;
         self.state.db.close().await;
         Ok(())
+    }
+}
+
+/// The HTTP server's limits as configured (`EHRS_HTTP_*`).
+pub fn server_limits(settings: &Settings) -> crate::server::ServerLimits {
+    crate::server::ServerLimits {
+        header_read: settings.http_header_timeout,
+        body_read: settings.http_body_timeout,
+        answer_write: settings.http_write_timeout,
+        max_connections: settings.http_max_connections as usize,
+        max_connections_per_address: settings.http_max_connections_per_address as usize,
     }
 }
 

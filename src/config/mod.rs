@@ -82,6 +82,31 @@ pub struct Settings {
     #[arg(long, env = "EHRS_LOGIN_THROTTLE_WINDOW", default_value = "15m", value_parser = parse_duration)]
     pub login_throttle_window: Duration,
 
+    /// How long a client may take to send a request head, and how long an idle
+    /// keep-alive connection is kept.
+    #[arg(long, env = "EHRS_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub http_header_timeout: Duration,
+
+    /// How long a client may take to send a whole request body, from its head (408
+    /// `request_timeout` after).
+    #[arg(long, env = "EHRS_HTTP_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub http_body_timeout: Duration,
+
+    /// How long a client may take to read a whole answer, from its first byte (the
+    /// connection is closed after).
+    #[arg(long, env = "EHRS_HTTP_WRITE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub http_write_timeout: Duration,
+
+    /// Connections the server holds at once; one more is answered 503
+    /// `too_many_connections` with `Retry-After` and closed.
+    #[arg(long, env = "EHRS_HTTP_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+
+    /// Connections the server holds at once from one client address (behind a reverse
+    /// proxy every client has the proxy's address: raise it to the proxy's pool).
+    #[arg(long, env = "EHRS_HTTP_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections_per_address: u32,
+
     /// Connections in the database pool (PostgreSQL; SQLite readers).
     #[arg(long, env = "EHRS_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,

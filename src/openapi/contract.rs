@@ -6,8 +6,9 @@
 //! `#[utoipa::path]`; what the shared layers answer is added here:
 //! - every operation: 400 (a path or query that is not UTF-8 once decoded, see
 //!   `router::middleware::refuse_invalid_utf8`), 422 (a query parameter the operation
-//!   does not take, see `router::middleware::refuse_unknown_query`) and 503 (the
-//!   database is busy);
+//!   does not take, see `router::middleware::refuse_unknown_query`), 414 and 431 (a
+//!   request head too large to read, answered by the server loop: `server::MAX_*`) and
+//!   503 (the database is busy, or too many connections);
 //! - with a bearer token: 401;
 //! - with a path parameter: 404 (a malformed or unknown id names nothing);
 //! - with query parameters: 422 also for a filter value of the wrong form;
@@ -65,7 +66,18 @@ fn declare(operation: &mut Operation, path_level_parameters: bool) {
         "400",
         "The request is malformed: JSON that does not parse or repeats a key, or a path or query that is not UTF-8",
     );
-    add("503", "The database is busy; try again");
+    add(
+        "414",
+        "The request target (path and query) is longer than the server reads",
+    );
+    add(
+        "431",
+        "The request head is larger than the server reads, or has too many headers",
+    );
+    add(
+        "503",
+        "The database is busy, or the server holds its most connections (`too_many_connections`, with `Retry-After`); try again",
+    );
     if secured {
         add("401", "No valid bearer token");
     }

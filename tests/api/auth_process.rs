@@ -13,7 +13,11 @@ const ADMIN_PASSWORD: &str = "flood-test-root-pw";
 
 /// `ehrs serve` on a fresh SQLite data dir, with `env` on top of a quiet default; its
 /// output (logs go to stdout, errors to stderr) goes to `<dir>/output.log`. `shell` wraps the start (e.g. `umask 000`).
-async fn serve(dir: &Path, env: &[(&str, &str)], shell: Option<&str>) -> (Child, String) {
+pub(crate) async fn serve(
+    dir: &Path,
+    env: &[(&str, &str)],
+    shell: Option<&str>,
+) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -99,6 +103,8 @@ async fn a_login_flood_stays_within_a_fixed_memory_bound() {
             ("EHRS_PASSWORD_HASH_QUEUE", "16"),
             ("EHRS_LOGIN_THROTTLE_AFTER", "1000000"),
             ("EHRS_LOGIN_THROTTLE_AFTER_ADDRESS", "1000000"),
+            // All 256 come from 127.0.0.1: the flood is of logins, not of connections.
+            ("EHRS_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "512"),
         ],
         None,
     )

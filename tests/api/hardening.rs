@@ -179,7 +179,7 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> O
 #[tokio::test]
 async fn silent_half_sent_and_idle_connections_are_closed() {
     assert_eq!(
-        ehrs::server::ServerTimeouts::default().header_read,
+        ehrs::server::ServerLimits::default().header_read,
         Duration::from_secs(30),
         "the documented default"
     );
@@ -189,14 +189,15 @@ async fn silent_half_sent_and_idle_connections_are_closed() {
         "/",
         axum::routing::get(|| async { "ok" }).post(|body: String| async move { body }),
     );
-    let timeouts = ehrs::server::ServerTimeouts {
+    let limits = ehrs::server::ServerLimits {
         header_read: Duration::from_secs(1),
         body_read: Duration::from_secs(1),
+        ..Default::default()
     };
-    tokio::spawn(ehrs::server::serve_with_timeouts(
+    tokio::spawn(ehrs::server::serve(
         listener,
         router,
-        timeouts,
+        limits,
         std::future::pending(),
     ));
     let limit = Duration::from_secs(5);

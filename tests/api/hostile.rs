@@ -125,8 +125,8 @@ db_test!(async fn a_dripped_body_gets_408_at_one_deadline_for_the_whole_body(app
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let timeouts = ehrs::server::ServerTimeouts { header_read: Duration::from_secs(10), body_read: Duration::from_secs(2) };
-    tokio::spawn(ehrs::server::serve_with_timeouts(listener, ehrs::router::router(app.state.clone()), timeouts, std::future::pending()));
+    let limits = ehrs::server::ServerLimits { header_read: Duration::from_secs(10), body_read: Duration::from_secs(2), ..Default::default() };
+    tokio::spawn(ehrs::server::serve(listener, ehrs::router::router(app.state.clone()), limits, std::future::pending()));
     for drip in [true, false] {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
@@ -256,4 +256,29 @@ db_test!(async fn an_unknown_query_parameter_is_refused_like_an_unknown_body_fie
     // The portal's files are not API routes: a cache-busting query is no error.
     let page = app.client.get(format!("{}/portal/?v=2", app.base_url)).send().await.unwrap();
     assert_eq!(page.status(), 200);
+});
+
+db_test!(async fn answers_hyper_writes_itself_carry_the_json_error(app) {
+    // Finding 9: a 200 KB URI got 414 with an empty body; so did 431 and 400.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let many_headers: String = (0..120).map(|n| format!("X-Extra-{n}: 1\r\n")).collect();
+    let cases = [
+        (format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(200_000)), "414", "uri_too_long"),
+        (format!("GET / HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"), "431", "headers_too_large"),
+        (format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(500_000)), "431", "headers_too_large"),
+        ("BREW /pot HTCPCP\r\n\r\n".to_string(), "400", "malformed_request"),
+    ];
+    for (request, status, code) in cases {
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{code}: {answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], code);
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    }
 });

@@ -9,6 +9,7 @@ mod auth_process;
 mod camps;
 mod cli;
 mod conformance;
+mod connections;
 mod consultations;
 mod crash;
 mod delivery;

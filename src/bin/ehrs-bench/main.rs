@@ -20,12 +20,16 @@
 //! `… -- delivery [--events N] [--receivers N] [--concurrency N]` runs 1 and one end-to-end
 //! scenario on SQLite alone.
 //!
+//! `… -- held [--connections N]` prints the memory `ehrs serve` holds for N idle, half-sent
+//! or dripping connections.
+//!
 //! Everything runs in this one process on 127.0.0.1: load generator, server, engine and
 //! receivers share the machine's cores, as they would on a small camp server.
 
 use clap::Parser;
 use std::time::Duration;
 
+mod held;
 mod load;
 mod receiver;
 mod scenario;
@@ -69,6 +73,12 @@ enum Command {
         /// Length of the paced scenarios.
         #[arg(long, default_value_t = 10)]
         paced_seconds: u32,
+    },
+    /// The memory a real `ehrs serve` (the release binary beside this one) holds for N
+    /// connections that are idle, send half a request head, or drip a body.
+    Held {
+        #[arg(long, default_value_t = 1_000)]
+        connections: usize,
     },
     /// One end-to-end scenario, its report printed as one `REPORT {json}` line: the suite
     /// runs each scenario in a process of its own so each peak RSS is its own.
@@ -213,6 +223,7 @@ async fn main() {
             postgres,
             paced_seconds,
         } => suite(events, concurrency, postgres, paced_seconds).await,
+        Command::Held { connections } => held::held(connections).await,
         Command::Scenario {
             postgres,
             events,

@@ -159,6 +159,7 @@ pub(crate) async fn end_to_end(
     tokio::spawn(ehrs::server::serve(
         listener,
         app.router(),
+        ehrs::application::server_limits(&app.state.settings),
         std::future::pending(),
     ));
 

@@ -147,9 +147,15 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(ehrs::server::serve(listener, application.router(), async {
-            let _ = stopped.await;
-        }));
+        let limits = ehrs::application::server_limits(&application.state.settings);
+        tokio::spawn(ehrs::server::serve(
+            listener,
+            application.router(),
+            limits,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let app = TestApp {
             backend,
             base_url: format!("http://{addr}"),
