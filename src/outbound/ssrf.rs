@@ -394,6 +394,64 @@ mod tests {
         assert!(is_allowed("::ffff:0:808:808".parse().unwrap(), STRICT));
     }
 
+    /// `refused` must be refused and `allowed` allowed (each range: one test).
+    fn judge(refused: &[&str], allowed: &[&str]) {
+        for raw in refused {
+            assert!(
+                !is_allowed(raw.parse().unwrap(), STRICT),
+                "{raw} must be refused"
+            );
+        }
+        for raw in allowed {
+            assert!(
+                is_allowed(raw.parse().unwrap(), STRICT),
+                "{raw} must be allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_judged_by_their_ipv4_address() {
+        judge(
+            &[
+                "::ffff:127.0.0.1",
+                "::ffff:10.0.0.1",
+                "::ffff:169.254.169.254",
+            ],
+            &["::ffff:8.8.8.8"],
+        );
+    }
+
+    #[test]
+    fn ipv4_compatible_addresses_are_refused_whole() {
+        // ::a.b.c.d (deprecated, RFC 4291): nothing routes it, so none is a receiver.
+        judge(&["::127.0.0.1", "::8.8.8.8", "::10.0.0.1"], &[]);
+    }
+
+    #[test]
+    fn nat64_addresses_are_judged_by_their_ipv4_address() {
+        // The well-known prefix 64:ff9b::/96 (RFC 6052) reaches the IPv4 address it carries.
+        judge(
+            &["64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b::a9fe:a9fe"],
+            &["64:ff9b::808:808"],
+        );
+    }
+
+    #[test]
+    fn local_use_nat64_addresses_are_refused_whole() {
+        // 64:ff9b:1::/48 (RFC 8215) is a local translator's: its mapping is not known here.
+        judge(&["64:ff9b:1::808:808", "64:ff9b:1:ffff::1"], &[]);
+    }
+
+    #[test]
+    fn six_to_four_addresses_are_judged_by_their_ipv4_address() {
+        // 2002:a.b.c.d::/48 (RFC 3056) carries its site's IPv4 address in groups 2 and 3.
+        judge(
+            &["2002:7f00:1::1", "2002:a00:1::", "2002:c0a8:101::1"],
+            &["2002:808:808::1"],
+        );
+    }
+
     #[tokio::test]
     async fn port_zero_is_refused() {
         let refused = check_url("https://8.8.8.8:0/hook", STRICT, &SystemLookup).await;
