@@ -10,7 +10,7 @@ use crate::outbound::backend::Requeued;
 use crate::outbound::subscriptions::{check_filter_takes, filter_takes};
 use crate::time::Timestamp;
 use svix::api::MessageAttemptListAttemptedMessagesOptions;
-use svix::models::{MessageStatus, RecoverIn};
+use svix::models::{EndpointMessageOut, MessageStatus, RecoverIn};
 
 impl SvixBackend {
     pub(super) async fn resend(
@@ -44,38 +44,13 @@ impl SvixBackend {
     /// (Svix does not retry those); if it fails the message shows `exhausted`.
     pub(super) async fn release_held(&self, id: &SubscriptionId) -> ApiResult<usize> {
         let now = chrono::Utc::now();
-        let mut held = Vec::new();
-        let mut iterator = None;
-        // Svix looks back 7 days for `sending` messages; 40 pages of 250 is far beyond what
-        // one endpoint holds, and bounds the call.
-        for _ in 0..40 {
-            let page = self
-                .client
-                .message_attempt()
-                .list_attempted_messages(
-                    self.app.clone(),
-                    id.to_string(),
-                    Some(MessageAttemptListAttemptedMessagesOptions {
-                        limit: Some(SVIX_PAGE),
-                        iterator: iterator.take(),
-                        status: Some(MessageStatus::Sending),
-                        with_content: Some(false),
-                        ..Default::default()
-                    }),
-                )
-                .await
-                .map_err(|err| api_error(err, "subscription", id.as_str()))?;
-            held.extend(
-                page.data
-                    .into_iter()
-                    .filter(|m| m.next_attempt.is_some_and(|due| due <= now))
-                    .map(|m| m.id),
-            );
-            if page.done || page.iterator.is_none() {
-                break;
-            }
-            iterator = page.iterator;
-        }
+        let held: Vec<String> = self
+            .attempted_messages(id, MessageStatus::Sending, Selection::default())
+            .await?
+            .into_iter()
+            .filter(|m| m.next_attempt.is_some_and(|due| due <= now))
+            .map(|m| m.id)
+            .collect();
         // Listed newest first.
         for message in held.iter().rev() {
             self.resend(message, id).await?;
@@ -161,9 +136,40 @@ impl SvixBackend {
         until: Option<Timestamp>,
         filter: Vec<String>,
     ) -> ApiResult<Requeued> {
-        let mut failed = Vec::new();
+        let window = Selection {
+            after: Some(since.to_datetime()),
+            before: until.map(|t| t.to_datetime()),
+            event_types: Some(filter.iter().cloned().collect()),
+        };
+        let failed: Vec<String> = self
+            .attempted_messages(id, MessageStatus::Fail, window)
+            .await?
+            .into_iter()
+            .filter(|m| filter_takes(&filter, &m.event_type))
+            .map(|m| m.id)
+            .collect();
+        // Listed newest first.
+        for message in failed.iter().rev() {
+            self.resend(message, id).await?;
+        }
+        Ok(Requeued {
+            requeued: Some(failed.len() as i64),
+            subscription_ids: vec![id.clone()],
+        })
+    }
+
+    /// The endpoint's attempted messages in `status` that `selection` selects, newest
+    /// first, page after page: at most 40 pages of 250, far beyond what one endpoint holds
+    /// (Svix looks 7 days back) and as many as Svix's own recovery takes, which bounds the
+    /// call.
+    async fn attempted_messages(
+        &self,
+        id: &SubscriptionId,
+        status: MessageStatus,
+        selection: Selection,
+    ) -> ApiResult<Vec<EndpointMessageOut>> {
+        let mut found = Vec::new();
         let mut iterator = None;
-        // Bounded like Svix's own recovery (10,000 messages).
         for _ in 0..40 {
             let page = self
                 .client
@@ -174,34 +180,31 @@ impl SvixBackend {
                     Some(MessageAttemptListAttemptedMessagesOptions {
                         limit: Some(SVIX_PAGE),
                         iterator: iterator.take(),
-                        status: Some(MessageStatus::Fail),
-                        after: Some(since.to_datetime()),
-                        before: until.map(|t| t.to_datetime()),
-                        event_types: Some(filter.iter().cloned().collect()),
                         with_content: Some(false),
+                        status: Some(status),
+                        after: selection.after,
+                        before: selection.before,
+                        event_types: selection.event_types.clone(),
                         ..Default::default()
                     }),
                 )
                 .await
                 .map_err(|err| api_error(err, "subscription", id.as_str()))?;
-            failed.extend(
-                page.data
-                    .into_iter()
-                    .filter(|m| filter_takes(&filter, &m.event_type))
-                    .map(|m| m.id),
-            );
+            found.extend(page.data);
             if page.done || page.iterator.is_none() {
                 break;
             }
             iterator = page.iterator;
         }
-        // Listed newest first.
-        for message in failed.iter().rev() {
-            self.resend(message, id).await?;
-        }
-        Ok(Requeued {
-            requeued: Some(failed.len() as i64),
-            subscription_ids: vec![id.clone()],
-        })
+        Ok(found)
     }
+}
+
+/// Which attempted messages to list beside their status: created in `[after, before)`, of
+/// `event_types` (unset: no bound).
+#[derive(Default)]
+struct Selection {
+    after: Option<chrono::DateTime<chrono::Utc>>,
+    before: Option<chrono::DateTime<chrono::Utc>>,
+    event_types: Option<std::collections::BTreeSet<String>>,
 }
