@@ -42,6 +42,7 @@ impl Application {
                 .hint("set EHRS_DATA_DIR to a directory this user owns, or create it")
             })?;
         }
+        settings.check_subnets()?;
         let keys = settings.load_keys().failed(|| {
             Failure::new(Kind::Configuration, "cannot load the keys")
                 .hint("see docs/configuration.md for EHRS_JWT_SECRET and EHRS_SECRET_KEY")

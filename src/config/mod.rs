@@ -148,6 +148,16 @@ pub struct Settings {
     #[arg(long, env = "EHRS_WEBHOOKS_ALLOW_INSECURE", default_value = "false", value_parser = parse_flag)]
     pub webhooks_allow_insecure: bool,
 
+    /// Private ranges (CIDRs, comma-separated) subscriptions may reach: a partner on the
+    /// camp's own network. Loopback, link-local and metadata addresses stay refused.
+    #[arg(long, env = "EHRS_WEBHOOK_ALLOWED_SUBNETS", default_value = "", value_parser = parse_subnets)]
+    pub webhook_allowed_subnets: Subnets,
+
+    /// Of the allowed ranges, those where `http://` is accepted (many LAN devices cannot
+    /// do TLS). Each must lie within `EHRS_WEBHOOK_ALLOWED_SUBNETS`.
+    #[arg(long, env = "EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS", default_value = "", value_parser = parse_subnets)]
+    pub webhook_allow_http_subnets: Subnets,
+
     /// How long a rotated-out signing secret keeps signing alongside the new one.
     #[arg(long, env = "EHRS_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub webhook_secret_overlap: Duration,
@@ -304,6 +314,45 @@ impl Settings {
         })?;
         Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
     }
+}
+
+impl Settings {
+    /// The subnet settings agree: `http://` is accepted only where subscriptions may go.
+    pub fn check_subnets(&self) -> anyhow::Result<()> {
+        use crate::failure::{Failure, Kind};
+        let allowed = &self.webhook_allowed_subnets.0;
+        let outside = self
+            .webhook_allow_http_subnets
+            .0
+            .iter()
+            .find(|http| !allowed.iter().any(|net| net.contains(*http)));
+        match outside {
+            None => Ok(()),
+            Some(subnet) => Err(Failure::new(
+                Kind::Configuration,
+                format!("EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS names {subnet}, which is not within EHRS_WEBHOOK_ALLOWED_SUBNETS"),
+            )
+            .hint("add the range to EHRS_WEBHOOK_ALLOWED_SUBNETS too, or remove it")
+            .into()),
+        }
+    }
+}
+
+/// A list of address ranges (`10.0.5.0/24,192.168.1.20/32`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subnets(pub Vec<ipnet::IpNet>);
+
+pub fn parse_subnets(raw: &str) -> Result<Subnets, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<ipnet::IpNet>()
+                .map(|net| net.trunc())
+                .map_err(|_| format!("'{part}' is not an address range in CIDR form (10.0.5.0/24)"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Subnets)
 }
 
 /// Delays between delivery attempts; its length is the number of retries.

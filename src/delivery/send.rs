@@ -52,7 +52,8 @@ pub struct HttpSender {
     /// The client's whole-request deadline, named in the message of an attempt that hit it.
     timeout: Duration,
     secrets: SecretBox,
-    policy: Policy,
+    policy: Arc<Policy>,
+    lookup: Arc<dyn ssrf::Lookup>,
     /// Stamps attempts and decides whether a rotated-out secret still signs. The
     /// signature's own timestamp stays on the system clock: the receiver checks it
     /// against its wall clock.
@@ -67,11 +68,13 @@ impl HttpSender {
         timeout: Duration,
         clock: Clock,
     ) -> HttpSender {
+        let policy = Arc::new(policy);
         HttpSender {
-            client: guarded_client(policy, lookup, timeout),
+            client: guarded_client(policy.clone(), lookup.clone(), timeout),
             timeout,
             secrets,
             policy,
+            lookup,
             clock,
         }
     }
@@ -133,7 +136,9 @@ impl HttpSender {
         let refused = |e: String| (FailureKind::Refused, e);
         let url =
             reqwest::Url::parse(&delivery.url).map_err(|e| refused(format!("invalid URL: {e}")))?;
-        ssrf::check_literal_host(&url, self.policy).map_err(|e| refused(e.to_string()))?;
+        ssrf::check_before_send(&url, &self.policy, self.lookup.as_ref())
+            .await
+            .map_err(|e| refused(e.to_string()))?;
         let body =
             body(delivery).map_err(|e| refused(format!("cannot render the payload: {e}")))?;
         let keys = self.signing_keys(delivery).map_err(refused)?;
@@ -170,7 +175,7 @@ impl HttpSender {
 /// The HTTP client for deliveries: guarded DNS, no proxy (a proxy would resolve names
 /// itself, bypassing the guard), no redirects, bounded time.
 pub fn guarded_client(
-    policy: Policy,
+    policy: Arc<Policy>,
     lookup: Arc<dyn ssrf::Lookup>,
     timeout: Duration,
 ) -> reqwest::Client {

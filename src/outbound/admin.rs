@@ -55,7 +55,7 @@ where
 /// control character or whitespace, or that resolve to internal addresses. Returns the URL
 /// normalised once (`Url::as_str`): the one string stored, shown, audited and called.
 pub async fn check_target(state: &Webhooks, url: &str) -> Result<String, ApiError> {
-    ssrf::check_url(url, state.policy, state.lookup.as_ref())
+    ssrf::check_url(url, &state.policy, state.lookup.as_ref())
         .await
         .map(|url| url.as_str().to_string())
         .map_err(|refusal| ApiError::invalid_field("url", refusal.field_reason()))

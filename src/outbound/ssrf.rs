@@ -6,6 +6,12 @@
 //! resolves to an internal address (DNS rebinding included) is refused at connect time
 //! too; literal IPs, which skip the resolver, are checked before sending.
 //! `EHRS_WEBHOOKS_ALLOW_INSECURE` (development only) allows `http://` and loopback.
+//!
+//! A camp's own devices (a lab analyser, a pharmacy tablet) sit on a private network:
+//! `EHRS_WEBHOOK_ALLOWED_SUBNETS`, set by whoever deploys the server (never through the
+//! API), lets subscriptions reach those ranges, and `EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS`, a
+//! subset of them, lets them use `http://` there (many LAN devices cannot do TLS).
+//! Loopback, link-local and metadata addresses stay refused whatever is allowed.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -13,18 +19,36 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// What the guard allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     pub allow_insecure: bool,
+    /// Private ranges subscriptions may reach (`EHRS_WEBHOOK_ALLOWED_SUBNETS`).
+    pub allowed_subnets: Vec<ipnet::IpNet>,
+    /// Of those, where `http://` is accepted (`EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS`).
+    pub http_subnets: Vec<ipnet::IpNet>,
 }
 
 impl Policy {
-    /// What `EHRS_WEBHOOKS_ALLOW_INSECURE` allows.
+    /// What `EHRS_WEBHOOKS_ALLOW_INSECURE` and the subnet settings allow.
     pub fn from_settings(settings: &crate::config::Settings) -> Policy {
         Policy {
             allow_insecure: settings.webhooks_allow_insecure,
+            allowed_subnets: settings.webhook_allowed_subnets.0.clone(),
+            http_subnets: settings.webhook_allow_http_subnets.0.clone(),
         }
     }
+
+    /// Whether `http://` may be used to reach `ip`: anywhere under the development
+    /// switch, else only in the ranges listed for it.
+    fn allows_http_to(&self, ip: IpAddr) -> bool {
+        self.allow_insecure || within(&self.http_subnets, ip)
+    }
+}
+
+/// Whether `ip` (an IPv4-mapped address as its IPv4 one) is in one of `subnets`.
+fn within(subnets: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    subnets.iter().any(|subnet| subnet.contains(&ip))
 }
 
 /// Name resolution, injectable so tests can make a name resolve to any address.
@@ -67,6 +91,9 @@ pub enum Refusal {
     Unprintable,
     #[error("the address {0} is loopback, private, link-local or otherwise internal")]
     ForbiddenAddress(IpAddr),
+    /// `http://` to an address outside `EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS`.
+    #[error("the URL must use https:// to reach {0}")]
+    HttpNotAllowed(IpAddr),
     /// The name lookup failed or found no address: a typo, or no DNS from this server
     /// (told apart from a name that resolves only to refused addresses, which is
     /// `ForbiddenAddress`).
@@ -92,9 +119,15 @@ impl Refusal {
             Refusal::ForbiddenAddress(ip) if is_loopback(*ip) => {
                 format!("points at {ip}, a loopback address ({DEVELOPMENT})")
             }
-            Refusal::ForbiddenAddress(ip) => {
-                format!("points at {ip}, which is private, link-local or otherwise internal")
+            Refusal::ForbiddenAddress(ip) if never_allowed(*ip) => {
+                format!("points at {ip}, a link-local, metadata or otherwise special address, which no setting allows")
             }
+            Refusal::ForbiddenAddress(ip) => format!(
+                "points at {ip}, which is private or otherwise internal (a partner on the camp's network is allowed by listing its range in EHRS_WEBHOOK_ALLOWED_SUBNETS)"
+            ),
+            Refusal::HttpNotAllowed(ip) => format!(
+                "must use https:// to reach {ip} (http:// is accepted only for the ranges in EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS)"
+            ),
             Refusal::Unresolvable(host) => {
                 format!(
                     "names the host '{host}', which does not resolve: the name lookup failed or \
@@ -106,13 +139,37 @@ impl Refusal {
 }
 
 /// True for addresses a webhook may be sent to under `policy`.
-pub(crate) fn is_allowed(ip: IpAddr, policy: Policy) -> bool {
-    if policy.allow_insecure && is_loopback(ip) {
-        return true;
+pub(crate) fn is_allowed(ip: IpAddr, policy: &Policy) -> bool {
+    if is_loopback(ip) {
+        return policy.allow_insecure;
     }
-    match ip {
+    if never_allowed(ip) {
+        return false;
+    }
+    let public = match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => is_public_v6(v6),
+    };
+    public || within(&policy.allowed_subnets, ip)
+}
+
+/// Addresses no setting opens (loopback aside, which the development switch does):
+/// link-local (where cloud metadata services answer), the metadata services' own
+/// addresses, unspecified, multicast and broadcast.
+fn never_allowed(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+                // Alibaba's metadata service answers at 100.100.100.200.
+                || v4 == Ipv4Addr::new(100, 100, 100, 200)
+        }
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                // AWS's metadata service over IPv6.
+                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
     }
 }
 
@@ -193,18 +250,18 @@ fn embedded_v4(high: u16, low: u16) -> Ipv4Addr {
 /// called.
 pub async fn check_url(
     raw: &str,
-    policy: Policy,
+    policy: &Policy,
     lookup: &dyn Lookup,
 ) -> Result<reqwest::Url, Refusal> {
     if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(Refusal::Unprintable);
     }
     let url = reqwest::Url::parse(raw).map_err(|e| Refusal::InvalidUrl(e.to_string()))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if policy.allow_insecure => {}
+    let plain_http = match url.scheme() {
+        "https" => false,
+        "http" if policy.allow_insecure || !policy.http_subnets.is_empty() => true,
         _ => return Err(Refusal::NotHttps),
-    }
+    };
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Refusal::Credentials);
     }
@@ -226,43 +283,64 @@ pub async fn check_url(
     if addresses.is_empty() {
         return Err(Refusal::Unresolvable(host.to_string()));
     }
-    match addresses.iter().find(|ip| !is_allowed(**ip, policy)) {
-        Some(ip) => Err(Refusal::ForbiddenAddress(*ip)),
+    if let Some(ip) = addresses.iter().find(|ip| !is_allowed(**ip, policy)) {
+        return Err(Refusal::ForbiddenAddress(*ip));
+    }
+    match addresses
+        .iter()
+        .find(|ip| plain_http && !policy.allows_http_to(**ip))
+    {
+        Some(ip) => Err(Refusal::HttpNotAllowed(*ip)),
         None => Ok(url),
     }
 }
 
-/// Checks the host of a URL about to be sent to when it is an IP literal (the client's
-/// resolver is not consulted for those).
-pub(crate) fn check_literal_host(url: &reqwest::Url, policy: Policy) -> Result<(), Refusal> {
-    let ip = match url.host() {
-        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
-        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+/// Checks a URL about to be sent to: its host when it is an IP literal (the client's
+/// resolver is not consulted for those), and for `http://` that every address of its host
+/// is in a range where `http://` is accepted (the resolver that connects keeps to the
+/// allowed ranges, but does not know the scheme).
+pub(crate) async fn check_before_send(
+    url: &reqwest::Url,
+    policy: &Policy,
+    lookup: &dyn Lookup,
+) -> Result<(), Refusal> {
+    let addresses = match url.host() {
+        Some(url::Host::Ipv4(v4)) => vec![IpAddr::V4(v4)],
+        Some(url::Host::Ipv6(v6)) => vec![IpAddr::V6(v6)],
+        Some(url::Host::Domain(name)) if url.scheme() == "http" => lookup
+            .lookup(name.to_string())
+            .await
+            .map_err(|_| Refusal::Unresolvable(name.to_string()))?,
         _ => return Ok(()),
     };
-    if is_allowed(ip, policy) {
-        Ok(())
-    } else {
-        Err(Refusal::ForbiddenAddress(ip))
+    if let Some(ip) = addresses.iter().find(|ip| !is_allowed(**ip, policy)) {
+        return Err(Refusal::ForbiddenAddress(*ip));
+    }
+    match addresses
+        .iter()
+        .find(|ip| url.scheme() == "http" && !policy.allows_http_to(**ip))
+    {
+        Some(ip) => Err(Refusal::HttpNotAllowed(*ip)),
+        None => Ok(()),
     }
 }
 
 /// The reqwest DNS resolver that drops forbidden addresses and fails when none is left.
 pub(crate) struct GuardedResolver {
-    pub policy: Policy,
+    pub policy: Arc<Policy>,
     pub lookup: Arc<dyn Lookup>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy;
+        let policy = self.policy.clone();
         let lookup = self.lookup.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
             let resolved = lookup.lookup(host.clone()).await?;
             let allowed: Vec<SocketAddr> = resolved
                 .iter()
-                .filter(|ip| is_allowed(**ip, policy))
+                .filter(|ip| is_allowed(**ip, &policy))
                 .map(|ip| SocketAddr::new(*ip, 0))
                 .collect();
             if allowed.is_empty() {
@@ -281,9 +359,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
 mod tests {
     use super::*;
 
-    const STRICT: Policy = Policy {
-        allow_insecure: false,
-    };
+    /// The default policy: nothing private, no development switch.
+    fn strict() -> Policy {
+        Policy::default()
+    }
 
     #[test]
     fn refusals_read_as_reasons_of_the_url_field_and_name_the_development_switch() {
@@ -329,7 +408,7 @@ mod tests {
             "::ffff:10.0.0.1",
         ] {
             let ip: IpAddr = raw.parse().unwrap();
-            assert!(!is_allowed(ip, STRICT), "{raw} must be refused");
+            assert!(!is_allowed(ip, &strict()), "{raw} must be refused");
         }
         for raw in [
             "93.184.216.34",
@@ -337,7 +416,7 @@ mod tests {
             "8.8.8.8",
         ] {
             assert!(
-                is_allowed(raw.parse().unwrap(), STRICT),
+                is_allowed(raw.parse().unwrap(), &strict()),
                 "{raw} must be allowed"
             );
         }
@@ -346,16 +425,16 @@ mod tests {
     #[test]
     fn the_discard_prefix_is_refused() {
         for raw in ["100::1", "100::", "100::ffff:ffff:ffff:ffff"] {
-            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+            assert!(!is_allowed(raw.parse().unwrap(), &strict()), "{raw}");
         }
     }
 
     #[test]
     fn the_6to4_relay_anycast_range_is_refused() {
         for raw in ["192.88.99.0", "192.88.99.1", "192.88.99.255"] {
-            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+            assert!(!is_allowed(raw.parse().unwrap(), &strict()), "{raw}");
         }
-        assert!(is_allowed("192.88.98.1".parse().unwrap(), STRICT));
+        assert!(is_allowed("192.88.98.1".parse().unwrap(), &strict()));
     }
 
     #[test]
@@ -366,9 +445,12 @@ mod tests {
             "2001::1",
             "2001:0:ffff::1",
         ] {
-            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+            assert!(!is_allowed(raw.parse().unwrap(), &strict()), "{raw}");
         }
-        assert!(is_allowed("2001:4860:4860::8888".parse().unwrap(), STRICT));
+        assert!(is_allowed(
+            "2001:4860:4860::8888".parse().unwrap(),
+            &strict()
+        ));
     }
 
     #[test]
@@ -378,33 +460,33 @@ mod tests {
             "2606:4700::200:5efe:a00:1",
             "2606:4700::5efe:a9fe:a9fe",
         ] {
-            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+            assert!(!is_allowed(raw.parse().unwrap(), &strict()), "{raw}");
         }
         assert!(is_allowed(
             "2606:4700::5efe:808:808".parse().unwrap(),
-            STRICT
+            &strict()
         ));
     }
 
     #[test]
     fn ipv4_translated_addresses_are_judged_by_their_ipv4_address() {
         for raw in ["::ffff:0:a00:1", "::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe"] {
-            assert!(!is_allowed(raw.parse().unwrap(), STRICT), "{raw}");
+            assert!(!is_allowed(raw.parse().unwrap(), &strict()), "{raw}");
         }
-        assert!(is_allowed("::ffff:0:808:808".parse().unwrap(), STRICT));
+        assert!(is_allowed("::ffff:0:808:808".parse().unwrap(), &strict()));
     }
 
     /// `refused` must be refused and `allowed` allowed (each range: one test).
     fn judge(refused: &[&str], allowed: &[&str]) {
         for raw in refused {
             assert!(
-                !is_allowed(raw.parse().unwrap(), STRICT),
+                !is_allowed(raw.parse().unwrap(), &strict()),
                 "{raw} must be refused"
             );
         }
         for raw in allowed {
             assert!(
-                is_allowed(raw.parse().unwrap(), STRICT),
+                is_allowed(raw.parse().unwrap(), &strict()),
                 "{raw} must be allowed"
             );
         }
@@ -452,12 +534,102 @@ mod tests {
         );
     }
 
+    fn camp_lan() -> Policy {
+        Policy {
+            allowed_subnets: vec![
+                "10.0.5.0/24".parse().unwrap(),
+                "fd00::/8".parse().unwrap(),
+                "127.0.0.0/8".parse().unwrap(),
+                "169.254.0.0/16".parse().unwrap(),
+            ],
+            http_subnets: vec!["10.0.5.0/28".parse().unwrap()],
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn allowed_subnets_open_private_ranges_but_never_loopback_link_local_or_metadata() {
+        let lan = camp_lan();
+        assert!(is_allowed("10.0.5.7".parse().unwrap(), &lan));
+        assert!(is_allowed("::ffff:10.0.5.7".parse().unwrap(), &lan));
+        assert!(!is_allowed("10.0.6.1".parse().unwrap(), &lan));
+        assert!(!is_allowed("10.0.5.7".parse().unwrap(), &strict()));
+        for raw in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "fd00:ec2::254",
+            "fe80::1",
+            "0.0.0.0",
+        ] {
+            assert!(
+                !is_allowed(raw.parse().unwrap(), &lan),
+                "{raw} stays refused"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn http_is_accepted_only_in_the_ranges_listed_for_it() {
+        let lan = camp_lan();
+        assert!(
+            check_url("http://10.0.5.3:8080/in", &lan, &SystemLookup)
+                .await
+                .is_ok()
+        );
+        assert!(
+            check_url("https://10.0.5.200/in", &lan, &SystemLookup)
+                .await
+                .is_ok()
+        );
+        let refused = check_url("http://10.0.5.200/in", &lan, &SystemLookup)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            Refusal::HttpNotAllowed("10.0.5.200".parse().unwrap())
+        );
+        assert!(
+            refused
+                .field_reason()
+                .contains("EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS")
+        );
+        let outside = check_url("https://10.0.6.1/in", &lan, &SystemLookup)
+            .await
+            .unwrap_err();
+        assert!(
+            outside
+                .field_reason()
+                .contains("EHRS_WEBHOOK_ALLOWED_SUBNETS"),
+            "{}",
+            outside.field_reason()
+        );
+        let metadata = check_url("https://169.254.169.254/", &lan, &SystemLookup)
+            .await
+            .unwrap_err();
+        assert!(
+            metadata.field_reason().contains("no setting allows"),
+            "{}",
+            metadata.field_reason()
+        );
+        // Without a range for http://, the URL must be https:// at all.
+        let no_http = Policy {
+            http_subnets: Vec::new(),
+            ..camp_lan()
+        };
+        assert_eq!(
+            check_url("http://10.0.5.3/in", &no_http, &SystemLookup)
+                .await
+                .unwrap_err(),
+            Refusal::NotHttps
+        );
+    }
+
     #[tokio::test]
     async fn port_zero_is_refused() {
-        let refused = check_url("https://8.8.8.8:0/hook", STRICT, &SystemLookup).await;
+        let refused = check_url("https://8.8.8.8:0/hook", &strict(), &SystemLookup).await;
         assert_eq!(refused.unwrap_err(), Refusal::PortZero);
         assert!(
-            check_url("https://8.8.8.8:8443/hook", STRICT, &SystemLookup)
+            check_url("https://8.8.8.8:8443/hook", &strict(), &SystemLookup)
                 .await
                 .is_ok()
         );
@@ -467,10 +639,11 @@ mod tests {
     fn the_development_switch_allows_loopback_only() {
         let dev = Policy {
             allow_insecure: true,
+            ..Policy::default()
         };
-        assert!(is_allowed("127.0.0.1".parse().unwrap(), dev));
-        assert!(is_allowed("::1".parse().unwrap(), dev));
-        assert!(!is_allowed("10.0.0.1".parse().unwrap(), dev));
-        assert!(!is_allowed("169.254.169.254".parse().unwrap(), dev));
+        assert!(is_allowed("127.0.0.1".parse().unwrap(), &dev));
+        assert!(is_allowed("::1".parse().unwrap(), &dev));
+        assert!(!is_allowed("10.0.0.1".parse().unwrap(), &dev));
+        assert!(!is_allowed("169.254.169.254".parse().unwrap(), &dev));
     }
 }

@@ -67,12 +67,14 @@ impl Lookup for FixedLookup {
 
 #[tokio::test]
 async fn a_name_that_resolves_to_a_private_address_is_refused() {
-    let strict = Policy {
-        allow_insecure: false,
-    };
+    let strict = Policy::default();
     let private: Arc<dyn Lookup> = Arc::new(FixedLookup("10.1.2.3".parse().unwrap()));
-    let refusal =
-        ssrf::check_url("https://hooks.partner.example/in", strict, private.as_ref()).await;
+    let refusal = ssrf::check_url(
+        "https://hooks.partner.example/in",
+        &strict,
+        private.as_ref(),
+    )
+    .await;
     assert!(
         matches!(refusal, Err(ssrf::Refusal::ForbiddenAddress(_))),
         "{refusal:?}"
@@ -80,7 +82,11 @@ async fn a_name_that_resolves_to_a_private_address_is_refused() {
 
     // The delivery client itself refuses at connect time (DNS rebinding: the name was
     // fine when the subscription was made, and is not any more).
-    let client = ehrs::testing::guarded_client(strict, private, Duration::from_secs(2));
+    let client = ehrs::testing::guarded_client(
+        std::sync::Arc::new(strict.clone()),
+        private,
+        Duration::from_secs(2),
+    );
     let error = client
         .post("https://hooks.partner.example/in")
         .send()
@@ -93,7 +99,7 @@ async fn a_name_that_resolves_to_a_private_address_is_refused() {
 
     let public: Arc<dyn Lookup> = Arc::new(FixedLookup("93.184.216.34".parse().unwrap()));
     assert!(
-        ssrf::check_url("https://hooks.partner.example/in", strict, public.as_ref())
+        ssrf::check_url("https://hooks.partner.example/in", &strict, public.as_ref())
             .await
             .is_ok()
     );
@@ -103,30 +109,31 @@ async fn a_name_that_resolves_to_a_private_address_is_refused() {
 async fn the_development_switch_allows_loopback_but_not_private_ranges() {
     let dev = Policy {
         allow_insecure: true,
+        ..Policy::default()
     };
     let system = ssrf::SystemLookup;
     assert!(
-        ssrf::check_url("http://127.0.0.1:9/hook", dev, &system)
+        ssrf::check_url("http://127.0.0.1:9/hook", &dev, &system)
             .await
             .is_ok()
     );
     assert!(
-        ssrf::check_url("http://localhost:9/hook", dev, &system)
+        ssrf::check_url("http://localhost:9/hook", &dev, &system)
             .await
             .is_ok()
     );
     assert!(
-        ssrf::check_url("http://10.0.0.1/hook", dev, &system)
+        ssrf::check_url("http://10.0.0.1/hook", &dev, &system)
             .await
             .is_err()
     );
     assert!(
-        ssrf::check_url("ftp://127.0.0.1/hook", dev, &system)
+        ssrf::check_url("ftp://127.0.0.1/hook", &dev, &system)
             .await
             .is_err()
     );
     assert!(
-        ssrf::check_url("https://user:pw@127.0.0.1/hook", dev, &system)
+        ssrf::check_url("https://user:pw@127.0.0.1/hook", &dev, &system)
             .await
             .is_err()
     );
@@ -146,10 +153,8 @@ impl Lookup for FailingLookup {
 
 #[tokio::test]
 async fn a_name_that_does_not_resolve_is_not_called_a_refused_address() {
-    let strict = Policy {
-        allow_insecure: false,
-    };
-    let refusal = ssrf::check_url("https://hooks.partner.example/in", strict, &FailingLookup)
+    let strict = Policy::default();
+    let refusal = ssrf::check_url("https://hooks.partner.example/in", &strict, &FailingLookup)
         .await
         .unwrap_err();
     let reason = refusal.field_reason();
