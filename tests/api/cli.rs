@@ -210,3 +210,24 @@ fn a_bad_setting_exits_3_and_the_codes_are_in_the_help() {
     );
     assert!(serve.contains("EHRS_ADMIN_PASSWORD_FILE"), "{serve}");
 }
+
+#[test]
+fn an_http_subnet_outside_the_allowed_ones_exits_3_naming_both_settings() {
+    let (code, _, stderr) = run(
+        &["serve"],
+        &[
+            ("EHRS_WEBHOOK_ALLOWED_SUBNETS", "192.168.1.0/24"),
+            (
+                "EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS",
+                "192.168.1.0/28,10.0.0.0/8",
+            ),
+            ("EHRS_BIND", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS names 10.0.0.0/8"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("EHRS_WEBHOOK_ALLOWED_SUBNETS"), "{stderr}");
+}
