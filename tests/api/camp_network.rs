@@ -2,14 +2,13 @@
 //! makes, on a private address the server reaches over a veth pair, as a lab analyser on
 //! the camp's LAN would be reached.
 
+use crate::ssrf::FixedLookup;
 use crate::support::eventually;
 use ehrs::auth::Role;
 use ehrs::outbound::ssrf::{Lookup, Policy};
 use serde_json::json;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -190,19 +189,6 @@ db_test!(
         assert!(reason.contains("EHRS_WEBHOOK_ALLOWED_SUBNETS"), "{reason}");
     }
 );
-
-/// A resolver that answers every name with one address (a name that rebinds to the LAN).
-struct FixedLookup(IpAddr);
-
-impl Lookup for FixedLookup {
-    fn lookup(
-        &self,
-        _host: String,
-    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
-        let ip = self.0;
-        Box::pin(async move { Ok(vec![ip]) })
-    }
-}
 
 #[tokio::test]
 async fn the_delivery_client_reaches_an_allowed_subnet_and_refuses_it_otherwise() {

@@ -53,7 +53,7 @@ db_test!(
 
 /// A resolver that answers every name with one address: stands in for DNS, which these
 /// machines cannot reach.
-struct FixedLookup(IpAddr);
+pub(crate) struct FixedLookup(pub(crate) IpAddr);
 
 impl Lookup for FixedLookup {
     fn lookup(
