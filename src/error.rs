@@ -133,6 +133,16 @@ impl ApiError {
 
     /// 400 `malformed_json`: the one wording for text that does not parse as JSON,
     /// wherever it arrives (API bodies, partner events, Svix's operational webhooks).
+    /// 409 `code`: the server keeps at most `limit` of `what`; the message names the
+    /// setting that raises the limit.
+    pub fn limit_reached(code: &'static str, what: &str, limit: i64, setting: &str) -> Self {
+        Self::conflict(
+            code,
+            format!("this server keeps at most {limit} {what}: delete one, or raise {setting}"),
+        )
+        .with_details(json!({ "limit": limit }))
+    }
+
     pub fn malformed_json(cause: impl std::fmt::Display) -> Self {
         Self::bad_request(
             "malformed_json",

@@ -61,10 +61,7 @@ fn may_read(token: Option<&str>, client: IpAddr, headers: &HeaderMap) -> Result<
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))),
-        None => {
-            client.is_loopback()
-                || matches!(client, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
-        }
+        None => client.to_canonical().is_loopback(),
     };
     if allowed {
         return Ok(());

@@ -69,13 +69,12 @@ async fn create_source(
     // moment may pass it together, which a bound against runaway clients can afford.
     let max = state.settings.inbound_max_sources;
     if repo::count_sources(&state.db).await? >= max {
-        return Err(ApiError::conflict(
+        return Err(ApiError::limit_reached(
             "source_limit",
-            format!(
-                "this server keeps at most {max} inbound sources: delete one, or raise EHRS_INBOUND_MAX_SOURCES"
-            ),
-        )
-        .with_details(serde_json::json!({ "limit": max })));
+            "inbound sources",
+            max,
+            "EHRS_INBOUND_MAX_SOURCES",
+        ));
     }
     let id = InboundSourceId::generate();
     let secret = new_secret();

@@ -119,14 +119,12 @@ async fn create_subscription(
     // Checked before the insert: two creations at the same moment may pass it together,
     // which a bound against runaway clients can afford.
     if state.backend.list_subscriptions(1, 0).await?.total >= state.max_subscriptions {
-        return Err(ApiError::conflict(
+        return Err(ApiError::limit_reached(
             "subscription_limit",
-            format!(
-                "this server keeps at most {} subscriptions: delete one, or raise EHRS_WEBHOOK_MAX_SUBSCRIPTIONS",
-                state.max_subscriptions
-            ),
-        )
-        .with_details(json!({ "limit": state.max_subscriptions })));
+            "subscriptions",
+            state.max_subscriptions,
+            "EHRS_WEBHOOK_MAX_SUBSCRIPTIONS",
+        ));
     }
     let created = state.backend.create_subscription(&body).await?;
     let details =

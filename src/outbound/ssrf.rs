@@ -272,17 +272,30 @@ pub async fn check_url(
     let host = url
         .host()
         .ok_or_else(|| Refusal::InvalidUrl("the URL has no host".into()))?;
-    let addresses = match host {
-        url::Host::Ipv4(v4) => vec![IpAddr::V4(v4)],
-        url::Host::Ipv6(v6) => vec![IpAddr::V6(v6)],
-        url::Host::Domain(name) => lookup
-            .lookup(name.to_string())
-            .await
-            .map_err(|_| Refusal::Unresolvable(name.to_string()))?,
-    };
+    let addresses = addresses_of(host.clone(), lookup).await?;
     if addresses.is_empty() {
         return Err(Refusal::Unresolvable(host.to_string()));
     }
+    check_addresses(&addresses, plain_http, policy)?;
+    Ok(url)
+}
+
+/// The addresses `host` stands for: itself when it is an IP literal, else what it
+/// resolves to.
+async fn addresses_of(host: url::Host<&str>, lookup: &dyn Lookup) -> Result<Vec<IpAddr>, Refusal> {
+    match host {
+        url::Host::Ipv4(v4) => Ok(vec![IpAddr::V4(v4)]),
+        url::Host::Ipv6(v6) => Ok(vec![IpAddr::V6(v6)]),
+        url::Host::Domain(name) => lookup
+            .lookup(name.to_string())
+            .await
+            .map_err(|_| Refusal::Unresolvable(name.to_string())),
+    }
+}
+
+/// Every address allowed under `policy`, and for `http://` every one in a range where
+/// `http://` is accepted.
+fn check_addresses(addresses: &[IpAddr], plain_http: bool, policy: &Policy) -> Result<(), Refusal> {
     if let Some(ip) = addresses.iter().find(|ip| !is_allowed(**ip, policy)) {
         return Err(Refusal::ForbiddenAddress(*ip));
     }
@@ -291,7 +304,7 @@ pub async fn check_url(
         .find(|ip| plain_http && !policy.allows_http_to(**ip))
     {
         Some(ip) => Err(Refusal::HttpNotAllowed(*ip)),
-        None => Ok(url),
+        None => Ok(()),
     }
 }
 
@@ -304,24 +317,12 @@ pub(crate) async fn check_before_send(
     policy: &Policy,
     lookup: &dyn Lookup,
 ) -> Result<(), Refusal> {
-    let addresses = match url.host() {
-        Some(url::Host::Ipv4(v4)) => vec![IpAddr::V4(v4)],
-        Some(url::Host::Ipv6(v6)) => vec![IpAddr::V6(v6)],
-        Some(url::Host::Domain(name)) if url.scheme() == "http" => lookup
-            .lookup(name.to_string())
-            .await
-            .map_err(|_| Refusal::Unresolvable(name.to_string()))?,
-        _ => return Ok(()),
-    };
-    if let Some(ip) = addresses.iter().find(|ip| !is_allowed(**ip, policy)) {
-        return Err(Refusal::ForbiddenAddress(*ip));
-    }
-    match addresses
-        .iter()
-        .find(|ip| url.scheme() == "http" && !policy.allows_http_to(**ip))
-    {
-        Some(ip) => Err(Refusal::HttpNotAllowed(*ip)),
+    let plain_http = url.scheme() == "http";
+    match url.host() {
+        // A name over https:// is left to the resolver that connects.
+        Some(url::Host::Domain(_)) if !plain_http => Ok(()),
         None => Ok(()),
+        Some(host) => check_addresses(&addresses_of(host, lookup).await?, plain_http, policy),
     }
 }
 

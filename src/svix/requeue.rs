@@ -123,9 +123,7 @@ impl SvixBackend {
             subscription_ids: vec![id.clone()],
         })
     }
-}
 
-impl SvixBackend {
     /// Sends again, oldest first, each message created in `[since, until)` of a type
     /// `filter` takes whose delivery to the endpoint failed, one manual attempt each (as
     /// the embedded engine's recovery selects by the message's time, not the attempt's).
