@@ -78,7 +78,13 @@ impl Application {
             logins: auth::LoginThrottle::new(settings.login_throttle()),
             initial_password,
         });
+        let idempotency = crate::idempotency::guard::Guard {
+            db: db.clone(),
+            secrets: secrets.clone(),
+            in_flight: Default::default(),
+        };
         let state = AppState {
+            idempotency,
             db,
             settings: Arc::new(settings),
             auth,
@@ -96,7 +102,8 @@ impl Application {
 
     /// Starts what runs beside the HTTP server: the webhook backend's workers (delivery
     /// only with `EHRS_WEBHOOK_WORKERS`), the payload retention for either backend (also
-    /// with `EHRS_WEBHOOK_WORKERS`), and the job runner (`Settings::job_workers`).
+    /// with `EHRS_WEBHOOK_WORKERS`), the job runner (`Settings::job_workers`), and the
+    /// hourly purge of idempotency keys past their 24 h.
     /// Stop them with [`Tasks::stop`]: in-flight work finishes, queued work waits in the
     /// database for the next start.
     pub fn start_workers(&self) -> Tasks {
@@ -120,6 +127,8 @@ impl Application {
             };
             tasks.spawn(|stopped| jobs::run(context, job_registry(), stopped));
         }
+        let db = self.state.db.clone();
+        tasks.spawn(move |stopped| crate::idempotency::run_purge(db, stopped));
         tasks
     }
 

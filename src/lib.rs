@@ -23,6 +23,7 @@ pub mod error;
 pub mod failure;
 pub(crate) mod health;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
 pub mod inbound;
 pub mod jobs;

@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// The delivery backend and what the webhook administration routes need.
     pub webhooks: Webhooks,
+    /// Remembered answers to writes sent with an `Idempotency-Key`.
+    pub idempotency: crate::idempotency::guard::Guard,
 }
 
 impl FromRef<AppState> for AuthState {

@@ -4,11 +4,13 @@ use super::model::{LoginRequest, NewUser, TokenResponse, User, UserUpdate};
 use super::{AuthState, ClientAddr, CurrentUser, Require, can, repo};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::UserId;
 use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The auth routes, for any application state that holds an [`AuthState`].
@@ -53,11 +55,14 @@ async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204, description = "Signed out; this user's tokens are revoked"),
         (status = 401, body = crate::error::ErrorBody)))]
-async fn logout(State(state): State<AuthState>, user: CurrentUser) -> ApiResult<StatusCode> {
+async fn logout(
+    key: IdempotencyKey,
+    State(state): State<AuthState>,
+    user: CurrentUser,
+) -> ApiResult<Response> {
     let mut tx = state.db.begin().await?;
     repo::revoke_tokens(&mut tx, &user.id).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    key.commit(tx, StatusCode::NO_CONTENT).await
 }
 
 /// The signed-in user.
@@ -88,10 +93,11 @@ async fn list_users(
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 201, body = User), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
         (status = 503, description = "Password hashing is saturated", body = crate::error::ErrorBody)))]
 async fn create_user(
+    key: IdempotencyKey,
     State(state): State<AuthState>,
     _user: Require<can::ManageUsers>,
     ApiJson(body): ApiJson<NewUser>,
-) -> ApiResult<(StatusCode, Json<User>)> {
+) -> ApiResult<Response> {
     body.validate()?;
     let hash = state.passwords.hash(body.password).await?;
     let mut tx = state.db.begin().await?;
@@ -102,8 +108,7 @@ async fn create_user(
             return Err(username_taken(&state.db, err, &body.username).await);
         }
     };
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    key.commit(tx, (StatusCode::CREATED, Json(created))).await
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
@@ -131,11 +136,12 @@ async fn get_user(
         (status = 422, description = "The password breaks the policy (the reason is in `details.fields`)", body = crate::error::ErrorBody),
         (status = 503, description = "Password hashing is saturated", body = crate::error::ErrorBody)))]
 async fn update_user(
+    key: IdempotencyKey,
     State(state): State<AuthState>,
     _user: Require<can::ManageUsers>,
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<UserUpdate>,
-) -> ApiResult<Json<User>> {
+) -> ApiResult<Response> {
     let id = parse_id(&user_id, "user", UserId::parse)?;
     let not_found = || ApiError::not_found("user", &id);
     // The username never changes, so the policy can be checked (and the slow hash done)
@@ -163,11 +169,13 @@ async fn update_user(
     )
     .await?
     .ok_or_else(not_found)?;
-    tx.commit().await?;
-    if hash.is_some() && super::initial_password::is_admin(&updated.username) {
+    let admin_password_changed =
+        hash.is_some() && super::initial_password::is_admin(&updated.username);
+    let answer = key.commit(tx, Json(updated)).await?;
+    if admin_password_changed {
         super::initial_password::forget(&state.initial_password);
     }
-    Ok(Json(updated))
+    Ok(answer)
 }
 
 fn last_admin(id: &UserId) -> ApiError {

@@ -5,6 +5,7 @@ use super::repo;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::CampId;
 use crate::outbound::{self, Event, EventType};
 use crate::state::AppState;
@@ -12,6 +13,7 @@ use crate::validation::{FieldErrors, Validate};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -52,16 +54,16 @@ async fn list_camps(
 #[utoipa::path(post, path = "/api/v1/medical-camps", tag = "camps", security(("bearer" = [])), request_body = CampInput,
     responses((status = 201, body = Camp), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_camp(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageCamps>,
     ApiJson(body): ApiJson<CampInput>,
-) -> ApiResult<(StatusCode, Json<Camp>)> {
+) -> ApiResult<Response> {
     body.validate()?;
     let mut tx = state.db.begin().await?;
     let camp = repo::insert(&mut tx, &body).await?;
     outbound::emit(&mut tx, Event::new(EventType::CampCreated, &camp)).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(camp)))
+    key.commit(tx, (StatusCode::CREATED, Json(camp))).await
 }
 
 #[utoipa::path(get, path = "/api/v1/medical-camps/{camp_id}", tag = "camps", security(("bearer" = [])),
@@ -80,11 +82,12 @@ async fn get_camp(
 #[utoipa::path(put, path = "/api/v1/medical-camps/{camp_id}", tag = "camps", security(("bearer" = [])), request_body = CampInput,
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_camp(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageCamps>,
     Path(camp_id): Path<String>,
     ApiJson(body): ApiJson<CampInput>,
-) -> ApiResult<Json<Camp>> {
+) -> ApiResult<Response> {
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -99,18 +102,18 @@ async fn update_camp(
         Event::changed(EventType::CampUpdated, &before, &camp),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(camp))
+    key.commit(tx, Json(camp)).await
 }
 
 /// Deletes a camp nobody is registered at; a camp in use answers 409.
 #[utoipa::path(delete, path = "/api/v1/medical-camps/{camp_id}", tag = "camps", security(("bearer" = [])),
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_camp(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageCamps>,
     Path(camp_id): Path<String>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     let mut tx = state.db.begin().await?;
     let camp = repo::delete(&mut tx, &id)
@@ -118,19 +121,19 @@ async fn delete_camp(
         .map_err(camp_in_use)?
         .ok_or_else(|| ApiError::not_found("camp", &id))?;
     outbound::emit(&mut tx, Event::new(EventType::CampDeleted, &camp)).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    key.commit(tx, StatusCode::NO_CONTENT).await
 }
 
 #[utoipa::path(post, path = "/api/v1/medical-camps/{camp_id}/update-attended-count", tag = "camps", security(("bearer" = [])),
     request_body = AttendanceUpdate,
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Camp), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_attendance(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::UpdateAttendance>,
     Path(camp_id): Path<String>,
     ApiJson(body): ApiJson<AttendanceUpdate>,
-) -> ApiResult<Json<Camp>> {
+) -> ApiResult<Response> {
     let id = parse_id(&camp_id, "camp", CampId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -160,8 +163,7 @@ async fn update_attendance(
         Event::changed(EventType::CampAttendanceUpdated, &before, &camp),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(camp))
+    key.commit(tx, Json(camp)).await
 }
 
 fn camp_in_use(err: sqlx::Error) -> ApiError {

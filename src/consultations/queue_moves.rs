@@ -7,6 +7,7 @@ use super::model::ConsultationStatus;
 use crate::auth::{Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::QueueEntryId;
 use crate::outbound::{self, Event, EventType};
 use crate::queue::model::{QueueStatusChanged, StatusUpdate};
@@ -14,6 +15,7 @@ use crate::queue::{self, QueueEntry, QueueStatus};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
+use axum::response::Response;
 use serde_json::json;
 
 /// Moves an entry along an allowed transition (see `QueueStatus::allowed_next`); the
@@ -22,10 +24,11 @@ use serde_json::json;
 #[utoipa::path(put, path = "/api/v1/queue/status-update", tag = "queue", security(("bearer" = [])), request_body = StatusUpdate,
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn update_status(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::UpdateQueue>,
     ApiJson(body): ApiJson<StatusUpdate>,
-) -> ApiResult<Json<QueueEntry>> {
+) -> ApiResult<Response> {
     let id = parse_id(&body.queue_entry_id, "queue entry", QueueEntryId::parse)?;
     let to = body.status;
     let mut tx = state.db.begin().await?;
@@ -62,8 +65,7 @@ pub(super) async fn update_status(
         )
         .await?;
     }
-    tx.commit().await?;
-    Ok(Json(entry))
+    key.commit(tx, Json(entry)).await
 }
 
 fn invalid_transition(from: QueueStatus, to: QueueStatus) -> ApiError {

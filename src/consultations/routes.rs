@@ -6,6 +6,7 @@ use crate::auth::{CurrentUser, Require, can};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::{CampId, ConsultationId, DoctorId, PatientId};
 use crate::outbound::{self, Event, EventType};
 use crate::queue::model::{Priority, filter_id};
@@ -14,6 +15,7 @@ use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -30,10 +32,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/api/v1/doctors/assign-doctor", tag = "consultations", security(("bearer" = [])), request_body = AssignDoctor,
     responses((status = 201, body = Consultation), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn assign_doctor(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::AssignDoctor>,
     ApiJson(body): ApiJson<AssignDoctor>,
-) -> ApiResult<(StatusCode, Json<Consultation>)> {
+) -> ApiResult<Response> {
     body.validate()?;
     let mut tx = state.db.begin().await?;
     let (patient, doctor, camp) = check_assignment(&mut tx, &body).await?;
@@ -56,8 +59,8 @@ async fn assign_doctor(
         Event::new(EventType::ConsultationCreated, &consultation),
     )
     .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(consultation)))
+    key.commit(tx, (StatusCode::CREATED, Json(consultation)))
+        .await
 }
 
 /// The references of an assignment, checked in the order of the body's fields, then the
@@ -153,11 +156,12 @@ async fn get_consultation(
 #[utoipa::path(put, path = "/api/v1/consultations/{consultation_id}", tag = "consultations", security(("bearer" = [])), request_body = ConsultationUpdate,
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Consultation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_consultation(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::Consult>,
     Path(consultation_id): Path<String>,
     ApiJson(body): ApiJson<ConsultationUpdate>,
-) -> ApiResult<Json<Consultation>> {
+) -> ApiResult<Response> {
     let id = parse_id(&consultation_id, "consultation", ConsultationId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -177,7 +181,7 @@ async fn update_consultation(
             before.notes.as_deref(),
         )
     {
-        return Ok(Json(before));
+        return Ok(Json(before).into_response());
     }
     repo::set_text(&mut tx, &id, complaint, diagnosis, notes).await?;
     let after = repo::get_in(&mut tx, &id)
@@ -188,8 +192,7 @@ async fn update_consultation(
         Event::changed(EventType::ConsultationUpdated, &before, &after),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(after))
+    key.commit(tx, Json(after)).await
 }
 
 fn open_error() -> ApiError {

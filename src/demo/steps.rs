@@ -164,6 +164,9 @@ pub fn print_curl(steps: &[Step]) {
     );
     println!("that server (scripts/tour picks a fresh one on every run):\n");
     println!("  set -euo pipefail");
+    println!(
+        "  key() {{ od -An -tx1 -N16 /dev/urandom | tr -d ' \\n'; }}   # a fresh Idempotency-Key: retries write once"
+    );
     println!("  export EHRS=http://127.0.0.1:8000");
     println!(
         "  TOKEN=$(curl -sS --fail-with-body -X POST $EHRS/api/v1/auth/login -H 'content-type: application/json' \\"
@@ -191,7 +194,7 @@ pub fn print_curl(steps: &[Step]) {
         };
         let path = fill(step.path, &variable);
         let call = format!(
-            "curl -sS --fail-with-body -X {} \"$EHRS{path}\" -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d {data}",
+            "curl -sS --fail-with-body --retry 3 -X {} \"$EHRS{path}\" -H \"authorization: Bearer $TOKEN\" -H \"idempotency-key: $(key)\" -H 'content-type: application/json' -d {data}",
             step.method
         );
         println!("  # {}", step.title);

@@ -6,12 +6,14 @@ use crate::auth::{CurrentUser, Require, can};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::{DoctorId, UserId};
 use crate::state::AppState;
 use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -46,10 +48,11 @@ async fn list_doctors(
     responses((status = 201, body = Doctor), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn create_doctor(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageDoctors>,
     ApiJson(body): ApiJson<DoctorInput>,
-) -> ApiResult<(StatusCode, Json<Doctor>)> {
+) -> ApiResult<Response> {
     body.validate()?;
     let mut tx = state.db.begin().await?;
     let link = linked_user(&mut tx, &body).await?;
@@ -60,8 +63,7 @@ async fn create_doctor(
             return Err(already_linked(&state, err, link.as_ref()).await);
         }
     };
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(doctor)))
+    key.commit(tx, (StatusCode::CREATED, Json(doctor))).await
 }
 
 #[utoipa::path(get, path = "/api/v1/doctors/{doctor_id}", tag = "doctors", security(("bearer" = [])),
@@ -85,11 +87,12 @@ async fn get_doctor(
     responses((status = 200, body = Doctor), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_doctor(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageDoctors>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<DoctorInput>,
-) -> ApiResult<Json<Doctor>> {
+) -> ApiResult<Response> {
     let id = parse_id(&raw, "doctor", DoctorId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -104,8 +107,7 @@ async fn update_doctor(
             return Err(already_linked(&state, err, link.as_ref()).await);
         }
     };
-    tx.commit().await?;
-    Ok(Json(doctor))
+    key.commit(tx, Json(doctor)).await
 }
 
 /// Deletes a doctor who has no consultations; one with consultations answers 409.
@@ -113,18 +115,18 @@ async fn update_doctor(
     params(("doctor_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_doctor(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageDoctors>,
     Path(raw): Path<String>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let id = parse_id(&raw, "doctor", DoctorId::parse)?;
     let mut tx = state.db.begin().await?;
     repo::delete(&mut tx, &id)
         .await
         .map_err(doctor_in_use)?
         .ok_or_else(|| ApiError::not_found("doctor", &id))?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    key.commit(tx, StatusCode::NO_CONTENT).await
 }
 
 /// The user the body links, which must exist (422 `invalid_reference` otherwise).

@@ -10,6 +10,7 @@ use super::{actions, receiver};
 use crate::auth::{Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::{InboundEventId, InboundSourceId};
 use crate::jobs;
 use crate::state::AppState;
@@ -17,6 +18,7 @@ use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use std::collections::BTreeMap;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -60,10 +62,11 @@ async fn list_sources(
     request_body = InboundSourceInput,
     responses((status = 201, body = InboundSourceWithSecret), (status = 409, description = "The server keeps no more sources (`source_limit`)", body = ErrorBody), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_source(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageWebhooks>,
     ApiJson(body): ApiJson<InboundSourceInput>,
-) -> ApiResult<(StatusCode, Json<InboundSourceWithSecret>)> {
+) -> ApiResult<Response> {
     body.validate()?;
     // Checked before the insert, like the subscriptions' cap: two creations at the same
     // moment may pass it together, which a bound against runaway clients can afford.
@@ -93,14 +96,17 @@ async fn create_source(
         &state.secrets.seal(&secret, id.as_str()),
     )
     .await?;
-    tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(InboundSourceWithSecret {
-            source: row.to_source(),
-            secret,
-        }),
-    ))
+    key.commit(
+        tx,
+        (
+            StatusCode::CREATED,
+            Json(InboundSourceWithSecret {
+                source: row.to_source(),
+                secret,
+            }),
+        ),
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/inbound-sources/{source_id}", tag = "inbound webhooks", security(("bearer" = [])),
@@ -123,11 +129,12 @@ async fn get_source(
     request_body = InboundSourceInput,
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = InboundSource), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_source(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageWebhooks>,
     Path(source_id): Path<String>,
     ApiJson(body): ApiJson<InboundSourceInput>,
-) -> ApiResult<Json<InboundSource>> {
+) -> ApiResult<Response> {
     let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -153,46 +160,49 @@ async fn update_source(
     let row = repo::update_source(&mut tx, &id, &fields)
         .await?
         .ok_or_else(|| ApiError::not_found("inbound source", &id))?;
-    tx.commit().await?;
-    Ok(Json(row.to_source()))
+    key.commit(tx, Json(row.to_source())).await
 }
 
 /// Deletes a source; the events it sent stay listed (with `source_name` null).
 #[utoipa::path(delete, path = "/api/v1/webhooks/inbound-sources/{source_id}", tag = "inbound webhooks", security(("bearer" = [])),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn delete_source(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageWebhooks>,
     Path(source_id): Path<String>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
     let mut tx = state.db.begin().await?;
     if !repo::delete_source(&mut tx, &id).await? {
         return Err(ApiError::not_found("inbound source", &id));
     }
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    key.commit(tx, StatusCode::NO_CONTENT).await
 }
 
 /// Replaces the secret at once (the old one stops verifying) and shows the new one once.
 #[utoipa::path(post, path = "/api/v1/webhooks/inbound-sources/{source_id}/rotate-secret", tag = "inbound webhooks", security(("bearer" = [])),
     responses((status = 200, body = InboundSourceWithSecret), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn rotate_secret(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageWebhooks>,
     Path(source_id): Path<String>,
-) -> ApiResult<Json<InboundSourceWithSecret>> {
+) -> ApiResult<Response> {
     let id = parse_id(&source_id, "inbound source", InboundSourceId::parse)?;
     let secret = new_secret();
     let mut tx = state.db.begin().await?;
     let row = repo::set_secret(&mut tx, &id, &state.secrets.seal(&secret, id.as_str()))
         .await?
         .ok_or_else(|| ApiError::not_found("inbound source", &id))?;
-    tx.commit().await?;
-    Ok(Json(InboundSourceWithSecret {
-        source: row.to_source(),
-        secret,
-    }))
+    key.commit(
+        tx,
+        Json(InboundSourceWithSecret {
+            source: row.to_source(),
+            secret,
+        }),
+    )
+    .await
 }
 
 /// Received events with their job's state, newest first.

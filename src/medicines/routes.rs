@@ -5,12 +5,14 @@ use super::repo;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::MedicineId;
 use crate::state::AppState;
 use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -45,10 +47,11 @@ async fn list_medicines(
 #[utoipa::path(post, path = "/api/v1/medicines", tag = "medicines", security(("bearer" = [])), request_body = MedicineInput,
     responses((status = 201, body = Medicine), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_medicine(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageMedicines>,
     ApiJson(body): ApiJson<MedicineInput>,
-) -> ApiResult<(StatusCode, Json<Medicine>)> {
+) -> ApiResult<Response> {
     let body = body.trimmed();
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -59,8 +62,7 @@ async fn create_medicine(
             return Err(medicine_exists(&state, err, &body).await);
         }
     };
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(medicine)))
+    key.commit(tx, (StatusCode::CREATED, Json(medicine))).await
 }
 
 #[utoipa::path(get, path = "/api/v1/medicines/{medicine_id}", tag = "medicines", security(("bearer" = [])),
@@ -81,11 +83,12 @@ async fn get_medicine(
 #[utoipa::path(put, path = "/api/v1/medicines/{medicine_id}", tag = "medicines", security(("bearer" = [])), request_body = MedicineInput,
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Medicine), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_medicine(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageMedicines>,
     Path(medicine_id): Path<String>,
     ApiJson(body): ApiJson<MedicineInput>,
-) -> ApiResult<Json<Medicine>> {
+) -> ApiResult<Response> {
     let id = parse_id(&medicine_id, "medicine", MedicineId::parse)?;
     let body = body.trimmed();
     body.validate()?;
@@ -97,8 +100,7 @@ async fn update_medicine(
             return Err(medicine_exists(&state, err, &body).await);
         }
     };
-    tx.commit().await?;
-    Ok(Json(medicine))
+    key.commit(tx, Json(medicine)).await
 }
 
 /// Deletes a medicine no prescription names (as prescribed or as replacement); one in use
@@ -106,18 +108,18 @@ async fn update_medicine(
 #[utoipa::path(delete, path = "/api/v1/medicines/{medicine_id}", tag = "medicines", security(("bearer" = [])),
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_medicine(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::ManageMedicines>,
     Path(medicine_id): Path<String>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let id = parse_id(&medicine_id, "medicine", MedicineId::parse)?;
     let mut tx = state.db.begin().await?;
     repo::delete(&mut tx, &id)
         .await
         .map_err(medicine_in_use)?
         .ok_or_else(|| ApiError::not_found("medicine", &id))?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    key.commit(tx, StatusCode::NO_CONTENT).await
 }
 
 /// The one unique key is (name, form, strength): 409 with the id of the medicine that has

@@ -26,18 +26,85 @@ pub fn declare_shared_errors(doc: &mut OpenApi) {
                 .iter()
                 .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path))
         });
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (operation, write) in [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
+        ] {
+            let Some(operation) = operation else {
+                continue;
+            };
             declare(operation, path_parameters);
+            if write && is_signed_in(operation) {
+                declare_idempotency_key(operation);
+            }
         }
+    }
+}
+
+/// Whether the operation asks for a bearer token: a signed-in user's operation.
+pub fn is_signed_in(operation: &Operation) -> bool {
+    operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty())
+}
+
+/// Every signed-in write takes an `Idempotency-Key` (see `idempotency`): the router's
+/// layer finds the routes it guards by this header parameter.
+fn declare_idempotency_key(operation: &mut Operation) {
+    use utoipa::openapi::path::ParameterBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let key = ParameterBuilder::new()
+        .name(crate::idempotency::HEADER)
+        .parameter_in(ParameterIn::Header)
+        .required(utoipa::openapi::Required::False)
+        .description(Some(
+            "Makes a retry safe: the same key with the same request within 24 h gets the first \
+             answer back (with `Idempotency-Replayed: true`) and writes nothing again. The same \
+             key with another request: 422 `idempotency_key_reused`; while the first is still \
+             running: 409 `request_in_progress`. Keys are per user; 1 to 255 visible ASCII \
+             characters, e.g. a UUID.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(crate::idempotency::MAX_KEY_LEN)),
+        ))
+        .build();
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(key));
+    mention(
+        operation,
+        "409",
+        "a request with the same `Idempotency-Key` is still running (`request_in_progress`, with `Retry-After`)",
+    );
+    mention(
+        operation,
+        "422",
+        "the `Idempotency-Key` was used for another request (`idempotency_key_reused`) or is malformed",
+    );
+}
+
+/// Adds `case` to what the operation's `status` answer covers (declaring the answer when
+/// the operation had none).
+fn mention(operation: &mut Operation, status: &str, case: &str) {
+    let answer = operation
+        .responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| error(""));
+    if let RefOr::T(answer) = answer {
+        answer.description = if answer.description.is_empty() {
+            format!("{}{}", case[..1].to_uppercase(), &case[1..])
+        } else {
+            format!("{}; or {case}", answer.description)
+        };
     }
 }
 
@@ -48,10 +115,7 @@ fn declare(operation: &mut Operation, path_level_parameters: bool) {
             .iter()
             .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
     };
-    let secured = operation
-        .security
-        .as_ref()
-        .is_some_and(|requirements| !requirements.is_empty());
+    let secured = is_signed_in(operation);
     let in_path = path_level_parameters || has_in(ParameterIn::Path);
     let in_query = has_in(ParameterIn::Query);
     let body = operation.request_body.is_some();

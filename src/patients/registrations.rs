@@ -6,12 +6,14 @@ use super::repo;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::{CampId, PatientId};
 use crate::outbound::{self, Event, EventType};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -29,11 +31,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 201, body = Registration), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn register(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     user: Require<can::RegisterPatients>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<RegistrationInput>,
-) -> ApiResult<(StatusCode, Json<Registration>)> {
+) -> ApiResult<Response> {
     let book_no = BookNo::from_path(&raw)?;
     let mut tx = state.db.begin().await?;
     // The path names the patient first (404), then the body's camp (422).
@@ -62,8 +65,8 @@ async fn register(
         Event::new(EventType::PatientCampRegistered, &registration),
     )
     .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(registration)))
+    key.commit(tx, (StatusCode::CREATED, Json(registration)))
+        .await
 }
 
 /// The camps a patient was registered at, most recent first.

@@ -5,6 +5,7 @@ use super::repo;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::CampId;
 use crate::outbound::{self, Event, EventType};
 use crate::state::AppState;
@@ -12,6 +13,7 @@ use crate::validation::{FieldErrors, Validate};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -48,10 +50,11 @@ async fn list_patients(
     responses((status = 201, body = Patient), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn create_patient(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::RegisterPatients>,
     ApiJson(body): ApiJson<NewPatient>,
-) -> ApiResult<(StatusCode, Json<Patient>)> {
+) -> ApiResult<Response> {
     let book_no = body.check()?;
     let mut tx = state.db.begin().await?;
     let patient = match repo::insert(&mut tx, &book_no, &body).await {
@@ -62,8 +65,7 @@ async fn create_patient(
         }
     };
     outbound::emit(&mut tx, Event::new(EventType::PatientRegistered, &patient)).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(patient)))
+    key.commit(tx, (StatusCode::CREATED, Json(patient))).await
 }
 
 #[utoipa::path(get, path = "/api/v1/patients/{book_no}", tag = "patients", security(("bearer" = [])),
@@ -89,11 +91,12 @@ async fn get_patient(
     responses((status = 200, body = Patient), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn update_patient(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::RegisterPatients>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<PatientPatch>,
-) -> ApiResult<Json<Patient>> {
+) -> ApiResult<Response> {
     let book_no = BookNo::from_path(&raw)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -103,7 +106,7 @@ async fn update_patient(
     let wanted = body.apply(&before)?;
     if wanted == before {
         tx.rollback().await?;
-        return Ok(Json(before));
+        return Ok(Json(before).into_response());
     }
     let patient = repo::update(&mut tx, &wanted).await?;
     outbound::emit(
@@ -111,8 +114,7 @@ async fn update_patient(
         Event::changed(EventType::PatientUpdated, &before, &patient),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(patient))
+    key.commit(tx, Json(patient)).await
 }
 
 /// A unique violation on insert can only be the book number: 409 with the id of the

@@ -9,6 +9,7 @@ use crate::consultations::model::{ConsultationStatus, closed};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::{ConsultationId, MedicineId, PrescriptionId};
 use crate::outbound::{self, Event, EventType};
 use crate::state::AppState;
@@ -17,6 +18,7 @@ use crate::{consultations, medicines};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -34,11 +36,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     request_body = NewPrescription,
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 201, body = Prescription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_prescription(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::Prescribe>,
     Path(consultation_id): Path<String>,
     ApiJson(body): ApiJson<NewPrescription>,
-) -> ApiResult<(StatusCode, Json<Prescription>)> {
+) -> ApiResult<Response> {
     let consultation_id = parse_id(&consultation_id, "consultation", ConsultationId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -58,8 +61,8 @@ async fn add_prescription(
         Event::new(EventType::PrescriptionAdded, &prescription),
     )
     .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(prescription)))
+    key.commit(tx, (StatusCode::CREATED, Json(prescription)))
+        .await
 }
 
 #[utoipa::path(get, path = "/api/v1/consultations/{consultation_id}/prescriptions", tag = "prescriptions", security(("bearer" = [])), params(PageParams),
@@ -126,11 +129,12 @@ async fn list_prescriptions(
     request_body = PrescriptionUpdate,
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = Prescription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_prescription(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::Dispense>,
     Path(prescription_id): Path<String>,
     ApiJson(body): ApiJson<PrescriptionUpdate>,
-) -> ApiResult<Json<Prescription>> {
+) -> ApiResult<Response> {
     let id = parse_id(&prescription_id, "prescription", PrescriptionId::parse)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -145,7 +149,7 @@ async fn update_prescription(
         replacement(&mut tx, &before, body.replaced_by_medicine_id.as_deref()).await?;
     let replaced = replaced_by != before.replaced_by_medicine_id;
     if status == before.dispatch_status && !replaced {
-        return Ok(Json(before));
+        return Ok(Json(before).into_response());
     }
     if !repo::update(&mut tx, &id, status, replaced_by.as_ref()).await? {
         return Err(already_dispensed(&id));
@@ -164,8 +168,7 @@ async fn update_prescription(
     if let Some(event) = pharmacy_event(replaced, status) {
         outbound::emit(&mut tx, Event::new(event, &after)).await?;
     }
-    tx.commit().await?;
-    Ok(Json(after))
+    key.commit(tx, Json(after)).await
 }
 
 /// The medicine a body field names, or 422 `invalid_reference` naming the field.

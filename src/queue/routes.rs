@@ -5,11 +5,13 @@ use super::repo;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::{CampId, DoctorId, QueueEntryId};
 use crate::outbound::{self, Event, EventType};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -66,10 +68,11 @@ async fn get_entry(
 #[utoipa::path(put, path = "/api/v1/queue/priority", tag = "queue", security(("bearer" = [])), request_body = PriorityUpdate,
     responses((status = 403, description = "The signed-in user's role may not do this", body = crate::error::ErrorBody), (status = 200, body = QueueEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_priority(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     _user: Require<can::UpdateQueue>,
     ApiJson(body): ApiJson<PriorityUpdate>,
-) -> ApiResult<Json<QueueEntry>> {
+) -> ApiResult<Response> {
     let id = parse_id(&body.queue_entry_id, "queue entry", QueueEntryId::parse)?;
     let mut tx = state.db.begin().await?;
     let before = repo::lock(&mut tx, &id)
@@ -86,7 +89,7 @@ async fn update_priority(
         .with_details(json!({ "queue_entry_id": id, "status": before.status })));
     }
     if before.priority == body.priority {
-        return Ok(Json(before));
+        return Ok(Json(before).into_response());
     }
     repo::set_priority(&mut tx, &id, body.priority).await?;
     let entry = repo::get_in(&mut tx, &id)
@@ -101,6 +104,5 @@ async fn update_priority(
         Event::new(EventType::QueuePriorityChanged, &changed),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(entry))
+    key.commit(tx, Json(entry)).await
 }

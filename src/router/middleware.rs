@@ -327,3 +327,67 @@ pub(super) async fn refuse_unknown_query(
         Err(errors) => ApiError::from(errors).into_response(),
     }
 }
+
+/// The routes that take an `Idempotency-Key`: the document's signed-in writes (the same
+/// rule by which the document declares the header, `openapi::contract`).
+pub(super) struct IdempotentRoutes(std::collections::HashSet<(String, axum::http::Method)>);
+
+impl IdempotentRoutes {
+    pub(super) fn from_document(document: &utoipa::openapi::OpenApi) -> Self {
+        use axum::http::Method;
+        let mut routes = std::collections::HashSet::new();
+        for (path, item) in &document.paths.paths {
+            let writes = [
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::PATCH, &item.patch),
+            ];
+            for (method, operation) in writes {
+                if operation
+                    .as_ref()
+                    .is_some_and(crate::openapi::contract::is_signed_in)
+                {
+                    routes.insert((path.clone(), method));
+                }
+            }
+        }
+        IdempotentRoutes(routes)
+    }
+
+    fn guard(&self, request: &axum::extract::Request) -> bool {
+        let Some(route) = request.extensions().get::<axum::extract::MatchedPath>() else {
+            return false;
+        };
+        self.0
+            .contains(&(route.as_str().to_string(), request.method().clone()))
+    }
+}
+
+/// A signed-in write with an `Idempotency-Key` runs once per key (see `idempotency`).
+/// Without the header, or on other routes, the request passes untouched.
+pub(super) async fn idempotent_writes(
+    state: crate::state::AppState,
+    routes: std::sync::Arc<IdempotentRoutes>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    // The header first: a request without one (nearly all) costs one header lookup.
+    if !request.headers().contains_key(crate::idempotency::HEADER) || !routes.guard(&request) {
+        return next.run(request).await;
+    }
+    let key = match crate::idempotency::guard::key_of(request.headers()) {
+        Ok(Some(key)) => key,
+        Ok(None) => return next.run(request).await,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let (mut parts, body) = request.into_parts();
+    let user = match crate::auth::CurrentUser::from_request_parts(&mut parts, &state).await {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let request = axum::extract::Request::from_parts(parts, body);
+    state.idempotency.run(user.id, key, request, next).await
+}

@@ -59,6 +59,8 @@ static DOCUMENT: LazyLock<bytes::Bytes> = LazyLock::new(|| document_json().into(
 pub fn router(state: AppState) -> Router {
     let (router, document) = routes().split_for_parts();
     let known_query = std::sync::Arc::new(middleware::KnownQuery::from_document(&document));
+    let idempotent = std::sync::Arc::new(middleware::IdempotentRoutes::from_document(&document));
+    let guarded = state.clone();
     router
         // The portal is pages, not API: it is not in the document.
         .merge(crate::portal::router())
@@ -76,6 +78,11 @@ pub fn router(state: AppState) -> Router {
                 "this route does not accept that method",
             )
         })
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                middleware::idempotent_writes(guarded.clone(), idempotent.clone(), request, next)
+            },
+        ))
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 middleware::refuse_unknown_query(known_query.clone(), request, next)

@@ -5,6 +5,7 @@ use super::repo;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::{CampId, VitalsId};
 use crate::outbound::{self, Event, EventType};
 use crate::patients::BookNo;
@@ -13,6 +14,7 @@ use crate::validation::Validate;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -29,11 +31,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 201, body = Vitals), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn record_vitals(
+    key: IdempotencyKey,
     State(state): State<AppState>,
     user: Require<can::RecordVitals>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<VitalsInput>,
-) -> ApiResult<(StatusCode, Json<Vitals>)> {
+) -> ApiResult<Response> {
     let book_no = BookNo::from_path(&raw)?;
     body.validate()?;
     let mut tx = state.db.begin().await?;
@@ -49,8 +52,7 @@ async fn record_vitals(
     };
     let vitals = repo::insert(&mut tx, &patient.id, camp.as_ref(), &body, &user.id).await?;
     outbound::emit(&mut tx, Event::new(EventType::VitalsRecorded, &vitals)).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(vitals)))
+    key.commit(tx, (StatusCode::CREATED, Json(vitals))).await
 }
 
 /// A patient's vitals, newest first.

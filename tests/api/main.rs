@@ -18,6 +18,7 @@ mod doctors;
 mod fake_svix;
 mod hardening;
 mod hostile;
+mod idempotency;
 mod inbound;
 mod login_throttle;
 mod medicines;

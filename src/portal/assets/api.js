@@ -27,20 +27,50 @@ export class ApiError extends Error {
   }
 }
 
+/** A fresh key for one write: 128 random bits in hex (`crypto.randomUUID` needs HTTPS). */
+function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Sends a request. A write carries an `Idempotency-Key`, and when its answer is lost on
+ * the way (flaky Wi-Fi) or the server says the first try is still running, it is sent
+ * again with the same key: the server writes it once and gives the first answer back.
+ */
 export async function api(method, path, body) {
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   const token = session.token();
   if (token) headers.authorization = `Bearer ${token}`;
+  if (method !== 'GET') headers['idempotency-key'] = newIdempotencyKey();
+  const tries = method === 'GET' ? 1 : 3;
   let response;
-  try {
-    response = await fetch(`/api/v1${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError(0, 'unreachable', 'Cannot reach the server. Check the connection and try again.');
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      response = await fetch(`/api/v1${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch {
+      if (attempt < tries) {
+        await pause(1000 * attempt);
+        continue;
+      }
+      throw new ApiError(0, 'unreachable', 'Cannot reach the server. Check the connection and try again.');
+    }
+    if (response.status === 409 && attempt < tries && response.headers.get('retry-after')) {
+      const clone = response.clone();
+      const code = await clone.json().then((j) => j && j.error && j.error.code, () => null);
+      if (code === 'request_in_progress') {
+        await pause(1000 * Number(response.headers.get('retry-after')));
+        continue;
+      }
+    }
+    break;
   }
   const text = await response.text();
   let json = null;
