@@ -14,6 +14,7 @@ use crate::outbound::signing;
 use crate::outbound::store;
 use crate::outbound::subscriptions::{
     NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret, check_filter_takes,
+    check_update_heartbeat,
 };
 use crate::tasks::Tasks;
 use crate::time::Timestamp;
@@ -128,6 +129,7 @@ impl WebhookBackend for EmbeddedBackend {
         id: &SubscriptionId,
         input: &SubscriptionUpdate,
     ) -> ApiResult<Subscription> {
+        check_update_heartbeat(&self.exists(id).await?, input)?;
         let mut tx = self.db.begin().await?;
         let updated = store::subscriptions::update(&mut tx, id, input)
             .await?

@@ -28,6 +28,7 @@ mod backend;
 mod claim;
 mod dispatch;
 mod fanout;
+mod heartbeat;
 mod lanes;
 mod record;
 mod send;
@@ -121,9 +122,11 @@ pub fn start(tasks: &mut Tasks, db: &Db, config: &EngineConfig, sender: &HttpSen
         ),
         lock => {
             let (db, config, sender) = (db.clone(), config.clone(), sender.clone());
+            let (heartbeat_db, clock) = (db.clone(), config.clock.clone());
             tasks.spawn(move |stop| {
                 dispatch::run(db, config, sender, stop, lock == WorkerLock::First)
             });
+            tasks.spawn(move |stop| heartbeat::run(heartbeat_db, clock, stop));
         }
     }
 }

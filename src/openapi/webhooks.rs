@@ -7,7 +7,7 @@
 
 use super::examples;
 use crate::outbound::EventType;
-use crate::outbound::events::{API_VERSION, WebhookTestData, is_identifier};
+use crate::outbound::events::{API_VERSION, WebhookHeartbeatData, WebhookTestData, is_identifier};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -95,6 +95,11 @@ pub fn data_schema(event: EventType) -> DataSchema {
         WebhookTest => resource::<WebhookTestData>(json!({
             "subscription_id": "sub_01jdq3v8m2x7c9k4t6w0y5z1ab",
             "message": "This is a test event from EHRS."
+        })),
+        WebhookHeartbeat => resource::<WebhookHeartbeatData>(json!({
+            "subscription_id": "sub_01jdq3v8m2x7c9k4t6w0y5z1ab",
+            "last_sequence": 41,
+            "heartbeat_interval": "10m"
         })),
     }
 }

@@ -59,6 +59,7 @@ event_types! {
     CampDeleted => "camp.deleted", "A medical camp was deleted.";
     CampAttendanceUpdated => "camp.attendance_updated", "A camp's attended count changed.";
     WebhookTest => "webhook.test", "A test event sent from the administration API.";
+    WebhookHeartbeat => "webhook.heartbeat", "Nothing was delivered to this subscription for its `heartbeat_interval`: the last sequence number so far, so a receiver can tell silence from loss.";
 }
 
 impl std::fmt::Display for EventType {
@@ -72,6 +73,19 @@ impl std::fmt::Display for EventType {
 pub struct WebhookTestData {
     pub subscription_id: crate::ids::SubscriptionId,
     pub message: String,
+}
+
+/// The `data` of `webhook.heartbeat`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WebhookHeartbeatData {
+    pub subscription_id: crate::ids::SubscriptionId,
+    /// The sequence number of the last delivery queued before this heartbeat (0: none
+    /// yet). The heartbeat takes the next one itself, like every delivery, so a gap
+    /// before it means deliveries are still to come, or were missed: fetch them from
+    /// the catch-up feed.
+    pub last_sequence: i64,
+    /// The subscription's `heartbeat_interval`, e.g. `10m`.
+    pub heartbeat_interval: String,
 }
 
 /// One clinical event: its type and the resource as it is after the write.
@@ -176,7 +190,7 @@ mod tests {
 
     #[test]
     fn every_type_round_trips_through_its_name() {
-        assert_eq!(EventType::ALL.len(), 18);
+        assert_eq!(EventType::ALL.len(), 19);
         for t in EventType::ALL {
             assert_eq!(EventType::parse(t.as_str()), Some(*t));
         }

@@ -21,6 +21,9 @@ pub struct Subscription {
     /// One delivery in flight at a time, in sequence order; a failing delivery holds
     /// back the later ones until it is delivered or exhausted.
     pub ordered: bool,
+    /// A `webhook.heartbeat` after this long without a delivery (`null`: none).
+    #[schema(example = "10m")]
+    pub heartbeat_interval: Option<String>,
     pub enabled: bool,
     /// Why the subscription was disabled automatically, if it was.
     pub paused_reason: Option<String>,
@@ -60,6 +63,12 @@ pub struct NewSubscription {
     /// Embedded engine only.
     #[serde(default)]
     pub ordered: bool,
+    /// After this long without a delivery the subscription receives a signed
+    /// `webhook.heartbeat` carrying its last sequence number, so silence can be told from
+    /// loss: `30s`, `10m`, `1h` (from 1 s to 24 h; absent or `null`: no heartbeats). The
+    /// filter must take `webhook.heartbeat`. Embedded engine only.
+    #[schema(example = "10m")]
+    pub heartbeat_interval: Option<String>,
 }
 
 /// Checks an event-type filter: every entry must be a known type (each unknown one is
@@ -100,7 +109,59 @@ impl NewSubscription {
         errors.text("url", &self.url, 2000);
         errors.optional_text("description", Some(&self.description), 500);
         validate_event_types(&mut errors, &self.event_types);
+        if let Some(interval) = &self.heartbeat_interval {
+            check_heartbeat(&mut errors, interval, &self.event_types);
+        }
         errors.finish()
+    }
+
+    /// The heartbeat interval in milliseconds (after [`NewSubscription::validate`]).
+    pub fn heartbeat_ms(&self) -> Option<i64> {
+        self.heartbeat_interval
+            .as_deref()
+            .and_then(|raw| heartbeat_ms(raw).ok())
+    }
+}
+
+/// The shortest and longest heartbeat intervals.
+pub const HEARTBEAT_MIN_MS: i64 = 1_000;
+pub const HEARTBEAT_MAX_MS: i64 = 86_400_000;
+
+/// `10m` → 600,000 ms, within [`HEARTBEAT_MIN_MS`, `HEARTBEAT_MAX_MS`].
+pub fn heartbeat_ms(raw: &str) -> Result<i64, String> {
+    let interval = crate::config::parse_duration(raw)
+        .map_err(|_| "must be a duration such as 30s, 10m or 1h".to_string())?;
+    let ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    if !(HEARTBEAT_MIN_MS..=HEARTBEAT_MAX_MS).contains(&ms) {
+        return Err("must be from 1s to 24h".to_string());
+    }
+    Ok(ms)
+}
+
+/// How an interval is shown: in the largest unit that states it exactly (`90s`, `10m`).
+pub fn show_interval(ms: i64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// A heartbeat interval must parse, and the filter must take the heartbeats it asks for.
+pub(crate) fn check_heartbeat(errors: &mut FieldErrors, interval: &str, filter: &[String]) {
+    if let Err(reason) = heartbeat_ms(interval) {
+        errors.add("heartbeat_interval", reason);
+    } else if !filter_takes(filter, EventType::WebhookHeartbeat.as_str()) {
+        errors.add(
+            "heartbeat_interval",
+            "needs webhook.heartbeat in event_types (the filter decides everything a subscription receives)",
+        );
     }
 }
 
@@ -117,6 +178,11 @@ pub struct SubscriptionUpdate {
     pub payload: Option<PayloadMode>,
     /// Turns ordered delivery on or off (see `NewSubscription.ordered`).
     pub ordered: Option<bool>,
+    /// Sets the heartbeat interval (see `NewSubscription.heartbeat_interval`); `null`
+    /// turns heartbeats off.
+    #[serde(default, deserialize_with = "crate::validation::present")]
+    #[schema(value_type = Option<String>, example = "10m")]
+    pub heartbeat_interval: Option<Option<String>>,
 }
 
 impl SubscriptionUpdate {
@@ -129,8 +195,31 @@ impl SubscriptionUpdate {
         if let Some(types) = &self.event_types {
             validate_event_types(&mut errors, types);
         }
+        if let Some(Some(interval)) = &self.heartbeat_interval
+            && let Err(reason) = heartbeat_ms(interval)
+        {
+            errors.add("heartbeat_interval", reason);
+        }
         errors.finish()
     }
+}
+
+/// An update must leave a heartbeat its filter takes: the interval and the filter after
+/// the update, each the update's or the current one.
+pub fn check_update_heartbeat(
+    current: &Subscription,
+    input: &SubscriptionUpdate,
+) -> Result<(), crate::error::ApiError> {
+    let interval = match &input.heartbeat_interval {
+        Some(interval) => interval.as_deref(),
+        None => current.heartbeat_interval.as_deref(),
+    };
+    let filter = input.event_types.as_ref().unwrap_or(&current.event_types);
+    let mut errors = FieldErrors::new();
+    if let Some(interval) = interval {
+        check_heartbeat(&mut errors, interval, filter);
+    }
+    Ok(errors.finish()?)
 }
 
 /// Whether an event-type filter takes `event_type` (an empty filter takes every type).

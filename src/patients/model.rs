@@ -2,7 +2,7 @@ use crate::error::ApiError;
 use crate::ids::{CampId, PatientId, RegistrationId, UserId};
 use crate::time::Timestamp;
 use crate::validation::{FieldErrors, Validate};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sqlx::any::{Any, AnyTypeInfo};
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Type};
@@ -215,32 +215,25 @@ impl Validate for NewPatient {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientPatch {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::validation::present")]
     // May be left out, not cleared: `null` is refused, so the schema does not allow it.
     #[schema(value_type = String, required = false, min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::validation::present")]
     #[schema(value_type = Sex, required = false)]
     pub sex: Option<Option<Sex>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::validation::present")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 130)]
     pub age: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::validation::present")]
     #[schema(value_type = Option<String>, format = Date, pattern = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub birth_date: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::validation::present")]
     #[schema(value_type = Option<String>, max_length = 32, pattern = r"^[0-9 +-]*[0-9][0-9 +-]*$")]
     pub phone: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::validation::present")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = r"\S")]
     pub address: Option<Option<String>>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, via `default`).
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl Validate for PatientPatch {

@@ -46,7 +46,7 @@ fn is_openapi_3_1_with_info_and_a_bearer_scheme() {
 fn every_event_type_has_a_declared_webhook() {
     let doc = doc();
     let webhooks = doc["webhooks"].as_object().unwrap();
-    assert_eq!(webhooks.len(), 18);
+    assert_eq!(webhooks.len(), 19);
     assert_eq!(webhooks.len(), EventType::ALL.len());
     for event in EventType::ALL {
         let post = &webhooks[event.as_str()]["post"];

@@ -5,8 +5,8 @@
 
 use super::endpoint_health;
 use super::endpoints::{
-    channels_for, event_filter, event_filter_of, metadata_for, payload_mode, refuse_ordered,
-    takes_example, to_subscription,
+    channels_for, event_filter, event_filter_of, metadata_for, payload_mode, refuse_heartbeat,
+    refuse_ordered, takes_example, to_subscription,
 };
 use super::logs::attempt_log;
 use super::{SvixBackend, api_error};
@@ -106,6 +106,7 @@ impl WebhookBackend for SvixBackend {
         input: &NewSubscription,
     ) -> ApiResult<SubscriptionWithSecret> {
         refuse_ordered(Some(input.ordered))?;
+        refuse_heartbeat(input.heartbeat_interval.is_some())?;
         let id = SubscriptionId::generate();
         let mut endpoint = EndpointIn::new(input.url.clone());
         endpoint.uid = Some(id.to_string());
@@ -146,6 +147,7 @@ impl WebhookBackend for SvixBackend {
         input: &SubscriptionUpdate,
     ) -> ApiResult<Subscription> {
         refuse_ordered(input.ordered)?;
+        refuse_heartbeat(matches!(input.heartbeat_interval, Some(Some(_))))?;
         let current = self.endpoint(id).await?;
         let mode = input.payload.unwrap_or_else(|| payload_mode(&current));
         // PUT replaces the endpoint: every field is sent, changed or kept.

@@ -110,6 +110,7 @@ pub(super) fn to_subscription(
             .collect(),
         payload: payload_mode(endpoint),
         ordered: false,
+        heartbeat_interval: None,
         enabled,
         paused_reason: paused.and_then(|h| h.paused_reason.clone()),
         paused_at: paused.and_then(|h| h.paused_at),
@@ -139,6 +140,18 @@ pub(super) fn refuse_ordered(ordered: Option<bool>) -> Result<(), ApiError> {
         return Err(ApiError::invalid_field(
             "ordered",
             "is available with the embedded engine only (WEBHOOK_BACKEND=embedded): Svix sends each message on its own",
+        ));
+    }
+    Ok(())
+}
+
+/// Svix sends what it is given and nothing on a timer of ours: a heartbeat would need
+/// EHRS to post one through Svix per endpoint, which it does not do.
+pub(super) fn refuse_heartbeat(asked: bool) -> Result<(), ApiError> {
+    if asked {
+        return Err(ApiError::invalid_field(
+            "heartbeat_interval",
+            "is available with the embedded engine only (WEBHOOK_BACKEND=embedded): under Svix, EHRS sends no heartbeats",
         ));
     }
     Ok(())

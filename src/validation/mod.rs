@@ -227,3 +227,11 @@ impl FieldErrors {
 pub trait Validate {
     fn validate(&self) -> Result<(), FieldErrors>;
 }
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, with
+/// `#[serde(default, deserialize_with = "crate::validation::present")]`).
+pub fn present<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}

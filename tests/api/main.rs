@@ -17,6 +17,7 @@ mod delivery;
 mod doctors;
 mod fake_svix;
 mod hardening;
+mod heartbeat;
 mod hostile;
 mod idempotency;
 mod inbound;

@@ -147,19 +147,33 @@ db_test!(async fn every_delivered_payload_matches_its_declared_schema(app) {
     let doc: Value = app.get(Role::Admin, "/openapi.json").await.expect(200);
     let full = TestReceiver::start().await;
     let ids = TestReceiver::start().await;
-    let (full_id, _) = app.subscribe(&full.url, &[], "full").await;
-    let (ids_id, _) = app.subscribe(&ids.url, &[], "id_only").await;
+    // Heartbeats every second: once the events stop, each receiver hears them too.
+    let subscribe = |url: String, payload: &'static str| {
+        let body = json!({"url": url, "payload": payload, "heartbeat_interval": "1s"});
+        let app = &app;
+        async move {
+            let created = app.post(Role::Admin, "/api/v1/webhooks/subscriptions", &body).await.expect(201);
+            created["id"].as_str().unwrap().to_string()
+        }
+    };
+    let full_id = subscribe(full.url.clone(), "full").await;
+    let ids_id = subscribe(ids.url.clone(), "id_only").await;
 
     emit_everything(&app).await;
-    // Each subscription also gets its own webhook.test.
-    let emitted = app.emitted_event_types().await.len() + 1;
+    // Each subscription also gets its own webhook.test, and at least one heartbeat.
+    let emitted = app.emitted_event_types().await.len() + 2;
     for subscription in [&full_id, &ids_id] {
         let path = format!("/api/v1/webhooks/subscriptions/{subscription}/test");
         app.post(Role::Admin, &path, &json!({})).await.expect(200);
     }
 
     for (receiver, mode) in [(&full, "full"), (&ids, "id_only")] {
-        let received = receiver.wait_for_distinct(emitted, PATIENCE).await;
+        receiver.wait_for_distinct(emitted, PATIENCE).await;
+        crate::support::eventually("a heartbeat", || async {
+            receiver.received().iter().any(|r| r.json["type"] == "webhook.heartbeat")
+        })
+        .await;
+        let received = receiver.received();
         for delivery in &received {
             check(&doc, delivery, mode);
         }
@@ -175,7 +189,7 @@ db_test!(async fn every_delivered_payload_matches_its_declared_schema(app) {
 db_test!(async fn the_document_and_the_docs_page_are_served_without_a_token(app) {
     let doc = app.request(Method::GET, None, "/openapi.json", None).await.expect(200);
     assert_eq!(doc["openapi"], "3.1.0");
-    assert_eq!(doc["webhooks"].as_object().unwrap().len(), 18);
+    assert_eq!(doc["webhooks"].as_object().unwrap().len(), 19);
     assert_eq!(doc, serde_json::to_value(ehrs::router::document()).unwrap());
 
     let page = app.request(Method::GET, None, "/docs", None).await;

@@ -301,6 +301,17 @@ svix_test!(async fn subscriptions_are_svix_endpoints(app, svix) {
     app.put(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}"), &json!({"ordered": true}))
         .await
         .expect(422);
+    assert_eq!(created["heartbeat_interval"], json!(null));
+    // Nor heartbeats: EHRS sends none through Svix.
+    let refused = app
+        .post(Role::Admin, "/api/v1/webhooks/subscriptions", &json!({"url": receiver.url, "heartbeat_interval": "10m"}))
+        .await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.body["error"]["details"]["fields"][0]["field"], "heartbeat_interval", "{}", refused.body);
+    assert!(refused.text.contains("embedded engine only"), "{}", refused.text);
+    app.put(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}"), &json!({"heartbeat_interval": "10m"}))
+        .await
+        .expect(422);
 
     let got = app.get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}")).await.expect(200);
     assert_eq!(got["event_types"], json!(["camp.created"]));
@@ -756,6 +767,7 @@ svix_test!(async fn subscriptions_left_from_the_embedded_engine_get_nothing_queu
         event_types: vec![],
         payload: ehrs::outbound::PayloadMode::Full,
         ordered: false,
+        heartbeat_interval: None,
     };
     ehrs::testing::insert_embedded_subscription(&app.state, &leftover, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
         .await

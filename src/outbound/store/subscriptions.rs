@@ -7,13 +7,15 @@ use crate::db::{Db, Tx};
 use crate::ids::SubscriptionId;
 use crate::outbound::backend::FailureStats;
 use crate::outbound::health::{self, Ledger};
-use crate::outbound::subscriptions::{NewSubscription, Subscription, SubscriptionUpdate};
+use crate::outbound::subscriptions::{
+    NewSubscription, Subscription, SubscriptionUpdate, heartbeat_ms, show_interval,
+};
 use crate::time::Timestamp;
 use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-const COLUMNS: &str = "id, url, description, event_types, payload_mode, ordered, enabled, paused_reason, paused_at, created_at, updated_at";
+const COLUMNS: &str = "id, url, description, event_types, payload_mode, ordered, heartbeat_interval_ms, enabled, paused_reason, paused_at, created_at, updated_at";
 
 fn from_row(row: &AnyRow) -> Result<Subscription, sqlx::Error> {
     let event_types: String = row.try_get("event_types")?;
@@ -24,6 +26,9 @@ fn from_row(row: &AnyRow) -> Result<Subscription, sqlx::Error> {
         event_types: serde_json::from_str(&event_types).unwrap_or_default(),
         payload: row.try_get("payload_mode")?,
         ordered: row.try_get::<i64, _>("ordered")? != 0,
+        heartbeat_interval: row
+            .try_get::<Option<i64>, _>("heartbeat_interval_ms")?
+            .map(show_interval),
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         paused_reason: row.try_get("paused_reason")?,
         paused_at: row.try_get("paused_at")?,
@@ -43,8 +48,8 @@ pub async fn insert(
     let now = Timestamp::now();
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhook_subscriptions (id, url, description, event_types, payload_mode, secret_enc, enabled, \
-         consecutive_failures, last_sequence, created_at, updated_at, ordered) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1, 0, 0, $7, $7, $8) RETURNING {COLUMNS}"
+         consecutive_failures, last_sequence, created_at, updated_at, ordered, heartbeat_interval_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, 0, 0, $7, $7, $8, $9) RETURNING {COLUMNS}"
     )))
     .bind(&id)
     .bind(&input.url)
@@ -54,6 +59,7 @@ pub async fn insert(
     .bind(secrets.seal(secret, id.as_str()))
     .bind(now)
     .bind(i64::from(input.ordered))
+    .bind(input.heartbeat_ms())
     .fetch_one(tx.conn())
     .await?;
     from_row(&row)
@@ -95,7 +101,9 @@ pub async fn update(
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_subscriptions SET url = COALESCE($2, url), description = COALESCE($3, description), \
          event_types = COALESCE($4, event_types), payload_mode = COALESCE($5, payload_mode), updated_at = $6, \
-         ordered = COALESCE($7, ordered) WHERE id = $1 RETURNING {COLUMNS}"
+         ordered = COALESCE($7, ordered), \
+         heartbeat_interval_ms = CASE WHEN $8 = 1 THEN $9 ELSE heartbeat_interval_ms END \
+         WHERE id = $1 RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(input.url.as_deref())
@@ -104,6 +112,14 @@ pub async fn update(
     .bind(input.payload)
     .bind(Timestamp::now())
     .bind(input.ordered.map(i64::from))
+    .bind(i64::from(input.heartbeat_interval.is_some()))
+    .bind(
+        input
+            .heartbeat_interval
+            .as_ref()
+            .and_then(|interval| interval.as_deref())
+            .and_then(|raw| heartbeat_ms(raw).ok()),
+    )
     .fetch_optional(tx.conn())
     .await?;
     row.as_ref().map(from_row).transpose()
@@ -202,4 +218,62 @@ pub async fn failure_stats(
         })
     })
     .transpose()
+}
+
+/// A subscription that has gone a heartbeat interval without a delivery.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DueHeartbeat {
+    pub id: SubscriptionId,
+    #[sqlx(rename = "heartbeat_interval_ms")]
+    pub interval_ms: i64,
+    created_at: i64,
+    last_success_at: Option<i64>,
+    last_heartbeat_at: Option<i64>,
+}
+
+impl DueHeartbeat {
+    /// The last time the receiver heard from us: a delivery, a heartbeat, or creation.
+    fn last_heard(&self) -> i64 {
+        self.created_at
+            .max(self.last_success_at.unwrap_or(0))
+            .max(self.last_heartbeat_at.unwrap_or(0))
+    }
+}
+
+/// The enabled subscriptions with heartbeats, nothing pending, and nothing sent for an
+/// interval at `now`.
+pub async fn due_heartbeats(db: &Db, now: Timestamp) -> Result<Vec<DueHeartbeat>, sqlx::Error> {
+    let candidates: Vec<DueHeartbeat> = sqlx::query_as(
+        "SELECT s.id, s.heartbeat_interval_ms, s.created_at, s.last_success_at, s.last_heartbeat_at \
+         FROM webhook_subscriptions s \
+         WHERE s.enabled = 1 AND s.heartbeat_interval_ms IS NOT NULL AND NOT EXISTS \
+         (SELECT 1 FROM webhook_deliveries d WHERE d.subscription_id = s.id AND d.status = $1)",
+    )
+    .bind(super::DeliveryStatus::Pending)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(candidates
+        .into_iter()
+        .filter(|due| due.last_heard() + due.interval_ms <= now.millis())
+        .collect())
+}
+
+/// Takes the heartbeat `due` at `now` for this transaction (none when another engine
+/// took it, or the setting changed meanwhile): the subscription's last sequence number.
+pub async fn claim_heartbeat(
+    tx: &mut Tx,
+    due: &DueHeartbeat,
+    now: Timestamp,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE webhook_subscriptions SET last_heartbeat_at = $3 \
+         WHERE id = $1 AND enabled = 1 AND heartbeat_interval_ms = $2 \
+         AND (last_heartbeat_at IS NULL OR last_heartbeat_at + heartbeat_interval_ms <= $3) \
+         RETURNING last_sequence",
+    )
+    .bind(&due.id)
+    .bind(due.interval_ms)
+    .bind(now)
+    .fetch_optional(tx.conn())
+    .await
 }

@@ -132,6 +132,7 @@ async function detail(main, ctx, id) {
       h('dl', { class: 'facts' },
         fact('Event types', types(sub.event_types)),
         fact('Payload', payloadWords[sub.payload] || sub.payload),
+        fact('Heartbeat', sub.heartbeat_interval ? `every ${sub.heartbeat_interval} of silence` : h('span', { class: 'muted' }, 'off')),
         fact('Failures in a row', failures(stats.consecutive_failures)),
         fact('Last failure', time(stats.last_failure_at)),
         fact('Last success', time(stats.last_success_at)),

@@ -52,6 +52,12 @@ browser_test!(async fn creates_a_subscription_and_shows_its_secret_once(app, bro
     browser.wait_for_text("Recent attempts").await;
     let source = browser.driver.source().await.unwrap();
     assert!(!source.contains(secret.trim_start_matches("whsec_")), "the secret is shown again");
+    // The heartbeat setting shows, off until it is set.
+    browser.wait_for_text("Heartbeat").await;
+    let heartbeat = serde_json::json!({"event_types": ["camp.created", "webhook.heartbeat"], "heartbeat_interval": "10m"});
+    app.put(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}"), &heartbeat).await.expect(200);
+    browser.driver.refresh().await.unwrap();
+    browser.wait_for_text("every 10m of silence").await;
 
     // An API refusal shows as its message, and nothing is created.
     browser.goto("/portal/subscriptions").await;
