@@ -132,6 +132,7 @@ impl WebhookBackend for SvixBackend {
         Ok(SubscriptionWithSecret {
             subscription: self.subscription(&created).await?,
             secret,
+            feed_token: None, // no sequences, no feed
         })
     }
 
@@ -283,6 +284,7 @@ impl WebhookBackend for SvixBackend {
         Ok(SubscriptionWithSecret {
             subscription: self.subscription(&endpoint).await?,
             secret,
+            feed_token: None, // no sequences, no feed
         })
     }
 
