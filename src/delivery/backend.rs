@@ -100,6 +100,18 @@ impl WebhookBackend for EmbeddedBackend {
         store::pending_count(&self.db).await
     }
 
+    async fn catch_up(
+        &self,
+        id: &SubscriptionId,
+        reader: &crate::outbound::feed::FeedReader,
+        after: i64,
+        limit: i64,
+    ) -> ApiResult<crate::outbound::feed::FeedPage> {
+        let cursor = super::feed::Cursor { after, limit };
+        let now = self.config.clock.now_ms();
+        super::feed::page(&self.db, &self.secrets, now, id, reader, cursor).await
+    }
+
     async fn list_subscriptions(&self, limit: i64, offset: i64) -> ApiResult<Page<Subscription>> {
         let (items, total) = store::subscriptions::list(&self.db, limit, offset).await?;
         Ok(Page::new(items, total, limit, offset))
@@ -114,10 +126,10 @@ impl WebhookBackend for EmbeddedBackend {
         let subscription =
             store::subscriptions::insert(&mut tx, input, &secret, &self.secrets).await?;
         tx.commit().await?;
-        Ok(SubscriptionWithSecret {
+        Ok(SubscriptionWithSecret::with_feed_token(
             subscription,
             secret,
-        })
+        ))
     }
 
     async fn get_subscription(&self, id: &SubscriptionId) -> ApiResult<Subscription> {
@@ -214,10 +226,10 @@ impl WebhookBackend for EmbeddedBackend {
                 .ok_or_else(|| not_found(id))?;
         tx.notify_on_commit(REQUEUE_SIGNAL);
         tx.commit().await?;
-        Ok(SubscriptionWithSecret {
+        Ok(SubscriptionWithSecret::with_feed_token(
             subscription,
             secret,
-        })
+        ))
     }
 
     async fn failure_stats(&self, id: &SubscriptionId) -> ApiResult<FailureStats> {

@@ -19,6 +19,9 @@
 //! fans out (an advisory lock). On SQLite one process delivers for a file (a lock file
 //! beside it), and at its start every lease left in the file is released.
 //!
+//! The catch-up feed's pages are read and rendered here too (`feed.rs`), with the
+//! sender's renderer and keys, so a page holds the bytes that were POSTed.
+//!
 //! The statements on the webhook tables live in `outbound::store` (and the health
 //! counters in `outbound::health`); these modules decide what to run. They must not
 //! touch clinical tables, nor anything of the Svix backend. Every time decision reads [`EngineConfig::clock`], so a test can move
@@ -28,6 +31,7 @@ mod backend;
 mod claim;
 mod dispatch;
 mod fanout;
+mod feed;
 mod heartbeat;
 mod lanes;
 mod record;

@@ -107,26 +107,13 @@ impl HttpSender {
 
     /// The keys that sign now: the current secret, and the previous one during rotation.
     fn signing_keys(&self, delivery: &Claimed) -> Result<Vec<Vec<u8>>, String> {
-        let context = delivery.subscription_id.as_str();
-        let current = self
-            .secrets
-            .open(&delivery.secret_enc, context)
-            .map_err(|e| format!("cannot open the signing secret: {e}"))?;
-        let mut keys =
-            vec![signing::secret_key(&current).ok_or("the signing secret is malformed")?];
-        if let (Some(previous), Some(until)) = (
-            &delivery.previous_secret_enc,
-            delivery.previous_secret_until,
-        ) && until > self.clock.now_ms()
-            && let Some(key) = self
-                .secrets
-                .open(previous, context)
-                .ok()
-                .and_then(|s| signing::secret_key(&s))
-        {
-            keys.push(key);
+        signing::SealedSecrets {
+            subscription: delivery.subscription_id.as_str(),
+            current: &delivery.secret_enc,
+            previous: delivery.previous_secret_enc.as_deref(),
+            previous_until: delivery.previous_secret_until,
         }
-        Ok(keys)
+        .live_keys(&self.secrets, self.clock.now_ms())
     }
 
     async fn post(

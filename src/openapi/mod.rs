@@ -55,7 +55,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 )]
 struct ApiDoc;
 
-/// The `bearer` scheme every protected route names: the JWT from `POST /auth/login`.
+/// The `bearer` scheme every protected route names: the JWT from `POST /auth/login`; and
+/// `feed_token`, which the catch-up feed takes too.
 struct BearerScheme;
 
 impl utoipa::Modify for BearerScheme {
@@ -68,6 +69,15 @@ impl utoipa::Modify for BearerScheme {
                 .to_string(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
+        let mut feed = Http::new(HttpAuthScheme::Bearer);
+        feed.bearer_format = Some("ehrs_feed_…".to_string());
+        feed.description = Some(
+            "A subscription's feed token (`feed_token` of its creation or secret rotation, or \
+             computed from its secret), as `Authorization: Bearer ehrs_feed_…`: reads that \
+             subscription's catch-up feed and nothing else."
+                .to_string(),
+        );
+        components.add_security_scheme("feed_token", SecurityScheme::Http(feed));
     }
 }
 

@@ -49,6 +49,7 @@ where
         .routes(routes!(list_attempts))
         .routes(routes!(retry_message))
         .routes(routes!(list_audit))
+        .routes(routes!(super::feed::catch_up))
 }
 
 /// Refuses URLs that are not https (unless the development switch is on), that hold a

@@ -4,6 +4,7 @@
 //! is chosen once at start-up; everything else only ever talks to a `dyn WebhookBackend`,
 //! so nobody branches on which one it is.
 
+use super::feed::{self, FeedPage, FeedReader};
 use super::subscriptions::{
     NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret,
 };
@@ -54,6 +55,20 @@ pub trait WebhookBackend: Send + Sync {
             status: "ok",
             detail: None,
         }
+    }
+
+    /// One page of a subscription's catch-up feed: its deliveries after sequence `after`,
+    /// in sequence order, as they were POSTed (`outbound::feed`). `reader` is checked
+    /// here, against the subscription's secrets. A backend that numbers no sequences
+    /// refuses it.
+    async fn catch_up(
+        &self,
+        _id: &SubscriptionId,
+        _reader: &FeedReader,
+        _after: i64,
+        _limit: i64,
+    ) -> ApiResult<FeedPage> {
+        Err(feed::needs_embedded_engine())
     }
 
     async fn list_subscriptions(&self, limit: i64, offset: i64) -> ApiResult<Page<Subscription>>;

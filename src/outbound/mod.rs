@@ -6,7 +6,7 @@
 //! ([`payload`]); signing and the SSRF policy; what an attempt's outcome means
 //! ([`outcome`]) and subscription health ([`health`]), both shared by the two backends;
 //! the backend trait ([`backend`]); and the administration API, served through that
-//! trait ([`admin`], [`audit`]). It must not import a backend (`delivery`, `svix`) nor
+//! trait ([`admin`], [`audit`]), with the partners' catch-up feed ([`feed`]). It must not import a backend (`delivery`, `svix`) nor
 //! anything above it (the application state, the router): the routes take their
 //! [`Webhooks`] sub-state through `FromRef`.
 
@@ -14,6 +14,7 @@ pub(crate) mod admin;
 pub(crate) mod audit;
 pub mod backend;
 pub mod events;
+pub mod feed;
 pub(crate) mod health;
 pub(crate) mod outbox;
 pub(crate) mod outcome;

@@ -40,6 +40,24 @@ pub struct SubscriptionWithSecret {
     pub subscription: Subscription,
     /// `whsec_…`: verify deliveries with it (Standard Webhooks / Svix libraries).
     pub secret: String,
+    /// `ehrs_feed_…`: the partner's credential for this subscription's catch-up feed
+    /// (`GET …/subscriptions/{id}/events`), derived from `secret`, so it changes when the
+    /// secret rotates. Absent under Svix, which has no feed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed_token: Option<String>,
+}
+
+impl SubscriptionWithSecret {
+    /// The answer of the embedded engine, which serves the feed: with its feed token.
+    pub fn with_feed_token(subscription: Subscription, secret: String) -> Self {
+        let feed_token = super::signing::secret_key(&secret)
+            .map(|key| super::signing::feed_token(&key, subscription.id.as_str()));
+        SubscriptionWithSecret {
+            subscription,
+            secret,
+            feed_token,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]

@@ -133,6 +133,7 @@ impl WebhookBackend for SvixBackend {
         Ok(SubscriptionWithSecret {
             subscription: self.subscription(&created).await?,
             secret,
+            feed_token: None, // no sequences, no feed
         })
     }
 
@@ -285,6 +286,7 @@ impl WebhookBackend for SvixBackend {
         Ok(SubscriptionWithSecret {
             subscription: self.subscription(&endpoint).await?,
             secret,
+            feed_token: None, // no sequences, no feed
         })
     }
 

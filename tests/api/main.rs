@@ -8,6 +8,7 @@ mod auth;
 mod auth_process;
 mod camp_network;
 mod camps;
+mod catch_up;
 mod cli;
 mod conformance;
 mod connections;

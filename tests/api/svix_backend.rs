@@ -850,3 +850,16 @@ svix_test!(async fn a_retry_a_test_and_a_recovery_keep_to_the_endpoint_s_filter(
     let got = receiver.wait_for(3, WAIT).await;
     assert_eq!(got[2].json["type"], "patient.registered");
 });
+
+svix_test!(async fn the_catch_up_feed_is_refused_for_want_of_sequences(app, _svix) {
+    // Issue 24: Svix numbers no sequences, so there is nothing to catch up by.
+    wait_until_registered(&app).await;
+    let receiver = TestReceiver::start().await;
+    let created = app.post(Role::Admin, "/api/v1/webhooks/subscriptions", &json!({"url": receiver.url})).await.expect(201);
+    assert!(created.get("feed_token").is_none(), "no feed, so no token: {created}");
+    let path = format!("/api/v1/webhooks/subscriptions/{}/events", created["id"].as_str().unwrap());
+    let refused = app.get(Role::Admin, &path).await;
+    assert_eq!((refused.status, refused.error_code()), (422, "embedded_engine_required"), "{}", refused.text);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("needs the embedded engine"));
+    assert_eq!(app.request(reqwest::Method::GET, None, &path, None).await.status, 401);
+});

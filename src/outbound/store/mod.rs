@@ -14,9 +14,11 @@
 //! - `deliveries.rs`: claims, leases and requeues (retry, recover, re-enable).
 //! - `outcomes.rs`: attempts and delivery outcomes.
 //! - `logs.rs`: the pages of messages and attempts the admin API shows.
+//! - `feed.rs`: the catch-up feed's pages, by sequence.
 //! - `upkeep.rs`: retention and the counts the metrics and the admin API show.
 
 mod deliveries;
+mod feed;
 mod logs;
 mod messages;
 mod outcomes;
@@ -24,6 +26,7 @@ pub mod subscriptions;
 mod upkeep;
 
 pub use deliveries::*;
+pub use feed::*;
 pub use logs::*;
 pub use messages::*;
 pub use outcomes::*;

@@ -34,7 +34,7 @@ async function list(main, ctx) {
   const openForm = async () => {
     const form = await subscriptionForm('Create', async (input) => {
       const created = await post(BASE, input);
-      fill(formSlot, secretPanel('Subscription created', created.secret, () => fill(formSlot)));
+      fill(formSlot, secretPanel('Subscription created', created.secret, () => fill(formSlot), created.feed_token));
       refresh();
     }, () => fill(formSlot));
     fill(formSlot, form);
@@ -184,7 +184,7 @@ async function detail(main, ctx, id) {
   async function rotate() {
     if (!await confirm('Make a new signing secret? The current one keeps signing alongside it for a while (24 hours by default), so receivers can switch.', 'Rotate secret')) return;
     const rotated = await attempt(slot, () => post(`${path}/rotate-secret`));
-    if (rotated) fill(panel, secretPanel('New signing secret', rotated.secret, () => fill(panel)));
+    if (rotated) fill(panel, secretPanel('New signing secret', rotated.secret, () => fill(panel), rotated.feed_token));
   }
 
   async function remove() {

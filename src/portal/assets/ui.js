@@ -141,26 +141,36 @@ export function confirm(message, confirmLabel) {
   });
 }
 
-/** A secret shown this once, with a copy button and the warning. */
-export function secretPanel(title, secret, onDone) {
-  const input = h('input', { type: 'text', readonly: true, value: secret, class: 'secret', spellcheck: 'false' });
+/** A read-only value with a button (`label`) that copies it. */
+function copyable(value, label) {
+  const input = h('input', { type: 'text', readonly: true, value, class: 'secret', spellcheck: 'false' });
   const copied = h('span', { class: 'muted', role: 'status' });
   const copy = async () => {
     input.select();
     let done = false;
     try {
-      await navigator.clipboard.writeText(secret);
+      await navigator.clipboard.writeText(value);
       done = true;
     } catch {
       done = document.execCommand('copy'); // plain-http pages have no clipboard API
     }
     copied.textContent = done ? 'Copied.' : 'Selected: press Ctrl+C (or ⌘C) to copy.';
   };
+  return { input, copy: [h('button', { type: 'button', onclick: copy }, label), copied] };
+}
+
+/** A secret shown this once, with a copy button and the warning; with a subscription's
+ * feed token (the partner's credential for its catch-up feed) when the answer has one. */
+export function secretPanel(title, secret, onDone, feedToken) {
+  const signing = copyable(secret, 'Copy');
+  const feed = feedToken && copyable(feedToken, 'Copy feed token');
   return h('section', { class: 'panel secret-panel', 'aria-label': title },
     h('h2', {}, title),
     h('p', { class: 'notice warn' }, 'This secret will not be shown again. Copy it now and store it in the receiving system.'),
-    field('Signing secret', input),
+    field('Signing secret', signing.input),
+    feed && field('Feed token', feed.input,
+      'The receiving system reads the events it missed with it (GET …/events, see the README). It changes with the secret, and can be computed from it.'),
     h('div', { class: 'actions' },
-      h('button', { type: 'button', onclick: copy }, 'Copy'), copied,
+      signing.copy, feed && feed.copy,
       h('button', { type: 'button', class: 'secondary', onclick: onDone }, 'Done')));
 }

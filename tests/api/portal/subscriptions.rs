@@ -26,6 +26,9 @@ browser_test!(async fn creates_a_subscription_and_shows_its_secret_once(app, bro
     assert!(secret.starts_with("whsec_"), "{secret}");
     browser.click("Copy").await;
     browser.wait_for_text("Copied.").await;
+    // The partner's catch-up credential is shown beside it (it opens the feed: below).
+    let feed_token = browser.field("Feed token").await.value().await.unwrap().unwrap();
+    assert!(feed_token.starts_with("ehrs_feed_"), "{feed_token}");
     browser.wait_for_text("City lab").await; // the table below already lists it
     browser.screenshot("subscription-created").await;
 
@@ -40,6 +43,14 @@ browser_test!(async fn creates_a_subscription_and_shows_its_secret_once(app, bro
     create_camp(&app).await;
     let received = receiver.wait_for(1, PATIENCE).await;
     assert!(received[0].verify(&secret), "the secret shown signs the deliveries");
+    let feed = app
+        .client
+        .get(format!("{}/api/v1/webhooks/subscriptions/{}/events", app.base_url, sub["id"].as_str().unwrap()))
+        .bearer_auth(&feed_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200, "the feed token shown opens the subscription's feed");
 
     // Once dismissed it is gone, and no page shows it again.
     browser.click("Done").await;
@@ -52,6 +63,7 @@ browser_test!(async fn creates_a_subscription_and_shows_its_secret_once(app, bro
     browser.wait_for_text("Recent attempts").await;
     let source = browser.driver.source().await.unwrap();
     assert!(!source.contains(secret.trim_start_matches("whsec_")), "the secret is shown again");
+    assert!(!source.contains(&feed_token), "the feed token is shown again");
     // The heartbeat setting shows, off until it is set.
     browser.wait_for_text("Heartbeat").await;
     let heartbeat = serde_json::json!({"event_types": ["camp.created", "webhook.heartbeat"], "heartbeat_interval": "10m"});
@@ -91,6 +103,8 @@ browser_test!(async fn sends_a_test_and_shows_the_attempt(app, browser) {
     browser.click("Rotate secret").await; // the confirmation dialog's button
     browser.wait_for_text("This secret will not be shown again").await;
     let secret = browser.field("Signing secret").await.value().await.unwrap().unwrap();
+    let feed_token = browser.field("Feed token").await.value().await.unwrap().unwrap();
+    assert!(feed_token.starts_with("ehrs_feed_"), "the new secret's feed token: {feed_token}");
     browser.click("Done").await;
     browser.click("Send test").await;
     let received = receiver.wait_for(2, PATIENCE).await;
