@@ -209,6 +209,7 @@ impl WebhookBackend for EmbeddedBackend {
                 response_body: attempt.response_body,
                 duration_ms: attempt.duration_ms,
                 error: attempt.error,
+                failure_class: attempt.outcome.failure_class(),
             }),
         })
     }

@@ -199,6 +199,7 @@ fn new_attempt(sent: &Sent) -> store::NewAttempt<'_> {
         response_body: attempt.response_body.as_deref(),
         duration_ms: attempt.duration_ms,
         error: attempt.error.as_deref(),
+        failure_class: attempt.outcome.failure_class(),
     }
 }
 

@@ -125,7 +125,10 @@ impl HttpSender {
             reqwest::Url::parse(&delivery.url).map_err(|e| refused(format!("invalid URL: {e}")))?;
         ssrf::check_before_send(&url, &self.policy, self.lookup.as_ref())
             .await
-            .map_err(|e| refused(e.to_string()))?;
+            .map_err(|refusal| match refusal {
+                ssrf::Refusal::Unresolvable(_) => (FailureKind::Unreachable, refusal.to_string()),
+                _ => refused(refusal.to_string()),
+            })?;
         let body =
             body(delivery).map_err(|e| refused(format!("cannot render the payload: {e}")))?;
         let keys = self.signing_keys(delivery).map_err(refused)?;
@@ -207,6 +210,29 @@ fn connect_timeout(timeout: Duration) -> Duration {
     timeout.min(Duration::from_secs(10))
 }
 
+/// Whether a failed connection never reached the endpoint's host: its name did not
+/// resolve, or the network or the host was unreachable (a refused or reset connection
+/// did reach it).
+fn never_reached(err: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(ssrf::Refusal::Unresolvable(_)) = cause.downcast_ref::<ssrf::Refusal>() {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::NetworkUnreachable | ErrorKind::HostUnreachable | ErrorKind::NetworkDown
+            )
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// A transport error in a few words (no URL query strings or headers). A timeout reads
 /// the same whichever deadline ran out (reqwest's causes differ: "operation timed out",
 /// "deadline has elapsed"), and says how long was waited.
@@ -218,9 +244,18 @@ fn describe_error(err: reqwest::Error, timeout: Duration) -> (FailureKind, Strin
             (timeout, "no answer")
         };
         let message = format!("timed out: {what} within {}", crate::time::seconds(waited));
-        return (FailureKind::Timeout, message);
+        // No connection in time is the network's failure; no answer once connected,
+        // the endpoint's.
+        let kind = if err.is_connect() {
+            FailureKind::Unreachable
+        } else {
+            FailureKind::Timeout
+        };
+        return (kind, message);
     }
-    let (failure, kind) = if err.is_connect() {
+    let (failure, kind) = if err.is_connect() && never_reached(&err) {
+        (FailureKind::Unreachable, "network unreachable")
+    } else if err.is_connect() {
         (FailureKind::Connect, "connection failed")
     } else if err.is_redirect() {
         (FailureKind::Refused, "redirect refused")

@@ -277,6 +277,10 @@ pub struct AttemptLog {
     pub response_body: Option<String>,
     pub duration_ms: i64,
     pub error: Option<String>,
+    /// Whose failure it was: `network` (the name did not resolve, the network or host
+    /// was unreachable, no connection in time) or `endpoint` (refused, TLS, an error
+    /// status, no answer once connected); `null` when delivered, and under Svix.
+    pub failure_class: Option<super::outcome::FailureClass>,
 }
 
 /// What a retry or recover queued.

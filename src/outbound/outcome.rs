@@ -6,15 +6,44 @@
 //! its operational webhooks report the same way. A new kind of failure is one more
 //! variant here, and the compiler shows every place that must decide about it.
 
+use crate::text_enum::text_enum;
+
 /// Why an attempt got no HTTP answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// No answer within the timeout.
+    /// No answer within the timeout, once connected.
     Timeout,
-    /// The connection could not be made (refused, unreachable, name not resolved).
+    /// The endpoint's host refused or reset the connection.
     Connect,
+    /// The network did not reach the endpoint: its name did not resolve, the network or
+    /// host was unreachable, or no connection was made within the connect timeout. When
+    /// every endpoint fails this way at once, the camp's uplink is down, not the
+    /// partners.
+    Unreachable,
     /// Refused before or while sending (bad URL, SSRF guard, TLS, protocol error).
     Refused,
+}
+
+text_enum! {
+    /// Whose failure an attempt was, stored with the attempt (`webhook_attempts.failure_class`).
+    pub enum FailureClass {
+        /// The network between us and the endpoint ([`FailureKind::Unreachable`]).
+        Network => "network",
+        /// The endpoint itself: it refused, failed TLS, answered an error status, or timed
+        /// out after connecting.
+        Endpoint => "endpoint",
+    }
+}
+
+impl FailureKind {
+    pub fn class(self) -> FailureClass {
+        match self {
+            FailureKind::Unreachable => FailureClass::Network,
+            FailureKind::Timeout | FailureKind::Connect | FailureKind::Refused => {
+                FailureClass::Endpoint
+            }
+        }
+    }
 }
 
 /// What one attempt's answer means.
@@ -46,6 +75,15 @@ impl Outcome {
         self == Outcome::Delivered
     }
 
+    /// Whose failure the attempt was; `None` when it was delivered.
+    pub fn failure_class(self) -> Option<FailureClass> {
+        match self {
+            Outcome::Delivered => None,
+            Outcome::Gone | Outcome::Rejected => Some(FailureClass::Endpoint),
+            Outcome::NoAnswer(kind) => Some(kind.class()),
+        }
+    }
+
     /// Whether the attempt adds to the subscription's run of consecutive failures.
     pub fn is_failure(self) -> bool {
         !self.delivered()
@@ -66,7 +104,9 @@ impl Outcome {
     pub fn probes(self) -> bool {
         matches!(
             self,
-            Outcome::NoAnswer(FailureKind::Timeout | FailureKind::Connect)
+            Outcome::NoAnswer(
+                FailureKind::Timeout | FailureKind::Connect | FailureKind::Unreachable
+            )
         )
     }
 
@@ -100,6 +140,10 @@ mod tests {
                 (true, true, false, true),
             ),
             (
+                Outcome::NoAnswer(FailureKind::Unreachable),
+                (true, true, false, true),
+            ),
+            (
                 Outcome::NoAnswer(FailureKind::Refused),
                 (true, true, false, false),
             ),
@@ -116,5 +160,28 @@ mod tests {
         assert_eq!(Outcome::of_answer(200).label(), "delivered");
         assert_eq!(Outcome::of_answer(410).label(), "gone");
         assert_eq!(Outcome::NoAnswer(FailureKind::Refused).label(), "failed");
+    }
+
+    #[test]
+    fn only_an_unreachable_network_is_not_the_endpoint_s_failure() {
+        let class = |outcome: Outcome| outcome.failure_class();
+        assert_eq!(class(Outcome::of_answer(200)), None);
+        for endpoint in [
+            Outcome::of_answer(500),
+            Outcome::of_answer(410),
+            Outcome::NoAnswer(FailureKind::Timeout),
+            Outcome::NoAnswer(FailureKind::Connect),
+            Outcome::NoAnswer(FailureKind::Refused),
+        ] {
+            assert_eq!(
+                class(endpoint),
+                Some(FailureClass::Endpoint),
+                "{endpoint:?}"
+            );
+        }
+        assert_eq!(
+            class(Outcome::NoAnswer(FailureKind::Unreachable)),
+            Some(FailureClass::Network)
+        );
     }
 }

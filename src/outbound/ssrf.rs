@@ -338,7 +338,12 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let lookup = self.lookup.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved = lookup.lookup(host.clone()).await?;
+            // A failed lookup is told as such: the engine counts it as the network's
+            // failure (no DNS from the camp), not the endpoint's.
+            let Ok(resolved) = lookup.lookup(host.clone()).await else {
+                let refusal = Refusal::Unresolvable(host);
+                return Err(Box::new(refusal) as Box<dyn std::error::Error + Send + Sync>);
+            };
             let allowed: Vec<SocketAddr> = resolved
                 .iter()
                 .filter(|ip| is_allowed(**ip, &policy))

@@ -104,6 +104,8 @@ pub(super) fn attempt_log(
         duration_ms: attempt.response_duration_ms,
         error: (failed && code <= 0)
             .then(|| "no HTTP answer (connection error or timeout)".to_string()),
+        // Svix does not say whether the network or the endpoint failed.
+        failure_class: None,
     }
 }
 

@@ -39,6 +39,7 @@ http.server.ThreadingHTTPServer((sys.argv[2], 8080), H).serve_forever()
 struct CampLan {
     namespace: String,
     host_side: String,
+    guest_side: String,
     partner: Ipv4Addr,
     receiver: Child,
     log: PathBuf,
@@ -100,6 +101,7 @@ impl CampLan {
         CampLan {
             namespace,
             host_side,
+            guest_side,
             partner,
             receiver,
             log,
@@ -115,6 +117,21 @@ impl CampLan {
             || async move { tokio::net::TcpStream::connect(address).await.is_ok() },
         )
         .await;
+    }
+
+    /// Cuts the link at the partner's end, as when the camp's uplink drops: this side
+    /// keeps its route (so nothing leaves by another one) and gets no reply.
+    fn cut(&self) {
+        ip(&[
+            "netns",
+            "exec",
+            &self.namespace,
+            "ip",
+            "link",
+            "set",
+            &self.guest_side,
+            "down",
+        ]);
     }
 
     fn url(&self) -> String {
@@ -187,6 +204,48 @@ db_test!(
         assert_eq!(answer.status, 422, "{}", answer.text);
         let reason = answer.body["error"]["details"]["fields"][0]["reason"].as_str().unwrap();
         assert!(reason.contains("EHRS_WEBHOOK_ALLOWED_SUBNETS"), "{reason}");
+    }
+);
+
+db_test!(
+    settings = |s| {
+        s.webhooks_allow_insecure = false;
+        s.webhook_allowed_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
+        s.webhook_allow_http_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
+    },
+    async fn each_failed_attempt_says_whether_the_network_or_the_endpoint_failed(app) {
+        let lan = CampLan::start();
+        lan.ready().await;
+        let subscribe = |url: String| {
+            let app = &app;
+            async move {
+                let created = app.post(Role::Admin, "/api/v1/webhooks/subscriptions", &json!({"url": url})).await.expect(201);
+                format!("/api/v1/webhooks/subscriptions/{}/test", created["id"].as_str().unwrap())
+            }
+        };
+        let answering = subscribe(lan.url()).await;
+        // The partner's host is up, but nothing listens on this port: it refuses.
+        let refusing = subscribe(format!("http://{}:8081/hook", lan.partner)).await;
+        let attempt = |path: String| {
+            let app = &app;
+            async move { app.post(Role::Admin, &path, &json!({})).await.expect(200)["attempt"].clone() }
+        };
+
+        let delivered = attempt(answering.clone()).await;
+        assert_eq!(delivered["status_code"], 200, "{delivered}");
+        assert_eq!(delivered["failure_class"], json!(null));
+        let refused = attempt(refusing.clone()).await;
+        assert_eq!(refused["failure_class"], "endpoint", "a refused connection is the endpoint's: {refused}");
+
+        lan.cut();
+        let cut = attempt(answering).await;
+        assert_eq!(cut["failure_class"], "network", "an unreachable network is not the endpoint's: {cut}");
+        let stored: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT failure_class FROM webhook_attempts ORDER BY attempted_at, id")
+                .fetch_all(app.state.db.pool())
+                .await
+                .unwrap();
+        assert_eq!(stored, [None, Some("endpoint".to_string()), Some("network".to_string())], "stored with each attempt");
     }
 );
 

@@ -36,6 +36,7 @@ fn attempt_log(row: &AnyRow) -> Result<AttemptLog, sqlx::Error> {
         response_body: row.try_get("response_body")?,
         duration_ms: row.try_get("duration_ms")?,
         error: row.try_get("error")?,
+        failure_class: row.try_get("failure_class")?,
     })
 }
 
@@ -126,7 +127,7 @@ pub async fn attempts_page(
     limit: i64,
 ) -> Result<CursorPage<AttemptLog>, sqlx::Error> {
     let rows = sqlx::query(
-            "SELECT id, message_id, subscription_id, attempted_at, status_code, response_body, duration_ms, error \
+            "SELECT id, message_id, subscription_id, attempted_at, status_code, response_body, duration_ms, error, failure_class \
              FROM webhook_attempts WHERE subscription_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
         )
         .bind(subscription)

@@ -4,6 +4,7 @@
 use super::{DeliveryStatus, json_ids, json_rows};
 use crate::db::Tx;
 use crate::ids::{AttemptId, DeliveryId, MessageId, SubscriptionId};
+use crate::outbound::outcome::FailureClass;
 use std::collections::HashSet;
 
 /// One attempt row to insert.
@@ -17,6 +18,7 @@ pub struct NewAttempt<'a> {
     pub response_body: Option<&'a str>,
     pub duration_ms: i64,
     pub error: Option<&'a str>,
+    pub failure_class: Option<FailureClass>,
 }
 
 /// Which of `ids` still exist (a subscription deleted while its delivery was in flight
@@ -44,14 +46,14 @@ pub async fn insert_attempts(tx: &mut Tx, attempts: &[NewAttempt<'_>]) -> Result
     for chunk in attempts.chunks(INSERT_CHUNK) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let p = i * 9;
-                let params: Vec<String> = (1..=9).map(|k| format!("${}", p + k)).collect();
+                let p = i * 10;
+                let params: Vec<String> = (1..=10).map(|k| format!("${}", p + k)).collect();
                 format!("({})", params.join(", "))
             })
             .collect();
         let sql = format!(
             "INSERT INTO webhook_attempts (id, delivery_id, message_id, subscription_id, attempted_at, status_code, \
-             response_body, duration_ms, error) VALUES {}",
+             response_body, duration_ms, error, failure_class) VALUES {}",
             rows.join(", ")
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -65,7 +67,8 @@ pub async fn insert_attempts(tx: &mut Tx, attempts: &[NewAttempt<'_>]) -> Result
                 .bind(attempt.status_code.map(i64::from))
                 .bind(attempt.response_body)
                 .bind(attempt.duration_ms)
-                .bind(attempt.error);
+                .bind(attempt.error)
+                .bind(attempt.failure_class);
         }
         query.execute(tx.conn()).await?;
     }
