@@ -238,23 +238,32 @@ pub(super) struct KnownQuery {
     by_route: std::collections::HashMap<String, Vec<(axum::http::Method, Vec<String>)>>,
 }
 
+/// A documented path's operations, each with its method.
+fn operations(
+    item: &utoipa::openapi::PathItem,
+) -> [(
+    axum::http::Method,
+    &Option<utoipa::openapi::path::Operation>,
+); 7] {
+    use axum::http::Method;
+    [
+        (Method::GET, &item.get),
+        (Method::PUT, &item.put),
+        (Method::POST, &item.post),
+        (Method::DELETE, &item.delete),
+        (Method::PATCH, &item.patch),
+        (Method::HEAD, &item.head),
+        (Method::OPTIONS, &item.options),
+    ]
+}
+
 impl KnownQuery {
     pub(super) fn from_document(document: &utoipa::openapi::OpenApi) -> Self {
-        use axum::http::Method;
         use utoipa::openapi::RefOr;
         use utoipa::openapi::path::ParameterIn;
         let mut by_route = std::collections::HashMap::new();
         for (path, item) in &document.paths.paths {
-            let operations = [
-                (Method::GET, &item.get),
-                (Method::PUT, &item.put),
-                (Method::POST, &item.post),
-                (Method::DELETE, &item.delete),
-                (Method::PATCH, &item.patch),
-                (Method::HEAD, &item.head),
-                (Method::OPTIONS, &item.options),
-            ];
-            let methods = operations
+            let methods = operations(item)
                 .into_iter()
                 .filter_map(|(method, operation)| {
                     let parameters = operation.as_ref()?.parameters.iter().flatten();
@@ -337,16 +346,12 @@ impl IdempotentRoutes {
         use axum::http::Method;
         let mut routes = std::collections::HashSet::new();
         for (path, item) in &document.paths.paths {
-            let writes = [
-                (Method::PUT, &item.put),
-                (Method::POST, &item.post),
-                (Method::DELETE, &item.delete),
-                (Method::PATCH, &item.patch),
-            ];
-            for (method, operation) in writes {
-                if operation
-                    .as_ref()
-                    .is_some_and(crate::openapi::contract::is_signed_in)
+            for (method, operation) in operations(item) {
+                let read = [Method::GET, Method::HEAD, Method::OPTIONS].contains(&method);
+                if !read
+                    && operation
+                        .as_ref()
+                        .is_some_and(crate::openapi::contract::is_signed_in)
                 {
                     routes.insert((path.clone(), method));
                 }

@@ -40,17 +40,7 @@ async fn feed(
     if let Some(bearer) = bearer {
         request = request.bearer_auth(bearer);
     }
-    let response = request.send().await.expect("request failed");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    TestResponse {
-        status,
-        headers,
-        body,
-        text,
-    }
+    TestResponse::read(request.send().await.expect("request failed")).await
 }
 
 /// The feed token as the README tells a partner to compute it from the secret.

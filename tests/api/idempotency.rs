@@ -18,24 +18,17 @@ async fn send_with_key(
     body: &Value,
     key: &str,
 ) -> TestResponse {
-    let response = app
-        .client
-        .request(method, format!("{}{path}", app.base_url))
-        .bearer_auth(app.token(role))
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .expect("request failed");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    TestResponse {
-        status,
-        headers,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    }
+    TestResponse::read(
+        app.client
+            .request(method, format!("{}{path}", app.base_url))
+            .bearer_auth(app.token(role))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("request failed"),
+    )
+    .await
 }
 
 fn replayed(response: &TestResponse) -> bool {

@@ -65,6 +65,19 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
+    /// Reads an answer whole: status, headers, text, and the text as JSON.
+    pub async fn read(response: reqwest::Response) -> TestResponse {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        TestResponse {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
     /// Asserts the status, showing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
@@ -194,17 +207,7 @@ impl TestApp {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.expect("request failed");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse {
-            status,
-            headers,
-            body,
-            text,
-        }
+        TestResponse::read(request.send().await.expect("request failed")).await
     }
 
     pub async fn get(&self, role: Role, path: &str) -> TestResponse {
@@ -239,25 +242,17 @@ impl TestApp {
         content_type: &str,
         body: Vec<u8>,
     ) -> TestResponse {
-        let response = self
-            .client
-            .request(method, format!("{}{}", self.base_url, path))
-            .bearer_auth(self.token(role))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request failed");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse {
-            status,
-            headers,
-            body,
-            text,
-        }
+        TestResponse::read(
+            self.client
+                .request(method, format!("{}{}", self.base_url, path))
+                .bearer_auth(self.token(role))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .expect("request failed"),
+        )
+        .await
     }
 
     /// Creates a subscription as admin; returns its id and `whsec_` secret.

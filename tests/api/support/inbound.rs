@@ -64,17 +64,7 @@ pub async fn send_raw(
     if let Some(signature) = signature {
         request = request.header("X-EHRS-Signature", signature);
     }
-    let response = request.send().await.expect("request failed");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    TestResponse {
-        status,
-        headers,
-        body,
-        text,
-    }
+    TestResponse::read(request.send().await.expect("request failed")).await
 }
 
 /// Sends `body` signed correctly with `timestamp`.
