@@ -72,7 +72,8 @@ fn declare_idempotency_key(operation: &mut Operation) {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(crate::idempotency::MAX_KEY_LEN)),
+                .max_length(Some(crate::idempotency::MAX_KEY_LEN))
+                .pattern(Some("^[!-~]+$")),
         ))
         .build();
     operation

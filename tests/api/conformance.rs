@@ -86,6 +86,31 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
 /// only 401/403 (the token would have died mid-run and the run would test nothing).
 const CONFIG: &str = "[checks]\nenabled = true\n\n[warnings]\nfail-on = [\"missing_auth\"]\n";
 
+/// A schemathesis hook: each generated request gets an `Idempotency-Key` of its own. The
+/// fuzzer draws the same small keys ("0", …) for many different requests, and a key sent
+/// again with another request is refused by contract (422 `idempotency_key_reused`), which
+/// the positive-data check would count as a schema-valid request refused. A valid key
+/// stays valid (a unique suffix within 255 visible ASCII characters); negative cases are
+/// sent as drawn, so the negative checks still see them refused.
+const HOOKS: &str = r#"
+import uuid
+import schemathesis
+
+
+@schemathesis.hook
+def before_call(ctx, case, **kwargs):
+    # A negative case (a header left out, a value out of its schema) is sent as drawn.
+    meta = getattr(case, "meta", None)
+    if meta is None or meta.generation.mode.is_negative:
+        return
+    headers = case.headers or {}
+    for name in list(headers):
+        key = headers[name]
+        valid = isinstance(key, str) and 1 <= len(key) <= 255 and all(33 <= ord(c) <= 126 for c in key)
+        if name.lower() == "idempotency-key" and valid:
+            headers[name] = key[:222] + "-" + uuid.uuid4().hex
+"#;
+
 fn schemathesis_available() -> bool {
     std::process::Command::new("schemathesis")
         .arg("--version")
@@ -169,6 +194,7 @@ async fn conform(database_url: Option<String>) {
         .to_string();
 
     std::fs::write(dir.path().join("schemathesis.toml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("conformance_hooks.py"), HOOKS).unwrap();
     let gaps: Vec<&str> = KNOWN_GAPS
         .iter()
         .map(|(operation, _why)| *operation)
@@ -256,6 +282,8 @@ async fn schemathesis(
         ])
         .args(["--max-failures", "1000", "--generation-database", "none"])
         .args(filter)
+        .env("SCHEMATHESIS_HOOKS", "conformance_hooks")
+        .env("PYTHONPATH", dir)
         .current_dir(dir)
         .stdin(Stdio::null())
         .kill_on_drop(true)
