@@ -50,6 +50,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header, trimmed; `None` for any other
+/// form. Shared by every extractor that reads a bearer (users' JWTs, feed tokens).
+pub fn bearer_of(header: &axum::http::HeaderValue) -> Option<&str> {
+    let value = header.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim())
+}
+
 impl<S> FromRequestParts<S> for CurrentUser
 where
     S: Send + Sync,
@@ -63,20 +73,12 @@ where
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
-            })?;
+        let token = bearer_of(header).ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+        })?;
         let claims = state
             .tokens
-            .verify(token.trim())
+            .verify(token)
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
         // A deactivated user, or one whose role changed, is held to the database's
         // word at once, not when the token expires; and a token of an older generation

@@ -18,7 +18,7 @@ mod require;
 pub(crate) mod routes;
 pub mod throttle;
 
-pub use extract::{ClientAddr, CurrentUser};
+pub use extract::{ClientAddr, CurrentUser, bearer_of};
 pub use jwt::TokenIssuer;
 pub use model::{NewUser, Role, User};
 pub use password::{PasswordError, Passwords, hash_password, verify_password};

@@ -86,13 +86,7 @@ where
         let bearer = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+            .and_then(crate::auth::bearer_of);
         if let Some(token) = bearer.filter(|t| t.starts_with(FEED_TOKEN_PREFIX)) {
             return Ok(FeedReader::Partner(FeedToken(token.to_string())));
         }
