@@ -24,6 +24,17 @@ pub struct Health {
     /// Embedded: deliveries waiting for an attempt (first attempts and scheduled
     /// retries). Svix: events waiting to be handed to Svix.
     pub queue_depth: Option<i64>,
+    /// Embedded: the camp's uplink, `up` or `down` (then `webhooks` is `degraded`).
+    pub uplink: Option<UplinkHealth>,
+}
+
+/// The camp's uplink in `/health` (the admin status route says more).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UplinkHealth {
+    /// `up` or `down`.
+    pub state: &'static str,
+    /// Since when it is down.
+    pub down_since: Option<crate::time::Timestamp>,
 }
 
 /// Liveness and readiness: 200 when the database answers (even with the webhook backend
@@ -49,6 +60,10 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         webhooks: webhooks.status,
         webhooks_detail: webhooks.detail,
         queue_depth,
+        uplink: backend.uplink().map(|uplink| UplinkHealth {
+            state: uplink.state,
+            down_since: uplink.down_since,
+        }),
     };
     let status = if database_ok {
         StatusCode::OK

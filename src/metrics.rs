@@ -46,6 +46,13 @@ pub async fn render(
     if let Ok(depth) = state.webhooks.backend.queue_depth().await {
         metrics::gauge!("ehrs_delivery_queue_depth").set(depth as f64);
     }
+    if let Some(uplink) = state.webhooks.backend.uplink() {
+        let since = uplink
+            .down_since
+            .map_or(0.0, |at| at.millis() as f64 / 1000.0);
+        metrics::gauge!("ehrs_uplink_down").set(f64::from(u8::from(since > 0.0)));
+        metrics::gauge!("ehrs_uplink_down_since_seconds").set(since);
+    }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

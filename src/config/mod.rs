@@ -158,6 +158,16 @@ pub struct Settings {
     #[arg(long, env = "EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS", default_value = "", value_parser = parse_subnets)]
     pub webhook_allow_http_subnets: Subnets,
 
+    /// What the webhook engine connects to when it must tell a down uplink from down
+    /// partners: a URL (any HTTP answer means the link works) or `host:port` (a TCP
+    /// connection does). Unset: the engine reaches for the endpoints' own addresses.
+    #[arg(long, env = "EHRS_UPLINK_PROBE", value_parser = parse_uplink_probe)]
+    pub uplink_probe: Option<UplinkProbe>,
+
+    /// While the uplink is down, how often the probe runs (1s to 1h).
+    #[arg(long, env = "EHRS_UPLINK_PROBE_INTERVAL", default_value = "15s", value_parser = parse_probe_interval)]
+    pub uplink_probe_interval: Duration,
+
     /// How long a rotated-out signing secret keeps signing alongside the new one.
     #[arg(long, env = "EHRS_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub webhook_secret_overlap: Duration,
@@ -353,6 +363,57 @@ pub fn parse_subnets(raw: &str) -> Result<Subnets, String> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Subnets)
+}
+
+/// Where the uplink probe connects (`EHRS_UPLINK_PROBE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UplinkProbe {
+    /// An `http://` or `https://` URL: any HTTP answer means the link works.
+    Url(url::Url),
+    /// `host:port`: a TCP connection (even a refused one: the host was reached) means it
+    /// works.
+    Address(String),
+}
+
+impl std::fmt::Display for UplinkProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UplinkProbe::Url(url) => f.write_str(url.as_str()),
+            UplinkProbe::Address(address) => f.write_str(address),
+        }
+    }
+}
+
+pub fn parse_uplink_probe(raw: &str) -> Result<UplinkProbe, String> {
+    let raw = raw.trim();
+    if raw.contains("://") {
+        let url = url::Url::parse(raw).map_err(|e| format!("'{raw}' is not a URL: {e}"))?;
+        return match (url.scheme(), url.host()) {
+            ("http" | "https", Some(_)) => Ok(UplinkProbe::Url(url)),
+            _ => Err(format!(
+                "'{raw}' must be an http:// or https:// URL with a host"
+            )),
+        };
+    }
+    let valid = raw.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0)
+    });
+    if valid {
+        Ok(UplinkProbe::Address(raw.to_string()))
+    } else {
+        Err(format!(
+            "'{raw}' is neither a URL nor host:port (e.g. https://example.org/ or 192.168.1.1:53)"
+        ))
+    }
+}
+
+fn parse_probe_interval(raw: &str) -> Result<Duration, String> {
+    let interval = parse_duration(raw)?;
+    if (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&interval) {
+        Ok(interval)
+    } else {
+        Err(format!("'{raw}' is outside 1s to 1h"))
+    }
 }
 
 /// Delays between delivery attempts; its length is the number of retries.

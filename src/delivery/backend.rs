@@ -96,6 +96,26 @@ impl WebhookBackend for EmbeddedBackend {
         }
     }
 
+    fn health(&self) -> BackendHealth {
+        match self.config.uplink.status().down_since {
+            None => BackendHealth {
+                status: "ok",
+                detail: None,
+            },
+            Some(since) => BackendHealth {
+                status: "degraded",
+                detail: Some(format!(
+                    "the camp's uplink is down since {}: deliveries wait and go out in order when it returns",
+                    since.to_rfc3339()
+                )),
+            },
+        }
+    }
+
+    fn uplink(&self) -> Option<UplinkStatus> {
+        Some(self.config.uplink.status())
+    }
+
     async fn queue_depth(&self) -> Result<i64, sqlx::Error> {
         store::pending_count(&self.db).await
     }

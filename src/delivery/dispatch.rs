@@ -13,7 +13,10 @@
 //!
 //! What it waits for: a commit with outbox messages, an administrator's change
 //! (re-enable, retry, recover), news from the recorder, finished sends, the sweep timer,
-//! the clock moving (tests), the stop signal.
+//! the uplink going down or coming back (`uplink.rs`), the clock moving (tests), the stop
+//! signal. While the uplink is down it holds nothing, claims nothing and sends nothing:
+//! new deliveries wait in the database, and when the link returns every lane claims from
+//! its lowest sequence, one probing slot per endpoint until it answers.
 
 use super::EngineConfig;
 use super::claim;
@@ -107,6 +110,7 @@ pub(super) async fn run(
     let (finished, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
     // A test moving the clock makes retries and leases due: look at once.
     let mut clock_moved = config.clock.watch();
+    let mut uplink = config.uplink.watch();
     let mut dispatcher = Dispatcher {
         lanes: Lanes::new(config.global_concurrency, config.endpoint_concurrency),
         db,
@@ -140,6 +144,7 @@ pub(super) async fn run(
                 // Other processes' commits on a shared PostgreSQL wake nobody here.
                 soonest(&mut d.fan_out_at, Instant::now());
             }
+            _ = uplink.changed() => d.uplink_changed().await,
             _ = clock_moved.changed() => {
                 soonest(&mut d.fan_out_at, Instant::now());
                 d.sweep_at = Instant::now();
@@ -175,9 +180,12 @@ impl Dispatcher {
         self.fan_out_at = None;
         self.last_fan_out = Instant::now();
         let mut look_again = false;
+        // While the uplink is down nothing is taken into memory: it would only wait there.
+        let down = self.config.uplink.is_down();
         loop {
             let lanes = &self.lanes;
-            match fanout::run_batch(&self.db, &self.config, &|s| lanes.room(s)).await {
+            let room = |s: &SubscriptionId| if down { 0 } else { lanes.room(s) };
+            match fanout::run_batch(&self.db, &self.config, &room).await {
                 Ok(batch) => {
                     let more = batch.messages >= fanout::BATCH as usize;
                     look_again = batch.look_again;
@@ -214,6 +222,9 @@ impl Dispatcher {
         if sweep {
             self.sweep_at = Instant::now() + self.config.poll_interval;
         }
+        if self.config.uplink.is_down() {
+            return;
+        }
         let wants = self.lanes.wants(&self.enabled, sweep);
         if wants.iter().any(|w| w.ordered) {
             self.wake_after_write.store(true, Ordering::SeqCst);
@@ -244,6 +255,11 @@ impl Dispatcher {
 
     /// Step 4: starts every send a lane has a slot for, each in its own task.
     async fn start_sends(&mut self) {
+        if self.config.uplink.is_down() {
+            let held = self.lanes.drain_all();
+            self.release_or_warn(&held).await;
+            return;
+        }
         if !self.enabled.is_empty() {
             self.enabled.rotate_left(1); // no subscription is always served last
         }
@@ -263,10 +279,11 @@ impl Dispatcher {
                 continue;
             }
             let sender = self.sender.clone();
+            let uplink = self.config.uplink.clone();
             let outcomes = self.outcomes.clone();
             let finished = self.finished.clone();
             self.sends.spawn(async move {
-                let sent = sender.deliver(delivery).await;
+                let sent = uplink.send(&sender, delivery).await;
                 let outcome = sent.attempt.outcome;
                 let _ = outcomes.send(sent).await;
                 let _ = finished.send((slot, outcome));
@@ -306,6 +323,18 @@ impl Dispatcher {
     fn requeued(&mut self) {
         self.refresh = true;
         self.sweep_at = Instant::now();
+    }
+
+    /// The uplink went down: let go of everything held (it waits in the database). Or
+    /// it came back: claim every lane's backlog now, from its lowest sequence.
+    async fn uplink_changed(&mut self) {
+        if self.config.uplink.is_down() {
+            let held = self.lanes.drain_all();
+            self.release_or_warn(&held).await;
+        } else {
+            self.requeued();
+            soonest(&mut self.fan_out_at, Instant::now());
+        }
     }
 
     fn recorded(&mut self, news: Recorded) {

@@ -111,6 +111,19 @@ impl Lanes {
         lane.queue.drain(..).map(|d| d.delivery_id).collect()
     }
 
+    /// Drops what every lane holds (the uplink went down: nothing is sent until it
+    /// returns); returns the ids, to release.
+    pub fn drain_all(&mut self) -> Vec<DeliveryId> {
+        let mut dropped = Vec::new();
+        for lane in self.lanes.values_mut() {
+            if !lane.queue.is_empty() {
+                lane.backlog = true;
+                dropped.extend(lane.queue.drain(..).map(|d| d.delivery_id));
+            }
+        }
+        dropped
+    }
+
     pub fn push(&mut self, delivery: Claimed) {
         self.lanes
             .entry(delivery.subscription_id.clone())

@@ -19,6 +19,10 @@
 //! fans out (an advisory lock). On SQLite one process delivers for a file (a lock file
 //! beside it), and at its start every lease left in the file is released.
 //!
+//! Before anything acts on a failure of the network, it is judged against the camp's
+//! uplink (`uplink.rs`): when no endpoint is reachable at all, the link is down, and
+//! deliveries wait for it instead of using up their retries and pausing their partners.
+//!
 //! The catch-up feed's pages are read and rendered here too (`feed.rs`), with the
 //! sender's renderer and keys, so a page holds the bytes that were POSTed.
 //!
@@ -36,9 +40,11 @@ mod heartbeat;
 mod lanes;
 mod record;
 mod send;
+mod uplink;
 
 pub use backend::EmbeddedBackend;
 pub use send::{Attempt, HttpSender, guarded_client};
+pub use uplink::Uplink;
 
 use crate::config::RetrySchedule;
 use crate::db::Db;
@@ -62,6 +68,8 @@ pub struct EngineConfig {
     /// Every time decision of the engine reads this: due retries, leases, attempt times,
     /// failure and pause times.
     pub clock: Clock,
+    /// Whether the camp's uplink is down (shared by the process's engines).
+    pub uplink: Uplink,
 }
 
 impl EngineConfig {
@@ -75,6 +83,12 @@ impl EngineConfig {
             poll_interval: settings.webhook_sweep_interval,
             instance: EngineConfig::new_instance(),
             clock: settings.webhook_clock.clone(),
+            uplink: Uplink::new(
+                settings.uplink_probe.clone(),
+                settings.uplink_probe_interval,
+                settings.webhook_timeout,
+                settings.webhook_clock.clone(),
+            ),
         }
     }
 
@@ -102,7 +116,7 @@ pub async fn deliver_now(
     let claimed = claim::by_id(db, delivery)
         .await?
         .ok_or_else(|| anyhow::anyhow!("delivery {delivery} vanished before it was sent"))?;
-    let sent = sender.deliver(claimed).await;
+    let sent = config.uplink.send(sender, claimed).await;
     let attempt = sent.attempt.clone();
     record::write(db, config, std::slice::from_ref(&sent)).await?;
     db.commit_signal(REQUEUE_SIGNAL).notify_one(); // a pause it caused must be seen
@@ -125,6 +139,7 @@ pub fn start(tasks: &mut Tasks, db: &Db, config: &EngineConfig, sender: &HttpSen
              (run one process per SQLite file, or use PostgreSQL for several)"
         ),
         lock => {
+            uplink::start(tasks, &config.uplink, db, sender);
             let (db, config, sender) = (db.clone(), config.clone(), sender.clone());
             let (heartbeat_db, clock) = (db.clone(), config.clock.clone());
             tasks.spawn(move |stop| {

@@ -211,13 +211,22 @@ async fn update_failed_delivery(
 ) -> Result<Option<i64>, sqlx::Error> {
     let attempt = &sent.attempt;
     let attempt_number = sent.delivery.attempts + 1;
-    // A failed delivery with a retry ahead stays pending (claimable when due).
+    // A failed delivery with a retry ahead stays pending (claimable when due). One that
+    // failed because the uplink was down waits for the dispatcher to claim it when the
+    // link returns; its place in the schedule is unchanged, and it is due from its
+    // message's time, so that claims (by due time, then sequence) take it before the
+    // later sequences that waited untried.
     let retry = attempt
         .outcome
         .retries()
         .then(|| retry_delay(config, attempt_number, attempt.retry_after))
         .flatten();
+    let waits = attempt.outcome.waits_for_uplink();
     let (status, next_attempt_at) = match retry {
+        _ if waits => (
+            DeliveryStatus::Pending,
+            sent.delivery.created_at.millis().min(attempt.attempted_at),
+        ),
         Some(delay) => (
             DeliveryStatus::Pending,
             attempt.attempted_at + delay.as_millis() as i64,
@@ -235,9 +244,10 @@ async fn update_failed_delivery(
         next_attempt_at,
         last_status: attempt.status_code,
         last_error: error,
+        consumed: !waits,
     };
     store::mark_failed(tx, failure, config.clock.now_ms()).await?;
-    Ok((status == DeliveryStatus::Pending).then_some(next_attempt_at))
+    Ok((status == DeliveryStatus::Pending && !waits).then_some(next_attempt_at))
 }
 
 /// The wait before the next attempt after attempt number `attempt_number` failed, or

@@ -105,6 +105,28 @@ impl HttpSender {
         Sent { delivery, attempt }
     }
 
+    /// Whether a TCP connection reaches the host of `url` (an allowed address of it)
+    /// within the connect timeout; a refused connection counts, the host was reached.
+    /// The uplink's probe, while it is down.
+    pub(super) async fn reaches(&self, url: &str) -> bool {
+        let Ok(url) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        let Some(port) = url.port_or_known_default() else {
+            return false;
+        };
+        let addresses = ssrf::allowed_addresses(&url, &self.policy, self.lookup.as_ref()).await;
+        let Some(address) = addresses.ok().and_then(|a| a.first().copied()) else {
+            return false;
+        };
+        let connect = tokio::net::TcpStream::connect((address, port));
+        match tokio::time::timeout(connect_timeout(self.timeout), connect).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(err)) => err.kind() == std::io::ErrorKind::ConnectionRefused,
+            Err(_) => false,
+        }
+    }
+
     /// The keys that sign now: the current secret, and the previous one during rotation.
     fn signing_keys(&self, delivery: &Claimed) -> Result<Vec<Vec<u8>>, String> {
         signing::SealedSecrets {
@@ -206,8 +228,11 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::from_secs(seconds.min(86_400)))
 }
 
+/// Shorter than the whole request's deadline, so that no connection in time is told
+/// apart from no answer in time (the first is the network's failure, the second the
+/// endpoint's); at most 10 s.
 fn connect_timeout(timeout: Duration) -> Duration {
-    timeout.min(Duration::from_secs(10))
+    (timeout * 4 / 5).min(Duration::from_secs(10))
 }
 
 /// Whether a failed connection never reached the endpoint's host: its name did not

@@ -7,6 +7,7 @@ use super::Webhooks;
 use super::audit::{self, AuditEntry};
 use super::backend::{
     AttemptLog, CursorPage, FailureStats, MessageFilter, MessageLog, Requeued, TestDelivery,
+    UplinkStatus,
 };
 use super::ssrf;
 use super::subscriptions::{
@@ -49,6 +50,7 @@ where
         .routes(routes!(list_attempts))
         .routes(routes!(retry_message))
         .routes(routes!(list_audit))
+        .routes(routes!(delivery_status))
         .routes(routes!(super::feed::catch_up))
 }
 
@@ -290,6 +292,34 @@ async fn failure_stats(
     Ok(Json(
         state.backend.failure_stats(&subscription_id(&raw)?).await?,
     ))
+}
+
+/// How webhooks go out from this server: the backend, the camp's uplink, and the private
+/// ranges subscriptions may reach.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeliveryStatus {
+    /// `embedded` or `svix`.
+    pub backend: &'static str,
+    /// The camp's uplink as the embedded engine judges it; absent under Svix, which
+    /// delivers from its own network.
+    pub uplink: Option<UplinkStatus>,
+    /// `EHRS_WEBHOOK_ALLOWED_SUBNETS`: private ranges subscriptions may reach.
+    #[schema(example = json!(["192.168.10.0/24"]))]
+    pub allowed_subnets: Vec<String>,
+    /// `EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS`: of those, where `http://` is accepted.
+    pub allow_http_subnets: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/webhooks/status", tag = "webhooks", security(("bearer" = [])),
+    responses((status = 200, body = DeliveryStatus)))]
+async fn delivery_status(State(state): State<Webhooks>, _admin: Admin) -> Json<DeliveryStatus> {
+    let ranges = |nets: &[ipnet::IpNet]| nets.iter().map(ToString::to_string).collect();
+    Json(DeliveryStatus {
+        backend: state.backend.name(),
+        uplink: state.backend.uplink(),
+        allowed_subnets: ranges(&state.policy.allowed_subnets),
+        allow_http_subnets: ranges(&state.policy.http_subnets),
+    })
 }
 
 /// Body of the recover route: the window of messages to send again.

@@ -57,6 +57,12 @@ pub trait WebhookBackend: Send + Sync {
         }
     }
 
+    /// The camp's uplink as this backend's engine judges it (`delivery::uplink`). `None`
+    /// for a backend that delivers from elsewhere (a Svix server, on its own network).
+    fn uplink(&self) -> Option<UplinkStatus> {
+        None
+    }
+
     /// One page of a subscription's catch-up feed: its deliveries after sequence `after`,
     /// in sequence order, as they were POSTed (`outbound::feed`). `reader` is checked
     /// here, against the subscription's secrets. A backend that numbers no sequences
@@ -124,6 +130,26 @@ pub struct BackendHealth {
     pub status: &'static str,
     /// What is wrong, when degraded.
     pub detail: Option<String>,
+}
+
+/// Whether the camp's uplink is down, as the embedded engine judges it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UplinkStatus {
+    /// `up`, or `down` when every endpoint tried failed at the network level (or the
+    /// configured probe said so): deliveries wait, consuming no retry and counting toward
+    /// no auto-pause, until the link returns.
+    #[schema(example = "up")]
+    pub state: &'static str,
+    /// When the engine declared the uplink down (absent while it is up).
+    pub down_since: Option<Timestamp>,
+    /// Outages since the server started.
+    pub outages: u64,
+    /// When the last probe ran, and whether it reached its target.
+    pub last_probe_at: Option<Timestamp>,
+    pub last_probe_reached: Option<bool>,
+    /// What the probe connects to: `EHRS_UPLINK_PROBE`, or `endpoints` (each
+    /// endpoint's own address in turn).
+    pub probe: String,
 }
 
 /// Bytes of a receiver's response body kept in an attempt's log, whoever delivered it.

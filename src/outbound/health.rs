@@ -34,14 +34,15 @@ pub struct Streak {
 }
 
 impl Streak {
-    /// Adds one attempt's outcome.
+    /// Adds one attempt's outcome (an attempt made while the uplink was down changes
+    /// nothing: it was not the endpoint's failure).
     pub fn add(&mut self, outcome: Outcome) {
         if outcome.delivered() {
             *self = Streak {
                 failures: 0,
                 succeeded: true,
             };
-        } else {
+        } else if outcome.is_failure() {
             self.failures += 1;
         }
     }

@@ -2,7 +2,8 @@
 //! backends. The embedded engine classifies each HTTP attempt here (`delivery::send`) and
 //! acts on it everywhere else from the same value: the recorder schedules the retry and
 //! counts the failure toward auto-pause, the lanes drop an unanswering endpoint to one
-//! probing slot, the metrics label the attempt. The Svix backend classifies the attempts
+//! probing slot, the metrics label the attempt. A network failure is judged once more
+//! against the camp's uplink (`delivery::uplink`) before anything acts on it. The Svix backend classifies the attempts
 //! its operational webhooks report the same way. A new kind of failure is one more
 //! variant here, and the compiler shows every place that must decide about it.
 
@@ -59,6 +60,11 @@ pub enum Outcome {
     /// No HTTP answer: retried and counted like a rejection; an endpoint that timed out
     /// or could not be reached is also probed with one slot until it answers again.
     NoAnswer(FailureKind),
+    /// The network did not reach the endpoint while the camp's uplink was down (no
+    /// endpoint reachable at all, `delivery::uplink`): not the endpoint's failure. It
+    /// consumes no retry and does not count toward auto-pause; the delivery waits for the
+    /// link to return.
+    UplinkDown,
 }
 
 impl Outcome {
@@ -81,17 +87,23 @@ impl Outcome {
             Outcome::Delivered => None,
             Outcome::Gone | Outcome::Rejected => Some(FailureClass::Endpoint),
             Outcome::NoAnswer(kind) => Some(kind.class()),
+            Outcome::UplinkDown => Some(FailureClass::Network),
         }
     }
 
     /// Whether the attempt adds to the subscription's run of consecutive failures.
     pub fn is_failure(self) -> bool {
-        !self.delivered()
+        !matches!(self, Outcome::Delivered | Outcome::UplinkDown)
     }
 
     /// Whether another attempt follows on the retry schedule (while it lasts).
     pub fn retries(self) -> bool {
         matches!(self, Outcome::Rejected | Outcome::NoAnswer(_))
+    }
+
+    /// Whether the delivery waits for the uplink, its retry schedule untouched.
+    pub fn waits_for_uplink(self) -> bool {
+        self == Outcome::UplinkDown
     }
 
     /// Whether the subscription is paused at once, whatever its failure streak.
@@ -106,7 +118,7 @@ impl Outcome {
             self,
             Outcome::NoAnswer(
                 FailureKind::Timeout | FailureKind::Connect | FailureKind::Unreachable
-            )
+            ) | Outcome::UplinkDown
         )
     }
 
@@ -116,6 +128,7 @@ impl Outcome {
             Outcome::Delivered => "delivered",
             Outcome::Gone => "gone",
             Outcome::Rejected | Outcome::NoAnswer(_) => "failed",
+            Outcome::UplinkDown => "uplink_down",
         }
     }
 }
@@ -147,6 +160,7 @@ mod tests {
                 Outcome::NoAnswer(FailureKind::Refused),
                 (true, true, false, false),
             ),
+            (Outcome::UplinkDown, (false, false, false, true)),
         ];
         for (outcome, expected) in cases {
             let got = (
@@ -183,5 +197,6 @@ mod tests {
             class(Outcome::NoAnswer(FailureKind::Unreachable)),
             Some(FailureClass::Network)
         );
+        assert_eq!(class(Outcome::UplinkDown), Some(FailureClass::Network));
     }
 }

@@ -280,6 +280,26 @@ pub async fn check_url(
     Ok(url)
 }
 
+/// The addresses a stored URL's host may be reached at now, under `policy` (the uplink
+/// probe connects to one): resolved again, so a rebound name is still refused.
+pub(crate) async fn allowed_addresses(
+    url: &reqwest::Url,
+    policy: &Policy,
+    lookup: &dyn Lookup,
+) -> Result<Vec<IpAddr>, Refusal> {
+    let host = url
+        .host()
+        .ok_or_else(|| Refusal::InvalidUrl("the URL has no host".into()))?;
+    let name = host.to_string();
+    let addresses = addresses_of(host, lookup).await?;
+    let plain_http = url.scheme() == "http";
+    check_addresses(&addresses, plain_http, policy)?;
+    if addresses.is_empty() {
+        return Err(Refusal::Unresolvable(name));
+    }
+    Ok(addresses)
+}
+
 /// The addresses `host` stands for: itself when it is an IP literal, else what it
 /// resolves to.
 async fn addresses_of(host: url::Host<&str>, lookup: &dyn Lookup) -> Result<Vec<IpAddr>, Refusal> {

@@ -15,17 +15,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The ranges these tests allow: each namespace takes a /24 of it.
-const CAMP_LAN: &str = "10.213.0.0/16";
+pub(crate) const CAMP_LAN: &str = "10.213.0.0/16";
 
-/// Records each POST body as one line of its log file and answers 200.
+/// Records each POST (its signature headers and body) as one JSON line of its log file,
+/// and answers 200.
 const RECEIVER: &str = r#"
-import http.server, sys
+import http.server, json, sys
 log = sys.argv[1]
+SIGNED = ("webhook-id", "webhook-timestamp", "webhook-signature")
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        line = json.dumps({"headers": {h: self.headers.get(h) for h in SIGNED}, "body": body.decode()})
         with open(log, "ab") as f:
-            f.write(body.replace(b"\n", b" ") + b"\n")
+            f.write(line.encode() + b"\n")
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -36,11 +39,11 @@ http.server.ThreadingHTTPServer((sys.argv[2], 8080), H).serve_forever()
 
 /// A network namespace joined to this one by a veth pair, with a receiver listening in it
 /// at `partner`:8080. Removed on drop.
-struct CampLan {
+pub(crate) struct CampLan {
     namespace: String,
     host_side: String,
     guest_side: String,
-    partner: Ipv4Addr,
+    pub(crate) partner: Ipv4Addr,
     receiver: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -55,7 +58,7 @@ fn ip(args: &[&str]) {
 }
 
 impl CampLan {
-    fn start() -> CampLan {
+    pub(crate) fn start() -> CampLan {
         static MADE: AtomicUsize = AtomicUsize::new(0);
         let made = MADE.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id() as usize;
@@ -110,7 +113,7 @@ impl CampLan {
     }
 
     /// Waits until the receiver accepts connections from this side of the link.
-    async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         let address = (self.partner, 8080);
         eventually(
             "the receiver on the camp's network listens",
@@ -121,7 +124,7 @@ impl CampLan {
 
     /// Cuts the link at the partner's end, as when the camp's uplink drops: this side
     /// keeps its route (so nothing leaves by another one) and gets no reply.
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         ip(&[
             "netns",
             "exec",
@@ -134,16 +137,54 @@ impl CampLan {
         ]);
     }
 
-    fn url(&self) -> String {
+    /// Brings the partner's end of the link back up.
+    pub(crate) fn mend(&self) {
+        ip(&[
+            "netns",
+            "exec",
+            &self.namespace,
+            "ip",
+            "link",
+            "set",
+            &self.guest_side,
+            "up",
+        ]);
+    }
+
+    pub(crate) fn url(&self) -> String {
         format!("http://{}:8080/hook", self.partner)
     }
 
-    fn received(&self) -> Vec<serde_json::Value> {
+    /// Each request as logged: its signature headers and body.
+    fn requests(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect()
+    }
+
+    /// The bodies received, parsed.
+    pub(crate) fn received(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .iter()
+            .map(|request| serde_json::from_str(request["body"].as_str().unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Whether every request received carries a valid signature under `secret`.
+    fn all_verified(&self, secret: &str) -> bool {
+        let webhook = svix::webhooks::Webhook::new(secret).unwrap();
+        self.requests().iter().all(|request| {
+            let mut headers = axum::http::HeaderMap::new();
+            for (name, value) in request["headers"].as_object().unwrap() {
+                let name = axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                headers.insert(name, value.as_str().unwrap().parse().unwrap());
+            }
+            webhook
+                .verify(request["body"].as_str().unwrap().as_bytes(), &headers)
+                .is_ok()
+        })
     }
 }
 
@@ -277,4 +318,234 @@ async fn the_delivery_client_reaches_an_allowed_subnet_and_refuses_it_otherwise(
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(lan.received()[0]["type"], "probe");
+}
+
+/// The settings of the outage tests: the camp's LAN allowed over plain HTTP, a short retry
+/// schedule and auto-pause threshold, a 1 s attempt timeout, one send at a time per
+/// endpoint, and probes every second.
+pub(crate) fn short_fuse(s: &mut ehrs::config::Settings) {
+    s.webhooks_allow_insecure = false;
+    s.webhook_allowed_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
+    s.webhook_allow_http_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
+    s.webhook_clock = ehrs::time::Clock::adjustable();
+    s.webhook_retry_schedule = ehrs::config::parse_schedule("1s,1s").unwrap();
+    s.webhook_autopause_after = 2;
+    s.webhook_timeout = Duration::from_secs(1);
+    s.webhook_endpoint_concurrency = 1;
+    s.uplink_probe_interval = Duration::from_secs(1);
+}
+
+/// Subscribes `url` to camp events; returns the subscription's id and secret.
+pub(crate) async fn subscribe_camps(
+    app: &crate::support::TestApp,
+    url: String,
+    ordered: bool,
+) -> (String, String) {
+    let body = json!({"url": url, "event_types": ["camp.created"], "ordered": ordered});
+    let created = app
+        .post(Role::Admin, "/api/v1/webhooks/subscriptions", &body)
+        .await
+        .expect(201);
+    (
+        created["id"].as_str().unwrap().to_string(),
+        created["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn uplink_state(app: &crate::support::TestApp) -> serde_json::Value {
+    let health = app
+        .request(reqwest::Method::GET, None, "/health", None)
+        .await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    health.body
+}
+
+db_test!(
+    settings = short_fuse,
+    async fn an_uplink_outage_pauses_nobody_and_every_event_arrives_in_order_when_it_returns(app) {
+        let clock = &app.state.settings.webhook_clock;
+        let (lab, pharmacy) = (CampLan::start(), CampLan::start());
+        lab.ready().await;
+        pharmacy.ready().await;
+        let (lab_id, lab_secret) = subscribe_camps(&app, lab.url(), true).await;
+        let (pharmacy_id, pharmacy_secret) = subscribe_camps(&app, pharmacy.url(), false).await;
+        crate::camps::create_camp(&app).await;
+        eventually("both partners receive the first camp", || async {
+            lab.received().len() == 1 && pharmacy.received().len() == 1
+        })
+        .await;
+
+        // The uplink drops: neither partner is reachable.
+        lab.cut();
+        pharmacy.cut();
+        for _ in 0..6 {
+            crate::camps::create_camp(&app).await;
+        }
+        eventually("the engine declares the uplink down", || async {
+            uplink_state(&app).await["uplink"]["state"] == "down"
+        })
+        .await;
+        let health = uplink_state(&app).await;
+        assert_eq!(health["webhooks"], "degraded", "{health}");
+        assert!(health["uplink"]["down_since"].is_string(), "{health}");
+        assert!(health["webhooks_detail"].as_str().unwrap().contains("uplink is down"), "{health}");
+
+        // Far longer than the retry schedule and the auto-pause threshold allow: the
+        // clock runs past the whole schedule again and again while probes keep failing.
+        for _ in 0..5 {
+            clock.advance(Duration::from_secs(3));
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        let status = app.get(Role::Admin, "/api/v1/webhooks/status").await.expect(200);
+        assert_eq!(status["uplink"]["state"], "down", "{status}");
+        assert_eq!(status["uplink"]["last_probe_reached"], false, "{status}");
+        assert_eq!(status["allowed_subnets"], json!([CAMP_LAN]), "{status}");
+        assert_eq!(status["allow_http_subnets"], json!([CAMP_LAN]), "{status}");
+        let pool = app.state.db.pool();
+        let network_attempts: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_attempts WHERE failure_class = 'network'")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert!(network_attempts >= 2, "the first sends failed at the network level: {network_attempts}");
+        let (exhausted, most_attempts): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE status = 'exhausted'), COALESCE(MAX(attempts), 0) FROM webhook_deliveries \
+             WHERE status <> 'delivered'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!((exhausted, most_attempts), (0, 0), "no delivery used a retry, none is exhausted");
+        for id in [&lab_id, &pharmacy_id] {
+            let stats = app
+                .get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/failure-stats"))
+                .await
+                .expect(200);
+            assert_eq!((stats["enabled"].clone(), stats["consecutive_failures"].clone()), (json!(true), json!(0)), "{stats}");
+        }
+        let metrics = app.request(reqwest::Method::GET, None, "/metrics", None).await;
+        assert!(metrics.text.contains("ehrs_uplink_down 1"), "{}", metrics.text);
+
+        // The link returns: a probe reaches a partner, and the backlog drains in order.
+        lab.mend();
+        pharmacy.mend();
+        eventually("every camp reaches both partners", || async {
+            lab.received().len() == 7 && pharmacy.received().len() == 7
+        })
+        .await;
+        for (partner, secret) in [(&lab, &lab_secret), (&pharmacy, &pharmacy_secret)] {
+            let sequences: Vec<i64> = partner.received().iter().map(|e| e["sequence"].as_i64().unwrap()).collect();
+            assert_eq!(sequences, (1..=7).collect::<Vec<_>>(), "in sequence order, each once");
+            assert!(partner.all_verified(secret), "every delivery verifies with the subscription's secret");
+        }
+        assert_eq!(uplink_state(&app).await["uplink"]["state"], "up");
+        let audit = app.get(Role::Admin, "/api/v1/webhooks/audit").await.expect(200);
+        let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+        assert!(actions.contains(&"uplink.down") && actions.contains(&"uplink.restored"), "{actions:?}");
+    }
+);
+
+db_test!(
+    settings = short_fuse,
+    async fn one_unreachable_partner_beside_an_answering_one_is_still_auto_paused(app) {
+        let clock = &app.state.settings.webhook_clock;
+        let (lab, pharmacy) = (CampLan::start(), CampLan::start());
+        lab.ready().await;
+        pharmacy.ready().await;
+        let (lab_id, _) = subscribe_camps(&app, lab.url(), false).await;
+        subscribe_camps(&app, pharmacy.url(), false).await;
+        // A third subscription at the pharmacy's host, on a port where nothing listens:
+        // it refuses, as before.
+        let (refusing_id, _) = subscribe_camps(&app, format!("http://{}:8081/hook", pharmacy.partner), false).await;
+        lab.cut();
+        let disabled = |id: String| {
+            let app = &app;
+            async move {
+                let stats = app
+                    .get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/failure-stats"))
+                    .await
+                    .expect(200);
+                stats["enabled"] == false && stats["auto_paused"] == true
+            }
+        };
+        for round in 0..20 {
+            crate::camps::create_camp(&app).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            clock.advance(Duration::from_secs(3));
+            if disabled(lab_id.clone()).await && disabled(refusing_id.clone()).await {
+                break;
+            }
+            assert!(round < 19, "the unreachable and the refusing partner were not paused");
+        }
+        assert!(pharmacy.received().len() >= 2, "the answering partner kept receiving");
+        assert_eq!(uplink_state(&app).await["uplink"]["state"], "up", "one partner down is not an outage");
+        let lab_failures: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT a.failure_class FROM webhook_attempts a WHERE a.subscription_id = $1",
+        )
+        .bind(&lab_id)
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap();
+        assert!(lab_failures.iter().all(|class| class.as_deref() == Some("network")), "{lab_failures:?}");
+    }
+);
+
+/// With `EHRS_UPLINK_PROBE` set, one unreachable partner is an outage when the probe
+/// fails too, and the probe's return ends it. The probe's target stands for "the
+/// internet": a receiver in a namespace of its own, known before the server starts.
+async fn a_failing_probe_confirms_an_outage(backend: crate::support::Backend) {
+    let (internet, lab) = (CampLan::start(), CampLan::start());
+    internet.ready().await;
+    lab.ready().await;
+    let probe = format!("{}:8080", internet.partner);
+    let (app, cleanup) = crate::support::TestApp::spawn_with(backend, |s| {
+        short_fuse(s);
+        s.uplink_probe = Some(ehrs::config::parse_uplink_probe(&probe).unwrap());
+    })
+    .await;
+    let (lab_id, _) = subscribe_camps(&app, lab.url(), false).await;
+    lab.cut();
+    internet.cut();
+    crate::camps::create_camp(&app).await;
+    eventually("the probe confirms the outage", || async {
+        uplink_state(&app).await["uplink"]["state"] == "down"
+    })
+    .await;
+    let status = app
+        .get(Role::Admin, "/api/v1/webhooks/status")
+        .await
+        .expect(200);
+    assert_eq!(status["uplink"]["probe"], probe, "{status}");
+    assert_eq!(status["uplink"]["last_probe_reached"], false, "{status}");
+    let stats = app
+        .get(
+            Role::Admin,
+            &format!("/api/v1/webhooks/subscriptions/{lab_id}/failure-stats"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        stats["consecutive_failures"], 0,
+        "not the partner's failure: {stats}"
+    );
+
+    internet.mend();
+    lab.mend();
+    eventually(
+        "the probe reaches its target and the camp arrives",
+        || async { lab.received().len() == 1 },
+    )
+    .await;
+    assert_eq!(uplink_state(&app).await["uplink"]["state"], "up");
+    cleanup.run().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_probe_confirms_an_outage_sqlite() {
+    a_failing_probe_confirms_an_outage(crate::support::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_probe_confirms_an_outage_postgres() {
+    a_failing_probe_confirms_an_outage(crate::support::Backend::Postgres).await;
 }

@@ -106,12 +106,15 @@ pub struct Failure<'a> {
     pub next_attempt_at: i64,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// Whether the attempt used up a step of the retry schedule (not when it was made
+    /// while the camp's uplink was down).
+    pub consumed: bool,
 }
 
 /// Records a failed attempt on its delivery and releases the lease.
 pub async fn mark_failed(tx: &mut Tx, failure: Failure<'_>, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, \
+        "UPDATE webhook_deliveries SET status = $2, attempts = attempts + $7, next_attempt_at = $3, \
          locked_until = NULL, locked_by = NULL, last_status = $4, last_error = $5, updated_at = $6 WHERE id = $1",
     )
     .bind(failure.delivery_id)
@@ -120,6 +123,7 @@ pub async fn mark_failed(tx: &mut Tx, failure: Failure<'_>, now: i64) -> Result<
     .bind(failure.last_status.map(i64::from))
     .bind(failure.last_error)
     .bind(now)
+    .bind(i64::from(failure.consumed))
     .execute(tx.conn())
     .await?;
     Ok(())

@@ -28,6 +28,7 @@ function types(list) {
 }
 
 async function list(main, ctx) {
+  const delivery = h('div', { class: 'delivery-status' });
   const slot = h('div', { class: 'slot' });
   const formSlot = h('div');
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
@@ -45,9 +46,10 @@ async function list(main, ctx) {
       h('h1', {}, 'Subscriptions'),
       h('button', { type: 'button', onclick: openForm }, 'New subscription')),
     h('p', { class: 'muted' }, 'Systems that receive a signed POST for each event (lab, pharmacy, SMS, analytics).'),
-    slot, formSlot, body);
+    delivery, slot, formSlot, body);
 
   async function refresh() {
+    get('/webhooks/status').then((state) => fill(delivery, deliveryPanel(state)), () => fill(delivery));
     const subs = await attempt(slot, allSubscriptions);
     if (!subs) return fill(body);
     if (subs.length === 0) {
@@ -66,6 +68,22 @@ async function list(main, ctx) {
     ], rows, 'Subscriptions'));
   }
   await refresh();
+}
+
+/** The camp's uplink as the engine judges it, and the private ranges subscriptions may reach. */
+function deliveryPanel(state) {
+  const uplink = state.uplink;
+  const link = !uplink ? null : uplink.state === 'down'
+    ? notice(h('span', {}, h('strong', {}, 'The camp\'s internet is down'), ` since ${new Date(uplink.down_since).toLocaleString()}. `,
+      'Deliveries wait: no retry is used and no subscription is paused for it. They go out in order when the link returns.'), 'warn')
+    : h('p', { class: 'uplink' }, 'Internet: ', status('up', 'ok'),
+      uplink.outages > 0 ? h('span', { class: 'muted' }, ` (${uplink.outages} outage${uplink.outages === 1 ? '' : 's'} since the server started)`) : '');
+  const ranges = (list) => list.length === 0 ? h('span', { class: 'muted' }, 'none') : h('code', {}, list.join(', '));
+  return h('div', {},
+    link,
+    h('p', { class: 'subnets' }, 'Camp network ranges allowed: ', ranges(state.allowed_subnets),
+      '; plain http:// allowed in: ', ranges(state.allow_http_subnets),
+      h('span', { class: 'muted' }, ' (EHRS_WEBHOOK_ALLOWED_SUBNETS, EHRS_WEBHOOK_ALLOW_HTTP_SUBNETS)')));
 }
 
 function failures(count) {

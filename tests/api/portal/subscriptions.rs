@@ -183,3 +183,30 @@ browser_test!(
         assert!(!browser.text().await.contains("Auto-paused"));
     }
 );
+
+browser_test!(settings = crate::camp_network::short_fuse, async fn shows_the_uplink_outage_and_the_camp_network_ranges(app, browser) {
+    use crate::camp_network::{CAMP_LAN, CampLan, subscribe_camps};
+    let (lab, pharmacy) = (CampLan::start(), CampLan::start());
+    lab.ready().await;
+    pharmacy.ready().await;
+    subscribe_camps(&app, lab.url(), false).await;
+    subscribe_camps(&app, pharmacy.url(), false).await;
+    browser.sign_in(ADMIN, PASSWORD).await;
+    browser.wait_for_text("Internet:").await;
+    let page = browser.text().await;
+    assert!(page.contains(&format!("Camp network ranges allowed: {CAMP_LAN}")), "{page}");
+
+    lab.cut();
+    pharmacy.cut();
+    create_camp(&app).await;
+    eventually("the engine declares the uplink down", || async {
+        app.get(Role::Admin, "/api/v1/webhooks/status").await.expect(200)["uplink"]["state"] == "down"
+    })
+    .await;
+    browser.driver.refresh().await.unwrap();
+    browser.wait_for_text("The camp's internet is down").await;
+    browser.screenshot("uplink-down").await;
+    let page = browser.text().await;
+    assert!(page.contains("no subscription is paused for it"), "{page}");
+    assert!(!page.contains("Auto-paused"), "{page}");
+});
