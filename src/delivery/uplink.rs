@@ -84,6 +84,8 @@ struct Shared {
 
 #[derive(Default)]
 struct Tracker {
+    /// How many endpoints have `unreachable` set (most answers have none to clear).
+    flagged: usize,
     /// When an endpoint last answered (any sign the network carried us to it).
     last_answer: Option<Instant>,
     /// By host.
@@ -102,9 +104,8 @@ struct Endpoint {
     unreachable: bool,
 }
 
-/// An attempt under way, to report its end.
+/// When an attempt began, to report its end.
 struct Started {
-    host: String,
     at: Instant,
 }
 
@@ -185,7 +186,8 @@ impl Uplink {
     pub(super) async fn send(&self, sender: &HttpSender, delivery: Claimed) -> Sent {
         let started = self.started(&delivery.url);
         let mut sent = sender.deliver(delivery).await;
-        sent.attempt.outcome = self.judge(started, sent.attempt.outcome).await;
+        let host = host_of(&sent.delivery.url);
+        sent.attempt.outcome = self.judge(host, started, sent.attempt.outcome).await;
         sent
     }
 
@@ -197,7 +199,7 @@ impl Uplink {
         let host = host_of(url);
         let at = Instant::now();
         let mut state = self.lock();
-        match state.endpoints.get_mut(&host) {
+        match state.endpoints.get_mut(host) {
             Some(endpoint) => {
                 endpoint.in_flight += 1;
                 endpoint.last_started = at;
@@ -209,23 +211,22 @@ impl Uplink {
                     last_started: at,
                     unreachable: false,
                 };
-                state.endpoints.insert(host.clone(), endpoint);
+                state.endpoints.insert(host.to_string(), endpoint);
             }
         }
-        Started { host, at }
+        Started { at }
     }
 
-    async fn judge(&self, started: Started, outcome: Outcome) -> Outcome {
+    async fn judge(&self, host: &str, started: Started, outcome: Outcome) -> Outcome {
         let ended = match outcome.failure_class() {
             _ if outcome == Outcome::NoAnswer(FailureKind::Refused) => Ended::Neither,
             Some(FailureClass::Network) => Ended::Unreachable,
             None | Some(FailureClass::Endpoint) => Ended::Answered,
         };
-        let mut reports = self.shared.reports.subscribe();
-        let mut verdict = self.report(&started, &ended);
-        if ended != Ended::Unreachable {
+        let (mut verdict, reports) = self.report(host, &started, &ended);
+        let Some(mut reports) = reports else {
             return outcome;
-        }
+        };
         let deadline = Instant::now() + self.shared.timeout + Duration::from_secs(1);
         loop {
             match verdict {
@@ -258,31 +259,44 @@ impl Uplink {
         }
     }
 
-    /// Records how an attempt ended; for a failure of the network, the first verdict.
-    fn report(&self, started: &Started, ended: &Ended) -> Verdict {
+    /// Records how an attempt ended. For a failure of the network, returns the first
+    /// verdict, and the reports to watch while it waits (subscribed under the lock, so
+    /// no later change is missed).
+    fn report(
+        &self,
+        host: &str,
+        started: &Started,
+        ended: &Ended,
+    ) -> (Verdict, Option<watch::Receiver<u64>>) {
         let mut state = self.lock();
-        if let Some(endpoint) = state.endpoints.get_mut(&started.host) {
+        if let Some(endpoint) = state.endpoints.get_mut(host) {
             endpoint.in_flight = endpoint.in_flight.saturating_sub(1);
         }
-        let verdict = match ended {
+        let (verdict, reports) = match ended {
             Ended::Answered => {
                 self.answered(&mut state);
-                Verdict::Endpoint
+                (Verdict::Endpoint, None)
             }
-            Ended::Neither => Verdict::Endpoint,
+            Ended::Neither => (Verdict::Endpoint, None),
             Ended::Unreachable => {
                 let answered_since = state.last_answer.is_some_and(|at| at > started.at);
-                if let Some(endpoint) = state.endpoints.get_mut(&started.host)
+                if let Some(endpoint) = state.endpoints.get_mut(host)
                     && !answered_since
+                    && !endpoint.unreachable
                 {
                     endpoint.unreachable = true;
+                    state.flagged += 1;
                 }
-                self.evaluate(&mut state, started)
+                let reports = self.shared.reports.subscribe();
+                (self.evaluate(&mut state, started), Some(reports))
             }
         };
         drop(state);
-        self.shared.reports.send_modify(|n| *n += 1);
-        verdict
+        // Only verdicts that wait listen; most sends find none.
+        if self.shared.reports.receiver_count() > 0 {
+            self.shared.reports.send_modify(|n| *n += 1);
+        }
+        (verdict, reports)
     }
 
     fn evaluate(&self, state: &mut Tracker, started: &Started) -> Verdict {
@@ -318,8 +332,11 @@ impl Uplink {
     /// An endpoint answered: the network works.
     fn answered(&self, state: &mut Tracker) {
         state.last_answer = Some(Instant::now());
-        for endpoint in state.endpoints.values_mut() {
-            endpoint.unreachable = false;
+        if state.flagged > 0 {
+            state.flagged = 0;
+            for endpoint in state.endpoints.values_mut() {
+                endpoint.unreachable = false;
+            }
         }
         if self.shared.is_down.swap(false, Ordering::SeqCst) {
             self.shared.down.send_replace(None);
@@ -395,12 +412,18 @@ impl Uplink {
     }
 }
 
-/// The host an endpoint URL names (the whole URL when it has none).
-fn host_of(url: &str) -> String {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_string))
-        .unwrap_or_else(|| url.to_string())
+/// The host a stored endpoint URL names, read without parsing it whole (this runs for
+/// every send): what lies between `://` and the next `/`, `?` or `#`, less the port.
+/// Stored URLs are normalised and carry no credentials (`outbound::ssrf::check_url`).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    }
 }
 
 /// Whether the configured probe reaches its target within `timeout`: any HTTP answer
@@ -486,5 +509,25 @@ async fn record_change(db: &Db, action: &str, details: serde_json::Value) {
     };
     if let Err(err) = written.await {
         tracing::warn!(error = %err, action, "could not write the uplink's change to the audit trail");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_host_is_read_from_every_form_of_stored_url() {
+        let cases = [
+            ("https://lab.example.org/hooks?x=1", "lab.example.org"),
+            ("http://10.213.5.2:8080/hook", "10.213.5.2"),
+            ("https://[2001:db8::1]:8443/hook", "2001:db8::1"),
+            ("https://[2001:db8::1]/hook", "2001:db8::1"),
+            ("https://pharmacy.example.org", "pharmacy.example.org"),
+            ("https://sms.example.org:444#frag", "sms.example.org"),
+        ];
+        for (url, host) in cases {
+            assert_eq!(host_of(url), host, "{url}");
+        }
     }
 }
