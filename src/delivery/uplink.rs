@@ -308,11 +308,11 @@ impl Uplink {
         }
         // An endpoint that answered a moment ago and has more to receive is being tried
         // too: its next attempt tells whether the network still works.
-        let since = Instant::now() - TRIED_WITHIN;
+        let since = Instant::now().checked_sub(TRIED_WITHIN);
         let tried = state
             .endpoints
             .values()
-            .filter(|e| e.in_flight > 0 || e.last_started >= since);
+            .filter(|e| e.in_flight > 0 || since.is_none_or(|since| e.last_started >= since));
         let (count, unreachable) = tried.fold((0, 0), |(count, unreachable), e| {
             (count + 1, unreachable + usize::from(e.unreachable))
         });
@@ -392,14 +392,17 @@ impl Uplink {
         }
     }
 
-    /// The URL of the next endpoint to probe, in turn among those tried lately.
+    /// The URL of the next endpoint to probe, in turn among those tried lately (the
+    /// others are forgotten: a deleted subscription's host is not probed for long).
     fn next_probed(&self) -> Option<String> {
         let mut state = self.lock();
         let now = Instant::now();
+        let recent =
+            |e: &Endpoint| e.in_flight > 0 || now.duration_since(e.last_started) < PROBED_WITHIN;
+        state.endpoints.retain(|_, e| recent(e));
         let mut urls: Vec<(&String, &String)> = state
             .endpoints
             .iter()
-            .filter(|(_, e)| now.duration_since(e.last_started) < PROBED_WITHIN)
             .map(|(host, e)| (host, &e.url))
             .collect();
         if urls.is_empty() {

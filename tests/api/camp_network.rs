@@ -209,12 +209,16 @@ fn camp_lan_policy() -> Policy {
     }
 }
 
+/// Settings that let subscriptions reach the camp's LAN over plain HTTP, and nothing
+/// else private.
+fn allow_the_camp_lan(s: &mut ehrs::config::Settings) {
+    s.webhooks_allow_insecure = false;
+    s.webhook_allowed_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
+    s.webhook_allow_http_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
+}
+
 db_test!(
-    settings = |s| {
-        s.webhooks_allow_insecure = false;
-        s.webhook_allowed_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
-        s.webhook_allow_http_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
-    },
+    settings = allow_the_camp_lan,
     async fn a_partner_on_an_allowed_subnet_receives_over_plain_http(app) {
         let lan = CampLan::start();
         lan.ready().await;
@@ -249,11 +253,7 @@ db_test!(
 );
 
 db_test!(
-    settings = |s| {
-        s.webhooks_allow_insecure = false;
-        s.webhook_allowed_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
-        s.webhook_allow_http_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
-    },
+    settings = allow_the_camp_lan,
     async fn each_failed_attempt_says_whether_the_network_or_the_endpoint_failed(app) {
         let lan = CampLan::start();
         lan.ready().await;
@@ -324,9 +324,7 @@ async fn the_delivery_client_reaches_an_allowed_subnet_and_refuses_it_otherwise(
 /// schedule and auto-pause threshold, a 1 s attempt timeout, one send at a time per
 /// endpoint, and probes every second.
 pub(crate) fn short_fuse(s: &mut ehrs::config::Settings) {
-    s.webhooks_allow_insecure = false;
-    s.webhook_allowed_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
-    s.webhook_allow_http_subnets = ehrs::config::parse_subnets(CAMP_LAN).unwrap();
+    allow_the_camp_lan(s);
     s.webhook_clock = ehrs::time::Clock::adjustable();
     s.webhook_retry_schedule = ehrs::config::parse_schedule("1s,1s").unwrap();
     s.webhook_autopause_after = 2;
