@@ -321,14 +321,14 @@ async fn the_delivery_client_reaches_an_allowed_subnet_and_refuses_it_otherwise(
 }
 
 /// The settings of the outage tests: the camp's LAN allowed over plain HTTP, a short retry
-/// schedule and auto-pause threshold, a 1 s attempt timeout, one send at a time per
+/// schedule and auto-pause threshold, a 2 s attempt timeout, one send at a time per
 /// endpoint, and probes every second.
 pub(crate) fn short_fuse(s: &mut ehrs::config::Settings) {
     allow_the_camp_lan(s);
     s.webhook_clock = ehrs::time::Clock::adjustable();
     s.webhook_retry_schedule = ehrs::config::parse_schedule("1s,1s").unwrap();
     s.webhook_autopause_after = 2;
-    s.webhook_timeout = Duration::from_secs(1);
+    s.webhook_timeout = Duration::from_secs(2);
     s.webhook_endpoint_concurrency = 1;
     s.uplink_probe_interval = Duration::from_secs(1);
 }
