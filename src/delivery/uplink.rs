@@ -517,7 +517,93 @@ async fn record_change(db: &Db, action: &str, details: serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::*;
+
+    const UNREACHABLE: Outcome = Outcome::NoAnswer(FailureKind::Unreachable);
+
+    fn uplink() -> Uplink {
+        Uplink::new(
+            None,
+            Duration::from_secs(15),
+            Duration::from_secs(1),
+            Clock::system(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_host_tried_failing_at_the_network_level_is_an_outage() {
+        let uplink = uplink();
+        let lab = uplink.started("https://lab.example.org/hook");
+        let pharmacy = uplink.started("https://pharmacy.example.org:8443/hook");
+        // The lab's failure waits for the pharmacy, which then fails the same way.
+        let lab_verdict = tokio::spawn({
+            let uplink = uplink.clone();
+            async move { uplink.judge("lab.example.org", lab, UNREACHABLE).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !lab_verdict.is_finished(),
+            "one host of two says nothing yet"
+        );
+        let pharmacy_verdict = uplink
+            .judge("pharmacy.example.org", pharmacy, UNREACHABLE)
+            .await;
+        assert_eq!(pharmacy_verdict, Outcome::UplinkDown);
+        assert_eq!(lab_verdict.await.unwrap(), Outcome::UplinkDown);
+        assert!(uplink.is_down() && uplink.status().state == "down");
+
+        // Any answer ends the outage.
+        let again = uplink.started("https://lab.example.org/hook");
+        let answered = uplink
+            .judge("lab.example.org", again, Outcome::of_answer(500))
+            .await;
+        assert_eq!(answered, Outcome::Rejected);
+        assert!(!uplink.is_down());
+        assert_eq!(uplink.status().outages, 1);
+    }
+
+    #[tokio::test]
+    async fn a_host_unreachable_while_another_answers_is_that_host_s_failure() {
+        let uplink = uplink();
+        let lab = uplink.started("https://lab.example.org/hook");
+        let pharmacy = uplink.started("https://pharmacy.example.org/hook");
+        let answered = uplink
+            .judge("pharmacy.example.org", pharmacy, Outcome::of_answer(204))
+            .await;
+        assert_eq!(answered, Outcome::Delivered);
+        let lab_verdict = uplink.judge("lab.example.org", lab, UNREACHABLE).await;
+        assert_eq!(lab_verdict, UNREACHABLE, "the network worked meanwhile");
+        assert!(!uplink.is_down());
+    }
+
+    #[tokio::test]
+    async fn one_host_alone_without_a_probe_stays_the_endpoint_s_failure() {
+        let uplink = uplink();
+        let lab = uplink.started("http://10.0.5.2:8080/hook");
+        let verdict = uplink.judge("10.0.5.2", lab, UNREACHABLE).await;
+        assert_eq!(verdict, UNREACHABLE);
+        assert!(!uplink.is_down());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_before_sending_says_nothing_about_the_network() {
+        let uplink = uplink();
+        let lab = uplink.started("https://lab.example.org/hook");
+        let pharmacy = uplink.started("https://pharmacy.example.org/hook");
+        let refused = Outcome::NoAnswer(FailureKind::Refused);
+        assert_eq!(
+            uplink
+                .judge("pharmacy.example.org", pharmacy, refused)
+                .await,
+            refused
+        );
+        // The pharmacy neither answered nor failed at the network level: the lab's
+        // failure waits for a sign (one attempt's timeout and a second), none comes,
+        // and it stays the lab's.
+        let verdict = uplink.judge("lab.example.org", lab, UNREACHABLE).await;
+        assert_eq!(verdict, UNREACHABLE);
+        assert!(!uplink.is_down());
+    }
 
     #[test]
     fn the_host_is_read_from_every_form_of_stored_url() {
