@@ -97,7 +97,7 @@ impl WebhookBackend for EmbeddedBackend {
     }
 
     fn health(&self) -> BackendHealth {
-        match self.config.uplink.status().down_since {
+        match self.config.uplink.down_since() {
             None => BackendHealth {
                 status: "ok",
                 detail: None,

@@ -144,7 +144,7 @@ pub(super) async fn run(
                 // Other processes' commits on a shared PostgreSQL wake nobody here.
                 soonest(&mut d.fan_out_at, Instant::now());
             }
-            _ = uplink.changed() => d.uplink_changed().await,
+            _ = uplink.changed() => d.uplink_changed(),
             _ = clock_moved.changed() => {
                 soonest(&mut d.fan_out_at, Instant::now());
                 d.sweep_at = Instant::now();
@@ -256,6 +256,7 @@ impl Dispatcher {
     /// Step 4: starts every send a lane has a slot for, each in its own task.
     async fn start_sends(&mut self) {
         if self.config.uplink.is_down() {
+            // Everything held waits in the database until the link returns.
             let held = self.lanes.drain_all();
             self.release_or_warn(&held).await;
             return;
@@ -325,13 +326,10 @@ impl Dispatcher {
         self.sweep_at = Instant::now();
     }
 
-    /// The uplink went down: let go of everything held (it waits in the database). Or
-    /// it came back: claim every lane's backlog now, from its lowest sequence.
-    async fn uplink_changed(&mut self) {
-        if self.config.uplink.is_down() {
-            let held = self.lanes.drain_all();
-            self.release_or_warn(&held).await;
-        } else {
+    /// The uplink came back: claim every lane's backlog now, from its lowest sequence.
+    /// (When it goes down, the round's `start_sends` lets go of what is held.)
+    fn uplink_changed(&mut self) {
+        if !self.config.uplink.is_down() {
             self.requeued();
             soonest(&mut self.fan_out_at, Instant::now());
         }

@@ -165,9 +165,14 @@ impl Uplink {
         self.shared.down.subscribe()
     }
 
+    /// When the uplink went down, or `None` while it is up.
+    pub fn down_since(&self) -> Option<Timestamp> {
+        *self.shared.down.borrow()
+    }
+
     /// What the admin status route, `/health` and `/metrics` show.
     pub fn status(&self) -> UplinkStatus {
-        let down_since = *self.shared.down.borrow();
+        let down_since = self.down_since();
         let last_probe = self.lock().last_probe;
         UplinkStatus {
             state: if down_since.is_some() { "down" } else { "up" },

@@ -125,30 +125,18 @@ impl CampLan {
     /// Cuts the link at the partner's end, as when the camp's uplink drops: this side
     /// keeps its route (so nothing leaves by another one) and gets no reply.
     pub(crate) fn cut(&self) {
-        ip(&[
-            "netns",
-            "exec",
-            &self.namespace,
-            "ip",
-            "link",
-            "set",
-            &self.guest_side,
-            "down",
-        ]);
+        self.set_partner_end("down");
     }
 
     /// Brings the partner's end of the link back up.
     pub(crate) fn mend(&self) {
-        ip(&[
-            "netns",
-            "exec",
-            &self.namespace,
-            "ip",
-            "link",
-            "set",
-            &self.guest_side,
-            "up",
-        ]);
+        self.set_partner_end("up");
+    }
+
+    fn set_partner_end(&self, state: &str) {
+        let namespace = self.namespace.as_str();
+        let link = self.guest_side.as_str();
+        ip(&["netns", "exec", namespace, "ip", "link", "set", link, state]);
     }
 
     pub(crate) fn url(&self) -> String {
@@ -350,6 +338,11 @@ pub(crate) async fn subscribe_camps(
     )
 }
 
+async fn failure_stats(app: &crate::support::TestApp, id: &str) -> serde_json::Value {
+    let path = format!("/api/v1/webhooks/subscriptions/{id}/failure-stats");
+    app.get(Role::Admin, &path).await.expect(200)
+}
+
 async fn uplink_state(app: &crate::support::TestApp) -> serde_json::Value {
     let health = app
         .request(reqwest::Method::GET, None, "/health", None)
@@ -415,10 +408,7 @@ db_test!(
         .unwrap();
         assert_eq!((exhausted, most_attempts), (0, 0), "no delivery used a retry, none is exhausted");
         for id in [&lab_id, &pharmacy_id] {
-            let stats = app
-                .get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/failure-stats"))
-                .await
-                .expect(200);
+            let stats = failure_stats(&app, id).await;
             assert_eq!((stats["enabled"].clone(), stats["consecutive_failures"].clone()), (json!(true), json!(0)), "{stats}");
         }
         let metrics = app.request(reqwest::Method::GET, None, "/metrics", None).await;
@@ -459,10 +449,7 @@ db_test!(
         let disabled = |id: String| {
             let app = &app;
             async move {
-                let stats = app
-                    .get(Role::Admin, &format!("/api/v1/webhooks/subscriptions/{id}/failure-stats"))
-                    .await
-                    .expect(200);
+                let stats = failure_stats(app, &id).await;
                 stats["enabled"] == false && stats["auto_paused"] == true
             }
         };
@@ -515,13 +502,7 @@ async fn a_failing_probe_confirms_an_outage(backend: crate::support::Backend) {
         .expect(200);
     assert_eq!(status["uplink"]["probe"], probe, "{status}");
     assert_eq!(status["uplink"]["last_probe_reached"], false, "{status}");
-    let stats = app
-        .get(
-            Role::Admin,
-            &format!("/api/v1/webhooks/subscriptions/{lab_id}/failure-stats"),
-        )
-        .await
-        .expect(200);
+    let stats = failure_stats(&app, &lab_id).await;
     assert_eq!(
         stats["consecutive_failures"], 0,
         "not the partner's failure: {stats}"
