@@ -168,6 +168,11 @@ pub struct Settings {
     #[arg(long, env = "EHRS_UPLINK_PROBE_INTERVAL", default_value = "15s", value_parser = parse_probe_interval)]
     pub uplink_probe_interval: Duration,
 
+    /// FHIR payloads: the identifier system of book numbers (`Patient.identifier.system`),
+    /// an absolute URI the camp's organisation owns, e.g. `https://health.example.org/book-no`.
+    #[arg(long, env = "EHRS_FHIR_BOOK_NO_SYSTEM", default_value = DEFAULT_FHIR_BOOK_NO_SYSTEM, value_parser = parse_absolute_uri)]
+    pub fhir_book_no_system: String,
+
     /// How long a rotated-out signing secret keeps signing alongside the new one.
     #[arg(long, env = "EHRS_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub webhook_secret_overlap: Duration,
@@ -381,6 +386,20 @@ impl std::fmt::Display for UplinkProbe {
             UplinkProbe::Url(url) => f.write_str(url.as_str()),
             UplinkProbe::Address(address) => f.write_str(address),
         }
+    }
+}
+
+/// The identifier system of book numbers in FHIR payloads when none is configured.
+pub const DEFAULT_FHIR_BOOK_NO_SYSTEM: &str = "urn:ehrs:book-no";
+
+/// An absolute URI (a scheme, then the rest): `urn:…`, `https://…`.
+pub fn parse_absolute_uri(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    match url::Url::parse(raw) {
+        Ok(_) if !raw.contains(char::is_whitespace) => Ok(raw.to_string()),
+        _ => Err(format!(
+            "'{raw}' is not an absolute URI (e.g. urn:ehrs:book-no or https://health.example.org/book-no)"
+        )),
     }
 }
 

@@ -54,7 +54,9 @@ pub(super) async fn update_status(
         entry: &entry,
         previous_status: from,
     };
-    outbound::emit(&mut tx, Event::new(EventType::QueueStatusChanged, &changed)).await?;
+    let context = queue::repo::encounter_context(&mut tx, &entry.consultation_id).await?;
+    let event = Event::new(EventType::QueueStatusChanged, &changed).with_context(context);
+    outbound::emit(&mut tx, event).await?;
     if to == QueueStatus::Completed {
         let consultation = super::repo::get_in(&mut tx, &before.consultation_id).await?;
         let consultation = consultation

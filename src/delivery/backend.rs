@@ -41,6 +41,7 @@ impl EmbeddedBackend {
             secrets.clone(),
             config.timeout,
             config.clock.clone(),
+            config.fhir.clone(),
         );
         EmbeddedBackend::new(db.clone(), secrets.clone(), sender, config)
     }
@@ -129,7 +130,16 @@ impl WebhookBackend for EmbeddedBackend {
     ) -> ApiResult<crate::outbound::feed::FeedPage> {
         let cursor = super::feed::Cursor { after, limit };
         let now = self.config.clock.now_ms();
-        super::feed::page(&self.db, &self.secrets, now, id, reader, cursor).await
+        super::feed::page(
+            &self.db,
+            &self.secrets,
+            &self.config.fhir,
+            now,
+            id,
+            reader,
+            cursor,
+        )
+        .await
     }
 
     async fn list_subscriptions(&self, limit: i64, offset: i64) -> ApiResult<Page<Subscription>> {

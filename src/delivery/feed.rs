@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids::SubscriptionId;
 use crate::outbound::backend::DisplayStatus;
 use crate::outbound::feed::{self, FeedHeaders, FeedItem, FeedPage, FeedReader};
+use crate::outbound::fhir::FhirSettings;
 use crate::outbound::payload::{self, OutboxMessage, PayloadMode};
 use crate::outbound::signing::{self, SealedSecrets};
 use crate::outbound::store::{self, FeedRow};
@@ -25,6 +26,7 @@ pub struct Cursor {
 pub(super) async fn page(
     db: &Db,
     secrets: &SecretBox,
+    fhir: &FhirSettings,
     now_ms: i64,
     id: &SubscriptionId,
     reader: &FeedReader,
@@ -69,7 +71,7 @@ pub(super) async fn page(
     let timestamp = chrono::Utc::now().timestamp();
     let items = rows
         .iter()
-        .map(|row| item(row, subscription.payload_mode, &keys, timestamp))
+        .map(|row| item(row, subscription.payload_mode, fhir, &keys, timestamp))
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(FeedPage {
         next_after: items.last().map_or(cursor.after, |item| item.sequence),
@@ -79,7 +81,13 @@ pub(super) async fn page(
 }
 
 /// One delivery rendered as the sender renders it, signed with every live key.
-fn item(row: &FeedRow, mode: PayloadMode, keys: &[Vec<u8>], timestamp: i64) -> ApiResult<FeedItem> {
+fn item(
+    row: &FeedRow,
+    mode: PayloadMode,
+    fhir: &FhirSettings,
+    keys: &[Vec<u8>],
+    timestamp: i64,
+) -> ApiResult<FeedItem> {
     let message = OutboxMessage {
         message_id: row.message_id.as_str(),
         event_id: &row.event_id,
@@ -88,7 +96,8 @@ fn item(row: &FeedRow, mode: PayloadMode, keys: &[Vec<u8>], timestamp: i64) -> A
         payload: row.payload.as_deref(),
         ids: &row.ids,
     };
-    let body = payload::render(&message, mode, Some(row.sequence)).map_err(ApiError::internal)?;
+    let body =
+        payload::render(&message, mode, Some(row.sequence), fhir).map_err(ApiError::internal)?;
     let webhook_id = row.message_id.to_string();
     let signature = signing::signature_header(keys, &webhook_id, timestamp, body.as_bytes());
     Ok(FeedItem {

@@ -70,6 +70,8 @@ pub struct EngineConfig {
     pub clock: Clock,
     /// Whether the camp's uplink is down (shared by the process's engines).
     pub uplink: Uplink,
+    /// What `fhir` payloads are rendered with (the catch-up feed renders as the sender).
+    pub fhir: crate::outbound::fhir::FhirSettings,
 }
 
 impl EngineConfig {
@@ -89,6 +91,7 @@ impl EngineConfig {
                 settings.webhook_timeout,
                 settings.webhook_clock.clone(),
             ),
+            fhir: crate::outbound::fhir::FhirSettings::from_settings(settings),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use crate::crypto::SecretBox;
 use crate::outbound::backend::KEPT_RESPONSE_BYTES;
+use crate::outbound::fhir::FhirSettings;
 use crate::outbound::outcome::{FailureKind, Outcome};
 use crate::outbound::payload::{self, OutboxMessage};
 use crate::outbound::signing;
@@ -33,7 +34,7 @@ pub struct Sent {
 }
 
 /// The JSON body of `delivery`, in its subscription's payload mode.
-pub fn body(delivery: &Claimed) -> Result<String, serde_json::Error> {
+pub fn body(delivery: &Claimed, fhir: &FhirSettings) -> Result<String, serde_json::Error> {
     let message = OutboxMessage {
         message_id: delivery.message_id.as_str(),
         event_id: &delivery.event_id,
@@ -42,7 +43,12 @@ pub fn body(delivery: &Claimed) -> Result<String, serde_json::Error> {
         payload: delivery.payload.as_deref(),
         ids: &delivery.ids,
     };
-    payload::render(&message, delivery.payload_mode, Some(delivery.sequence))
+    payload::render(
+        &message,
+        delivery.payload_mode,
+        Some(delivery.sequence),
+        fhir,
+    )
 }
 
 /// Sends deliveries. Cheap to clone (one shared connection pool).
@@ -58,6 +64,8 @@ pub struct HttpSender {
     /// signature's own timestamp stays on the system clock: the receiver checks it
     /// against its wall clock.
     clock: Clock,
+    /// What `fhir` payloads are rendered with.
+    fhir: Arc<FhirSettings>,
 }
 
 impl HttpSender {
@@ -67,6 +75,7 @@ impl HttpSender {
         secrets: SecretBox,
         timeout: Duration,
         clock: Clock,
+        fhir: FhirSettings,
     ) -> HttpSender {
         let policy = Arc::new(policy);
         HttpSender {
@@ -76,6 +85,7 @@ impl HttpSender {
             policy,
             lookup,
             clock,
+            fhir: Arc::new(fhir),
         }
     }
 
@@ -151,8 +161,8 @@ impl HttpSender {
                 ssrf::Refusal::Unresolvable(_) => (FailureKind::Unreachable, refusal.to_string()),
                 _ => refused(refusal.to_string()),
             })?;
-        let body =
-            body(delivery).map_err(|e| refused(format!("cannot render the payload: {e}")))?;
+        let body = body(delivery, &self.fhir)
+            .map_err(|e| refused(format!("cannot render the payload: {e}")))?;
         let keys = self.signing_keys(delivery).map_err(refused)?;
         let msg_id = delivery.message_id.as_str();
         let timestamp = chrono::Utc::now().timestamp();

@@ -46,6 +46,14 @@ pub async fn exists(tx: &mut Tx, id: &MedicineId) -> Result<bool, sqlx::Error> {
     Ok(found.is_some())
 }
 
+/// The medicine as this transaction sees it.
+pub async fn get_in(tx: &mut Tx, id: &MedicineId) -> Result<Option<Medicine>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM medicines WHERE id = $1")
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await
+}
+
 /// The medicine, locked for the rest of `tx` on PostgreSQL (SQLite's writer is alone).
 pub async fn get_for_update(tx: &mut Tx, id: &MedicineId) -> Result<Option<Medicine>, sqlx::Error> {
     let sql = format!("SELECT * FROM medicines WHERE id = $1{}", tx.for_update());

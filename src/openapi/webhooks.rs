@@ -6,8 +6,8 @@
 //! wildcard: a new [`EventType`] does not compile until it is declared here.
 
 use super::examples;
-use crate::outbound::EventType;
 use crate::outbound::events::{API_VERSION, WebhookHeartbeatData, WebhookTestData, is_identifier};
+use crate::outbound::{EventType, fhir};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -201,11 +201,13 @@ fn declare_event(event: EventType, components: &mut Components) -> PathItem {
                 data.name
             )));
         components.schemas.insert(ids_name.clone(), ids.into());
+        let fhir_name = declare_fhir_resource(fhir::resource_type(event), components);
         OneOfBuilder::new()
             .item(data_ref)
             .item(Ref::from_schema_name(ids_name))
+            .item(Ref::from_schema_name(fhir_name))
             .description(Some(
-                "The resource as it is after the write (`full` subscriptions), or its identifiers only (`id_only` subscriptions).",
+                "The resource as it is after the write (`full` subscriptions), its identifiers only (`id_only` subscriptions), or the event as an HL7 FHIR R4 resource (`fhir` subscriptions).",
             ))
             .into()
     };
@@ -249,6 +251,49 @@ fn declare_event(event: EventType, components: &mut Components) -> PathItem {
         operation = operation.parameter_ref(Ref::new(format!("#/components/parameters/{name}")));
     }
     PathItem::new(HttpMethod::Post, operation)
+}
+
+/// The component of a FHIR R4 resource type, `Fhir{Type}`: what every EHRS resource of
+/// that type carries (`resourceType`, `id`, `meta.lastUpdated`); the rest is the FHIR R4
+/// specification's, which the description links.
+fn declare_fhir_resource(resource_type: &str, components: &mut Components) -> String {
+    let name = format!("Fhir{resource_type}");
+    let text = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+    };
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(format!(
+            "The event as an HL7 FHIR R4 `{resource_type}` resource, as https://hl7.org/fhir/R4/{}.html defines it (the README's \"FHIR payloads\" gives the mapping and codes).",
+            resource_type.to_lowercase()
+        )))
+        .property(
+            "resourceType",
+            text("The FHIR resource type.").enum_values(Some([resource_type])),
+        )
+        .property(
+            "id",
+            text("The resource id: the EHRS id with its `_` as `-` (`pat_01…` → `pat-01…`).")
+                .pattern(Some(r"^[A-Za-z0-9\-\.]{1,64}$")),
+        )
+        .property(
+            "meta",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    "lastUpdated",
+                    text("When the resource last changed.")
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+                )
+                .required("lastUpdated"),
+        )
+        .required("resourceType")
+        .required("id")
+        .required("meta");
+    components.schemas.insert(name.clone(), schema.into());
+    name
 }
 
 fn envelope_schema(

@@ -94,6 +94,11 @@ pub struct Event {
     pub event_type: EventType,
     pub data: Value,
     pub changed_fields: Option<Vec<String>>,
+    /// What the `fhir` payload needs that `data` names only by id (a prescription's
+    /// medicine, patient and doctor), read in the write's transaction so the FHIR copy
+    /// shows what was true at the write. Stored beside `data`; never in a `full` or
+    /// `id_only` body.
+    pub context: Option<Value>,
 }
 
 impl Event {
@@ -103,6 +108,15 @@ impl Event {
             event_type,
             data: serde_json::to_value(resource).unwrap_or(Value::Null),
             changed_fields: None,
+            context: None,
+        }
+    }
+
+    /// This event with the facts its FHIR form needs (see [`Event::context`]).
+    pub fn with_context(self, context: Value) -> Event {
+        Event {
+            context: Some(context),
+            ..self
         }
     }
 
@@ -138,6 +152,7 @@ impl Event {
             event_type,
             data: after,
             changed_fields: Some(changed),
+            context: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub(crate) mod audit;
 pub mod backend;
 pub mod events;
 pub mod feed;
+pub mod fhir;
 pub(crate) mod health;
 pub(crate) mod outbox;
 pub(crate) mod outcome;

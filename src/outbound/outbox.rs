@@ -35,7 +35,11 @@ pub async fn insert_message(
     fan_out: bool,
 ) -> Result<MessageId, sqlx::Error> {
     let message_id = MessageId::generate();
-    let payload = serde_json::json!({ "data": event.data, "changed_fields": event.changed_fields });
+    let mut payload =
+        serde_json::json!({ "data": event.data, "changed_fields": event.changed_fields });
+    if let Some(context) = &event.context {
+        payload["context"] = context.clone();
+    }
     store::insert_message(
         tx,
         &message_id,

@@ -4,7 +4,8 @@
 //! each channel's copy. A new mode is one more variant of [`PayloadMode`] and one more
 //! arm of [`render`].
 
-use super::events::API_VERSION;
+use super::events::{API_VERSION, EventType};
+use super::fhir::{self, FhirSettings, StoredEvent};
 use crate::text_enum::text_enum;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -18,6 +19,9 @@ text_enum! {
         Full => "full",
         /// Identifiers only (`id`, `*_id`, `book_no`): no clinical fields leave the server.
         IdOnly => "id_only",
+        /// The event as the HL7 FHIR R4 resource it is (`Patient`, `Encounter`, a `Bundle`
+        /// of vital-signs `Observation`s, …): full clinical content, like `full`.
+        Fhir => "fhir",
     }
 }
 
@@ -44,6 +48,9 @@ pub struct Envelope<'a> {
 struct StoredPayload {
     data: Box<RawValue>,
     changed_fields: Option<Vec<String>>,
+    /// What the `fhir` form needs beyond `data` (see [`super::Event::context`]).
+    #[serde(default)]
+    context: Option<serde_json::Value>,
 }
 
 /// One outbox message as the envelope needs it.
@@ -59,12 +66,13 @@ pub struct OutboxMessage<'a> {
 }
 
 /// The JSON body of a delivery of `message` in `mode`, with the per-subscription
-/// sequence number when the backend has one. Pure: the same message, mode and sequence
-/// always give the same bytes.
+/// sequence number when the backend has one. Pure: the same message, mode, sequence and
+/// FHIR settings always give the same bytes.
 pub fn render(
     message: &OutboxMessage<'_>,
     mode: PayloadMode,
     sequence: Option<i64>,
+    fhir: &FhirSettings,
 ) -> Result<String, serde_json::Error> {
     let payload = message.payload.ok_or_else(|| {
         <serde_json::Error as serde::de::Error>::custom(
@@ -72,12 +80,16 @@ pub fn render(
         )
     })?;
     let stored: StoredPayload = serde_json::from_str(payload)?;
-    let ids: Box<RawValue>;
+    let rendered: Box<RawValue>;
     let data = match mode {
         PayloadMode::Full => &*stored.data,
         PayloadMode::IdOnly => {
-            ids = RawValue::from_string(message.ids.to_string())?;
-            &*ids
+            rendered = RawValue::from_string(message.ids.to_string())?;
+            &*rendered
+        }
+        PayloadMode::Fhir => {
+            rendered = serde_json::value::to_raw_value(&fhir_resource(message, &stored, fhir)?)?;
+            &*rendered
         }
     };
     serde_json::to_string(&Envelope {
@@ -90,4 +102,30 @@ pub fn render(
         data,
         changed_fields: stored.changed_fields,
     })
+}
+
+/// The FHIR resource of `message`.
+fn fhir_resource(
+    message: &OutboxMessage<'_>,
+    stored: &StoredPayload,
+    settings: &FhirSettings,
+) -> Result<serde_json::Value, serde_json::Error> {
+    let event_type = EventType::parse(message.event_type).ok_or_else(|| {
+        <serde_json::Error as serde::de::Error>::custom(format!(
+            "unknown event type {}",
+            message.event_type
+        ))
+    })?;
+    let data: serde_json::Value = serde_json::from_str(stored.data.get())?;
+    let created_at = message.created_at.to_rfc3339();
+    fhir::resource(
+        &StoredEvent {
+            event_type,
+            event_id: message.event_id,
+            created_at: &created_at,
+            data: &data,
+            context: stored.context.as_ref(),
+        },
+        settings,
+    )
 }

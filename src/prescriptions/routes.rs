@@ -56,11 +56,9 @@ async fn add_prescription(
     let prescription = repo::get_in(&mut tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("prescription", &id))?;
-    outbound::emit(
-        &mut tx,
-        Event::new(EventType::PrescriptionAdded, &prescription),
-    )
-    .await?;
+    let event = Event::new(EventType::PrescriptionAdded, &prescription)
+        .with_context(fhir_context(&mut tx, &prescription).await?);
+    outbound::emit(&mut tx, event).await?;
     key.commit(tx, (StatusCode::CREATED, Json(prescription)))
         .await
 }
@@ -166,7 +164,8 @@ async fn update_prescription(
         .await?
         .ok_or_else(|| ApiError::not_found("prescription", &id))?;
     if let Some(event) = pharmacy_event(replaced, status) {
-        outbound::emit(&mut tx, Event::new(event, &after)).await?;
+        let event = Event::new(event, &after).with_context(fhir_context(&mut tx, &after).await?);
+        outbound::emit(&mut tx, event).await?;
     }
     key.commit(tx, Json(after)).await
 }
@@ -208,6 +207,39 @@ fn pharmacy_event(replaced: bool, status: DispatchStatus) -> Option<EventType> {
         DispatchStatus::OutOfStock => Some(EventType::PrescriptionOutOfStock),
         DispatchStatus::Pending => None,
     }
+}
+
+/// What a prescription event's FHIR form needs beyond the prescription (see
+/// `Event::context`): the consultation's patient and doctor, and the medicine (and its
+/// replacement) by name, strength and form, as this transaction sees them.
+async fn fhir_context(tx: &mut Tx, prescription: &Prescription) -> ApiResult<serde_json::Value> {
+    let consultation = consultations::repo::get_in(tx, &prescription.consultation_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("consultation", &prescription.consultation_id))?;
+    let medicine = medicine_named(tx, &prescription.medicine_id).await?;
+    let replaced_by = match &prescription.replaced_by_medicine_id {
+        Some(id) => Some(medicine_named(tx, id).await?),
+        None => None,
+    };
+    Ok(json!({
+        "patient_id": consultation.patient_id,
+        "doctor_id": consultation.doctor_id,
+        "medicine": medicine,
+        "replaced_by_medicine": replaced_by,
+    }))
+}
+
+/// A medicine's id, name, strength and form (a prescription's foreign key keeps it).
+async fn medicine_named(tx: &mut Tx, id: &MedicineId) -> ApiResult<serde_json::Value> {
+    let medicine = medicines::repo::get_in(tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("medicine", id))?;
+    Ok(json!({
+        "id": medicine.id,
+        "name": medicine.name,
+        "strength": medicine.strength,
+        "form": medicine.form,
+    }))
 }
 
 /// Takes the dispensed units from stock, or 409 `insufficient_stock` (the transaction is

@@ -132,3 +132,18 @@ pub async fn list(
     .await?;
     Ok((items, total))
 }
+
+/// The complaint and diagnosis of an entry's consultation, which the FHIR form of a queue
+/// event carries so that its Encounter is whole (see `Event::context`).
+pub async fn encounter_context(
+    tx: &mut Tx,
+    consultation_id: &ConsultationId,
+) -> Result<serde_json::Value, sqlx::Error> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT complaint, diagnosis FROM consultations WHERE id = $1")
+            .bind(consultation_id)
+            .fetch_optional(tx.conn())
+            .await?;
+    let (complaint, diagnosis) = row.unwrap_or_default();
+    Ok(serde_json::json!({ "complaint": complaint, "diagnosis": diagnosis }))
+}

@@ -99,10 +99,8 @@ async fn update_priority(
         entry: &entry,
         previous_priority: before.priority,
     };
-    outbound::emit(
-        &mut tx,
-        Event::new(EventType::QueuePriorityChanged, &changed),
-    )
-    .await?;
+    let context = repo::encounter_context(&mut tx, &entry.consultation_id).await?;
+    let event = Event::new(EventType::QueuePriorityChanged, &changed).with_context(context);
+    outbound::emit(&mut tx, event).await?;
     key.commit(tx, Json(entry)).await
 }

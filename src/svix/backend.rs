@@ -15,7 +15,6 @@ use crate::http::Page;
 use crate::ids::{EventId, MessageId, SubscriptionId};
 use crate::outbound::backend::*;
 use crate::outbound::events::{API_VERSION, EventType};
-use crate::outbound::payload::PayloadMode;
 use crate::outbound::signing;
 use crate::outbound::subscriptions::{
     NewSubscription, Subscription, SubscriptionUpdate, SubscriptionWithSecret, check_filter_takes,
@@ -126,9 +125,8 @@ impl WebhookBackend for SvixBackend {
             )
             .await
             .map_err(|err| api_error(err, "application", &self.app))?;
-        if input.payload == PayloadMode::IdOnly {
-            self.id_only_types().add(created.event_types.as_ref());
-        }
+        self.copies()
+            .add(input.payload, created.event_types.as_ref());
         let secret = self.secret(&id).await?;
         Ok(SubscriptionWithSecret {
             subscription: self.subscription(&created).await?,
@@ -174,8 +172,8 @@ impl WebhookBackend for SvixBackend {
             .upsert(self.app.clone(), id.to_string(), update)
             .await
             .map_err(|err| api_error(err, "subscription", id.as_str()))?;
-        if mode == PayloadMode::IdOnly && !updated.disabled.unwrap_or(false) {
-            self.id_only_types().add(updated.event_types.as_ref());
+        if !updated.disabled.unwrap_or(false) {
+            self.copies().add(mode, updated.event_types.as_ref());
         }
         self.subscription(&updated).await
     }
@@ -206,9 +204,8 @@ impl WebhookBackend for SvixBackend {
             if was_disabled {
                 self.release_held(id).await?;
             }
-            if payload_mode(&updated) == PayloadMode::IdOnly {
-                self.id_only_types().add(updated.event_types.as_ref());
-            }
+            self.copies()
+                .add(payload_mode(&updated), updated.event_types.as_ref());
             // Only now: had the release failed, the pause and its reason stay, and
             // toggling again releases again.
             endpoint_health::reset(&self.db, id).await?;

@@ -13,27 +13,28 @@ use std::collections::{BTreeMap, BTreeSet};
 use svix::api::EndpointListOptions;
 use svix::models::EndpointOut;
 
-/// The Svix channels the payload modes ride on: every event goes out on `full`; its
-/// identifiers-only copy on `id_only` (see `relay`). Each EHRS endpoint listens on one.
-pub(super) const FULL_CHANNEL: &str = "full";
-pub(super) const ID_ONLY_CHANNEL: &str = "id_only";
+/// The Svix channel a payload mode rides on: every event goes out on `full`; its
+/// identifiers-only copy on `id_only` and its FHIR copy on `fhir` (see `relay`), each
+/// only when some endpoint takes it. Each EHRS endpoint listens on one. The channel is
+/// the mode's own name.
+pub(super) fn channel(mode: PayloadMode) -> &'static str {
+    mode.as_str()
+}
 
 /// Largest page Svix serves.
 pub(super) const SVIX_PAGE: u64 = 250;
 
-/// Re-reads which event types enabled endpoints take as `id_only` payloads, and warns
+/// Re-reads which event types enabled endpoints take in each mode besides `full`, and warns
 /// (once per change) about endpoints without channels.
 pub(super) async fn refresh_payload_modes(backend: &SvixBackend) -> Result<(), svix::error::Error> {
     let endpoints = backend.all_endpoints().await?;
-    let mut id_only = super::IdOnlyTypes::None;
+    let mut copies = super::Copies::default();
     for endpoint in endpoints.iter().filter(|e| !e.disabled.unwrap_or(false)) {
-        if payload_mode(endpoint) == PayloadMode::IdOnly {
-            id_only.add(endpoint.event_types.as_ref());
-        }
+        copies.add(payload_mode(endpoint), endpoint.event_types.as_ref());
     }
     // Svix delivers a message with channels to every endpoint that has none (an endpoint
     // made directly in Svix): such an endpoint gets the full envelope and, for the types
-    // an `id_only` subscription takes, the identifiers-only copy as well. EHRS does not
+    // an `id_only` or `fhir` subscription takes, those copies as well. EHRS does not
     // manage those endpoints, so it says so rather than change them.
     let unchanneled: Vec<&str> = endpoints
         .iter()
@@ -49,32 +50,34 @@ pub(super) async fn refresh_payload_modes(backend: &SvixBackend) -> Result<(), s
             .unwrap_or_else(|p| p.into_inner());
         std::mem::replace(&mut *last, warned.clone()) != warned
     };
-    if changed && !unchanneled.is_empty() && id_only != super::IdOnlyTypes::None {
-        tracing::warn!(endpoints = %warned, "Svix endpoints without channels receive both the full and the identifiers-only copy of events an id_only subscription takes; give them channel `full`");
+    if changed && !unchanneled.is_empty() && !copies.only_full() {
+        tracing::warn!(endpoints = %warned, "Svix endpoints without channels receive the full copy and also the id_only and fhir copies of events such subscriptions take; give them channel `full`");
     }
-    *backend.id_only_types() = id_only;
+    *backend.copies() = copies;
     Ok(())
 }
 
+/// An endpoint's mode: the channel it listens on, else its metadata, else `full`.
 pub(super) fn payload_mode(endpoint: &EndpointOut) -> PayloadMode {
-    let on_id_only_channel = endpoint
-        .channels
-        .as_ref()
-        .is_some_and(|channels| channels.contains(ID_ONLY_CHANNEL));
-    let marked = endpoint.metadata.get(PAYLOAD_METADATA).map(String::as_str);
-    if on_id_only_channel || marked == Some("id_only") {
-        PayloadMode::IdOnly
-    } else {
-        PayloadMode::Full
-    }
+    let on_channel = |mode: PayloadMode| {
+        endpoint
+            .channels
+            .as_ref()
+            .is_some_and(|channels| channels.contains(channel(mode)))
+    };
+    let marked = endpoint
+        .metadata
+        .get(PAYLOAD_METADATA)
+        .and_then(|mode| PayloadMode::parse(mode));
+    [PayloadMode::IdOnly, PayloadMode::Fhir]
+        .into_iter()
+        .find(|&mode| on_channel(mode))
+        .or(marked)
+        .unwrap_or(PayloadMode::Full)
 }
 
 pub(super) fn channels_for(mode: PayloadMode) -> BTreeSet<String> {
-    let channel = match mode {
-        PayloadMode::Full => FULL_CHANNEL,
-        PayloadMode::IdOnly => ID_ONLY_CHANNEL,
-    };
-    [channel.to_string()].into()
+    [channel(mode).to_string()].into()
 }
 
 pub(super) fn metadata_for(

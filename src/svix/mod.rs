@@ -12,7 +12,7 @@
 //!   `endpoint_health` through the shared mechanism of `crate::outbound::health`.
 //!
 //! Subscriptions are Svix endpoints whose `uid` is the subscription id (`sub_…`); the
-//! payload mode is in the endpoint's metadata and channel (`full` or `id_only`).
+//! payload mode is in the endpoint's metadata and channel (`full`, `id_only` or `fhir`).
 
 mod backend;
 mod endpoint_health;
@@ -28,6 +28,8 @@ pub use ops::router;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::outbound::fhir::FhirSettings;
+use crate::outbound::payload::PayloadMode;
 use anyhow::Context;
 use axum::http::StatusCode;
 use serde_json::json;
@@ -47,19 +49,21 @@ pub struct SvixBackend {
     ops_secret: Option<String>,
     autopause_after: i64,
     status: Mutex<Status>,
-    /// Which event types some enabled endpoint takes as `id_only` payloads: only for those
-    /// does the relay send the identifiers-only copy of an event (see [`relay`]).
-    id_only: Mutex<IdOnlyTypes>,
+    /// Which event types some enabled endpoint takes in each mode besides `full`: only
+    /// for those does the relay send that copy of an event (see [`relay`]).
+    copies: Mutex<Copies>,
+    /// What `fhir` copies are rendered with.
+    fhir: FhirSettings,
     /// Wakes the workers when start-up registration succeeded.
     registered_signal: tokio::sync::Notify,
     /// The channel-less endpoints last warned about (see `endpoints::refresh_payload_modes`).
     unchanneled_warned: Mutex<String>,
 }
 
-/// The event types the enabled `id_only` endpoints filter on.
+/// The event types the enabled endpoints of one payload mode filter on.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) enum IdOnlyTypes {
-    /// No enabled endpoint takes `id_only` payloads.
+pub(crate) enum TypeSet {
+    /// No enabled endpoint takes this mode.
     #[default]
     None,
     /// Some endpoint takes every event type.
@@ -67,23 +71,59 @@ pub(crate) enum IdOnlyTypes {
     Some(BTreeSet<String>),
 }
 
-impl IdOnlyTypes {
+impl TypeSet {
     pub(crate) fn accepts(&self, event_type: &str) -> bool {
         match self {
-            IdOnlyTypes::None => false,
-            IdOnlyTypes::All => true,
-            IdOnlyTypes::Some(types) => types.contains(event_type),
+            TypeSet::None => false,
+            TypeSet::All => true,
+            TypeSet::Some(types) => types.contains(event_type),
         }
     }
 
     /// Adds an endpoint's filter (`None` or empty: every type).
     pub(crate) fn add(&mut self, filter: Option<&BTreeSet<String>>) {
         match (filter.filter(|f| !f.is_empty()), &mut *self) {
-            (_, IdOnlyTypes::All) => {}
-            (None, _) => *self = IdOnlyTypes::All,
-            (Some(types), IdOnlyTypes::Some(known)) => known.extend(types.iter().cloned()),
-            (Some(types), IdOnlyTypes::None) => *self = IdOnlyTypes::Some(types.clone()),
+            (_, TypeSet::All) => {}
+            (None, _) => *self = TypeSet::All,
+            (Some(types), TypeSet::Some(known)) => known.extend(types.iter().cloned()),
+            (Some(types), TypeSet::None) => *self = TypeSet::Some(types.clone()),
         }
+    }
+}
+
+/// The copies besides `full` that enabled endpoints take, per event type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Copies {
+    pub id_only: TypeSet,
+    pub fhir: TypeSet,
+}
+
+impl Copies {
+    /// Notes that an enabled endpoint takes `mode` for the types of `filter`.
+    pub(crate) fn add(&mut self, mode: PayloadMode, filter: Option<&BTreeSet<String>>) {
+        match mode {
+            PayloadMode::Full => {}
+            PayloadMode::IdOnly => self.id_only.add(filter),
+            PayloadMode::Fhir => self.fhir.add(filter),
+        }
+    }
+
+    /// The modes an event of this type goes out in: always `full`, and each other mode
+    /// some enabled endpoint takes it in.
+    pub(crate) fn modes(&self, event_type: &str) -> Vec<PayloadMode> {
+        let mut modes = vec![PayloadMode::Full];
+        if self.id_only.accepts(event_type) {
+            modes.push(PayloadMode::IdOnly);
+        }
+        if self.fhir.accepts(event_type) {
+            modes.push(PayloadMode::Fhir);
+        }
+        modes
+    }
+
+    /// Whether no endpoint takes any copy besides `full`.
+    pub(crate) fn only_full(&self) -> bool {
+        self.id_only == TypeSet::None && self.fhir == TypeSet::None
     }
 }
 
@@ -128,7 +168,8 @@ impl SvixBackend {
             ops_secret: settings.svix_ops_webhook_secret.clone(),
             autopause_after: settings.webhook_autopause_after,
             status: Mutex::default(),
-            id_only: Mutex::default(),
+            copies: Mutex::default(),
+            fhir: FhirSettings::from_settings(settings),
             registered_signal: tokio::sync::Notify::new(),
             unchanneled_warned: Mutex::default(),
         })
@@ -150,13 +191,13 @@ impl SvixBackend {
         self.status().last_error = Some(describe(err));
     }
 
-    fn id_only_types(&self) -> std::sync::MutexGuard<'_, IdOnlyTypes> {
-        self.id_only.lock().unwrap_or_else(|p| p.into_inner())
+    fn copies(&self) -> std::sync::MutexGuard<'_, Copies> {
+        self.copies.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether an event of this type needs its identifiers-only copy.
-    fn wants_id_only(&self, event_type: &str) -> bool {
-        self.id_only_types().accepts(event_type)
+    /// The payload modes an event of this type goes out in.
+    fn modes_for(&self, event_type: &str) -> Vec<PayloadMode> {
+        self.copies().modes(event_type)
     }
 }
 

@@ -5,13 +5,13 @@
 //! process) never makes a second Svix message.
 //!
 //! Payload modes ride on Svix channels: every event goes out on channel `full`; when some
-//! enabled endpoint takes `id_only` payloads of its event type, an identifiers-only copy
-//! goes out on channel `id_only` too (event id `<evt>.id_only`). Each EHRS endpoint
-//! listens on exactly one. (Svix sends a message with channels to every endpoint that
+//! enabled endpoint takes `id_only` (or `fhir`) payloads of its event type, that copy goes
+//! out on channel `id_only` (or `fhir`) too, with event id `<evt>.id_only` (or
+//! `<evt>.fhir`). Each EHRS endpoint listens on exactly one. (Svix sends a message with channels to every endpoint that
 //! has none as well: see `endpoints::refresh_payload_modes`.)
 
 use super::SvixBackend;
-use super::endpoints::{FULL_CHANNEL, ID_ONLY_CHANNEL};
+use super::endpoints::channel;
 use crate::db::now_ms;
 use crate::outbound::payload::{self, OutboxMessage, PayloadMode};
 use crate::outbound::store;
@@ -140,8 +140,8 @@ async fn relay_batch(backend: &SvixBackend) -> Result<usize, RelayError> {
     let mut outcomes = Vec::with_capacity(messages.len());
     for chunk in messages.chunks(CONCURRENCY) {
         let sends = chunk.iter().map(|message| {
-            let with_id_only = backend.wants_id_only(&message.event_type);
-            send(backend, message, with_id_only)
+            let modes = backend.modes_for(&message.event_type);
+            send(backend, message, modes)
         });
         let results = futures_util::future::join_all(sends).await;
         // Svix down or throttling: stop here rather than knock on every message.
@@ -179,11 +179,11 @@ async fn relay_batch(backend: &SvixBackend) -> Result<usize, RelayError> {
     }
 }
 
-/// Creates the message (and its identifiers-only copy when wanted) in Svix.
+/// Creates the message in Svix in each of `modes`, each on its channel.
 async fn send(
     backend: &SvixBackend,
     message: &store::OutboxRow,
-    with_id_only: bool,
+    modes: Vec<PayloadMode>,
 ) -> Result<(), svix::error::Error> {
     let outbox = OutboxMessage {
         message_id: &message.id,
@@ -193,29 +193,23 @@ async fn send(
         payload: message.payload.as_deref(),
         ids: &message.ids,
     };
-    let variants: &[(PayloadMode, &str)] = if with_id_only {
-        &[
-            (PayloadMode::Full, FULL_CHANNEL),
-            (PayloadMode::IdOnly, ID_ONLY_CHANNEL),
-        ]
-    } else {
-        &[(PayloadMode::Full, FULL_CHANNEL)]
-    };
-    for &(mode, channel) in variants {
+    for mode in modes {
         // A payload cleared by retention (a message unrelayed for that long) goes out
         // with identifiers only rather than never.
-        let body = payload::render(&outbox, mode, None)
-            .or_else(|_| payload::render(&outbox, PayloadMode::IdOnly, None))
+        let body = payload::render(&outbox, mode, None, &backend.fhir)
+            .or_else(|_| payload::render(&outbox, PayloadMode::IdOnly, None, &backend.fhir))
             .map_err(|err| svix::error::Error::Generic(err.to_string()))?;
         let payload: serde_json::Value = serde_json::from_str(&body)
             .map_err(|err| svix::error::Error::Generic(err.to_string()))?;
         let event_id = match mode {
             PayloadMode::Full => message.event_id.clone(),
-            PayloadMode::IdOnly => format!("{}.{ID_ONLY_CHANNEL}", message.event_id),
+            PayloadMode::IdOnly | PayloadMode::Fhir => {
+                format!("{}.{}", message.event_id, channel(mode))
+            }
         };
         let mut input = MessageIn::new(message.event_type.clone(), payload);
         input.event_id = Some(event_id.clone());
-        input.channels = Some([channel.to_string()].into());
+        input.channels = Some([channel(mode).to_string()].into());
         let options = MessageCreateOptions {
             idempotency_key: Some(event_id),
             with_content: Some(false),

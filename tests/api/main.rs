@@ -17,6 +17,7 @@ mod crash;
 mod delivery;
 mod doctors;
 mod fake_svix;
+mod fhir;
 mod hardening;
 mod heartbeat;
 mod hostile;

@@ -248,7 +248,7 @@ db_test!(async fn the_issue_s_examples_read_plainly(app) {
     let answer = app.post(Role::Admin, "/api/v1/webhooks/subscriptions", &subscription).await;
     assert_eq!(answer.status, 422, "{}", answer.text);
     assert_eq!(fields(&answer)[0]["field"], "payload");
-    assert_eq!(fields(&answer)[0]["allowed"], json!(["full", "id_only"]));
+    assert_eq!(fields(&answer)[0]["allowed"], json!(["full", "id_only", "fhir"]));
 
     let camp = json!({"name": "Eye camp", "location": "Pune", "start_date": "2026-02-01", "end_date": "2026-02-30"});
     let answer = app.post(Role::Admin, "/api/v1/medical-camps", &camp).await;

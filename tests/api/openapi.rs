@@ -1,6 +1,6 @@
 //! The OpenAPI document against reality: every payload the routes actually deliver
-//! validates against the schema `/openapi.json` declares for its event type, for `full`
-//! and `id_only` subscriptions; and the document and docs page are served.
+//! validates against the schema `/openapi.json` declares for its event type, for `full`,
+//! `id_only` and `fhir` subscriptions; and the document and docs page are served.
 
 use crate::camps::{camp_body, create_camp};
 use crate::support::care::{
@@ -61,7 +61,11 @@ fn check(doc: &Value, delivery: &Received, mode: &str) {
     let variants = doc["components"]["schemas"][envelope]["properties"]["data"]["oneOf"]
         .as_array()
         .expect("data is full | id-only");
-    let variant = component(&variants[if mode == "full" { 0 } else { 1 }]);
+    let index = ["full", "id_only", "fhir"]
+        .iter()
+        .position(|m| *m == mode)
+        .unwrap();
+    let variant = component(&variants[index]);
     let found = errors(&validator(doc, variant), &body["data"]);
     assert!(
         found.is_empty(),
@@ -147,6 +151,7 @@ db_test!(async fn every_delivered_payload_matches_its_declared_schema(app) {
     let doc: Value = app.get(Role::Admin, "/openapi.json").await.expect(200);
     let full = TestReceiver::start().await;
     let ids = TestReceiver::start().await;
+    let fhir = TestReceiver::start().await;
     // Heartbeats every second: once the events stop, each receiver hears them too.
     let subscribe = |url: String, payload: &'static str| {
         let body = json!({"url": url, "payload": payload, "heartbeat_interval": "1s"});
@@ -158,16 +163,17 @@ db_test!(async fn every_delivered_payload_matches_its_declared_schema(app) {
     };
     let full_id = subscribe(full.url.clone(), "full").await;
     let ids_id = subscribe(ids.url.clone(), "id_only").await;
+    let fhir_id = subscribe(fhir.url.clone(), "fhir").await;
 
     emit_everything(&app).await;
     // Each subscription also gets its own webhook.test, and at least one heartbeat.
     let emitted = app.emitted_event_types().await.len() + 2;
-    for subscription in [&full_id, &ids_id] {
+    for subscription in [&full_id, &ids_id, &fhir_id] {
         let path = format!("/api/v1/webhooks/subscriptions/{subscription}/test");
         app.post(Role::Admin, &path, &json!({})).await.expect(200);
     }
 
-    for (receiver, mode) in [(&full, "full"), (&ids, "id_only")] {
+    for (receiver, mode) in [(&full, "full"), (&ids, "id_only"), (&fhir, "fhir")] {
         receiver.wait_for_distinct(emitted, PATIENCE).await;
         crate::support::eventually("a heartbeat", || async {
             receiver.received().iter().any(|r| r.json["type"] == "webhook.heartbeat")
@@ -176,6 +182,9 @@ db_test!(async fn every_delivered_payload_matches_its_declared_schema(app) {
         let received = receiver.received();
         for delivery in &received {
             check(&doc, delivery, mode);
+            if mode == "fhir" {
+                crate::fhir::assert_strict_fhir(&delivery.json["data"]);
+            }
         }
         let seen: BTreeSet<&str> = received.iter().map(|r| r.json["type"].as_str().unwrap()).collect();
         let expected: BTreeSet<&str> = EventType::ALL

@@ -863,3 +863,47 @@ svix_test!(async fn the_catch_up_feed_is_refused_for_want_of_sequences(app, _svi
     assert!(refused.body["error"]["message"].as_str().unwrap().contains("needs the embedded engine"));
     assert_eq!(app.request(reqwest::Method::GET, None, &path, None).await.status, 401);
 });
+
+svix_test!(async fn fhir_copies_go_only_to_fhir_endpoints(app, svix) {
+    wait_until_registered(&app).await;
+    let full = TestReceiver::start().await;
+    let ids = TestReceiver::start().await;
+    let fhir = TestReceiver::start().await;
+    app.subscribe(&full.url, &[], "full").await;
+    app.subscribe(&ids.url, &[], "id_only").await;
+    let (fhir_id, fhir_secret) = app.subscribe(&fhir.url, &["camp.created"], "fhir").await;
+    let endpoint = svix
+        .endpoints()
+        .into_iter()
+        .find(|e| e["uid"] == fhir_id.as_str())
+        .unwrap();
+    assert_eq!(endpoint["channels"], json!(["fhir"]));
+    let camp = create_camp(&app).await;
+
+    let got = fhir.wait_for(1, WAIT).await;
+    assert!(got[0].verify(&fhir_secret));
+    let data = &got[0].json["data"];
+    crate::fhir::assert_strict_fhir(data);
+    assert_eq!(data["resourceType"], "Location");
+    assert_eq!(data["id"], camp["id"].as_str().unwrap().replacen('_', "-", 1));
+    let event_id = outbox_event_ids(&app).await.pop().unwrap();
+    assert_eq!(got[0].json["event_id"], event_id.as_str());
+    assert_eq!(full.wait_for(1, WAIT).await[0].json["data"]["name"], camp["name"]);
+    assert!(ids.wait_for(1, WAIT).await[0].json["data"].get("name").is_none());
+    // Each endpoint got its own copy only; a type the FHIR endpoint does not take makes
+    // no FHIR copy at all.
+    let deleted = app.delete(Role::Admin, &format!("/api/v1/medical-camps/{}", camp["id"].as_str().unwrap())).await;
+    assert!(deleted.status < 300, "{}", deleted.status);
+    full.wait_for(2, WAIT).await;
+    ids.wait_for(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fhir.received().len(), 1);
+    assert_eq!(full.received().len(), 2);
+    assert_eq!(ids.received().len(), 2);
+    let fhir_copies: Vec<Value> = event_messages(&svix)
+        .into_iter()
+        .filter(|m| m["eventId"].as_str().unwrap().ends_with(".fhir"))
+        .collect();
+    assert_eq!(fhir_copies.len(), 1);
+    assert_eq!(fhir_copies[0]["channels"], json!(["fhir"]));
+});

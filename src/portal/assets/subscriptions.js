@@ -21,7 +21,7 @@ function subscriptionStatus(sub, stats) {
   return status('disabled');
 }
 
-const payloadWords = { full: 'Full resource', id_only: 'Identifiers only' };
+const payloadWords = { full: 'Full resource', id_only: 'Identifiers only', fhir: 'FHIR R4 resource' };
 
 function types(list) {
   return list.length === 0 ? h('span', { class: 'muted' }, 'All events') : h('span', { class: 'types' }, list.join(', '));
@@ -97,8 +97,9 @@ async function subscriptionForm(action, submit, cancel, sub = {}) {
   const url = h('input', { type: 'url', required: true, value: sub.url || '', placeholder: 'https://lab.example.org/webhooks' });
   const description = h('input', { value: sub.description || '', maxlength: '500' });
   const payload = h('select', {},
-    h('option', { value: 'full', selected: sub.payload !== 'id_only' }, 'full: the resource after the write'),
-    h('option', { value: 'id_only', selected: sub.payload === 'id_only' }, 'id_only: identifiers only, no clinical fields'));
+    h('option', { value: 'full', selected: sub.payload === 'full' }, 'full: the resource after the write'),
+    h('option', { value: 'id_only', selected: sub.payload === 'id_only' }, 'id_only: identifiers only, no clinical fields'),
+    h('option', { value: 'fhir', selected: sub.payload === 'fhir' }, 'fhir: the HL7 FHIR R4 resource (full clinical content)'));
   const boxes = catalogue.map((type) => h('label', { class: 'check' },
     h('input', { type: 'checkbox', value: type, checked: chosen.has(type) }), type));
   const slot = h('div', { class: 'slot' });
