@@ -492,6 +492,25 @@ mod tests {
     use base64::engine::general_purpose::STANDARD as BASE64;
 
     #[test]
+    fn the_book_number_system_must_be_an_absolute_uri() {
+        for good in [
+            DEFAULT_FHIR_BOOK_NO_SYSTEM,
+            "https://health.example.org/book-no",
+            "urn:oid:1.2.3",
+        ] {
+            assert_eq!(parse_absolute_uri(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "book-no",
+            "",
+            "/book-no",
+            "https://health.example.org/book no",
+        ] {
+            assert!(parse_absolute_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn default_schedule_matches_the_spec() {
         let schedule = parse_schedule("5s,5m,30m,2h,5h,10h,10h").unwrap();
         assert_eq!(schedule.0.len(), 7);
