@@ -7,9 +7,9 @@
 //! Encounter carries (`location`), while an EpisodeOfCare has no location and stands for
 //! a long responsibility of care (a programme, a pregnancy).
 
-use super::{concept, fhir_id, meta, reference, text};
+use super::{concept, fhir_id, meta, reference, text, without_nulls};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 const ACT_PRIORITY: &str = "http://terminology.hl7.org/CodeSystem/v3-ActPriority";
@@ -80,86 +80,33 @@ pub(super) fn queue_entry(data: &QueueEntryData, notes: &VisitNotes) -> Value {
 
 /// The Encounter of a consultation, from its queue entry and its notes.
 fn visit(entry: &QueueEntryData, notes: &VisitNotes) -> Value {
-    let mut encounter = from_entry(entry);
-    if let Some(complaint) = &notes.complaint {
-        encounter.insert("reasonCode".into(), json!([text(complaint)]));
-    }
-    if let Some(diagnosis) = &notes.diagnosis {
-        encounter.insert(
-            "contained".into(),
-            json!([{
-                "resourceType": "Condition",
-                "id": "diagnosis",
-                "category": [concept(CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")],
-                "code": text(diagnosis),
-                "subject": reference("Patient", &entry.patient_id),
-            }]),
-        );
-        encounter.insert(
-            "diagnosis".into(),
-            json!([{ "condition": { "reference": "#diagnosis" } }]),
-        );
-    }
-    order(encounter)
-}
-
-/// What every consultation Encounter carries, from its queue entry.
-fn from_entry(entry: &QueueEntryData) -> Map<String, Value> {
     let status = status(&entry.status);
-    let mut period = Map::new();
-    period.insert("start".into(), json!(entry.created_at));
-    if matches!(status, "finished" | "cancelled") {
-        period.insert("end".into(), json!(entry.updated_at));
-    }
-    let mut encounter = Map::new();
-    encounter.insert("resourceType".into(), json!("Encounter"));
-    encounter.insert("id".into(), json!(fhir_id(&entry.consultation_id)));
-    encounter.insert("meta".into(), meta(&entry.updated_at));
-    encounter.insert("status".into(), json!(status));
-    encounter.insert("class".into(), ambulatory());
-    encounter.insert("priority".into(), priority(&entry.priority));
-    encounter.insert("subject".into(), reference("Patient", &entry.patient_id));
-    encounter.insert(
-        "participant".into(),
-        json!([{
+    let ended = matches!(status, "finished" | "cancelled");
+    let diagnosis = notes.diagnosis.as_ref();
+    without_nulls(json!({
+        "resourceType": "Encounter",
+        "id": fhir_id(&entry.consultation_id),
+        "meta": meta(&entry.updated_at),
+        "contained": diagnosis.map(|diagnosis| json!([{
+            "resourceType": "Condition",
+            "id": "diagnosis",
+            "category": [concept(CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")],
+            "code": text(diagnosis),
+            "subject": reference("Patient", &entry.patient_id),
+        }])),
+        "status": status,
+        "class": ambulatory(),
+        "priority": priority(&entry.priority),
+        "subject": reference("Patient", &entry.patient_id),
+        "participant": [{
             "type": [concept(PARTICIPATION, "PPRF", "primary performer")],
             "individual": reference("Practitioner", &entry.doctor_id),
-        }]),
-    );
-    encounter.insert("period".into(), Value::Object(period));
-    encounter.insert(
-        "location".into(),
-        json!([{ "location": reference("Location", &entry.camp_id) }]),
-    );
-    encounter
-}
-
-/// The Encounter's elements in the specification's order (readers of the raw JSON
-/// expect `resourceType` and `id` first).
-fn order(encounter: Map<String, Value>) -> Value {
-    const ORDER: &[&str] = &[
-        "resourceType",
-        "id",
-        "meta",
-        "contained",
-        "status",
-        "class",
-        "priority",
-        "subject",
-        "participant",
-        "period",
-        "reasonCode",
-        "diagnosis",
-        "location",
-    ];
-    let mut encounter = encounter;
-    let mut ordered = Map::new();
-    for key in ORDER {
-        if let Some(value) = encounter.remove(*key) {
-            ordered.insert((*key).to_string(), value);
-        }
-    }
-    Value::Object(ordered)
+        }],
+        "period": { "start": entry.created_at, "end": ended.then_some(&entry.updated_at) },
+        "reasonCode": notes.complaint.as_ref().map(|complaint| json!([text(complaint)])),
+        "diagnosis": diagnosis.map(|_| json!([{ "condition": { "reference": "#diagnosis" } }])),
+        "location": [{ "location": reference("Location", &entry.camp_id) }],
+    }))
 }
 
 /// Encounter status of a queue status: waiting is `planned`, then `in-progress`, then

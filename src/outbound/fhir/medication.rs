@@ -10,7 +10,7 @@
 //! its own, `MedicationRequest/rx-…-med-…` (the replacing medicine's id), whose
 //! `priorPrescription` is the request it replaces.
 
-use super::{UCUM, fhir_id, meta, reference, text};
+use super::{UCUM, fhir_id, meta, reference, text, without_nulls};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -69,32 +69,20 @@ pub(super) fn dispense(data: &PrescriptionData, context: &PrescriptionContext) -
         Some(medicine) => (medicine, replacement_id(data, medicine)),
         None => (&context.medicine, fhir_id(&data.id)),
     };
-    let mut dispense = json!({
+    without_nulls(json!({
         "resourceType": "MedicationDispense",
         "id": fhir_id(&data.id),
         "meta": meta(&data.updated_at),
         "status": if given { "completed" } else { "declined" },
-    });
-    if !given {
-        dispense["statusReasonCodeableConcept"] = text("Out of stock");
-    }
-    for (key, value) in [
-        ("medicationCodeableConcept", medication(medicine)),
-        ("subject", reference("Patient", &context.patient_id)),
-        ("context", reference("Encounter", &data.consultation_id)),
-        (
-            "authorizingPrescription",
-            json!([{ "reference": format!("MedicationRequest/{authorizing}") }]),
-        ),
-        ("quantity", json!({ "value": data.quantity })),
-        ("daysSupply", days(data.days)),
-    ] {
-        dispense[key] = value;
-    }
-    if given {
-        dispense["whenHandedOver"] = json!(data.updated_at);
-    }
-    dispense
+        "statusReasonCodeableConcept": (!given).then(|| text("Out of stock")),
+        "medicationCodeableConcept": medication(medicine),
+        "subject": reference("Patient", &context.patient_id),
+        "context": reference("Encounter", &data.consultation_id),
+        "authorizingPrescription": [{ "reference": format!("MedicationRequest/{authorizing}") }],
+        "quantity": { "value": data.quantity },
+        "daysSupply": days(data.days),
+        "whenHandedOver": given.then_some(&data.updated_at),
+    }))
 }
 
 /// A MedicationRequest for `medicine` under this prescription's dosage and quantity.

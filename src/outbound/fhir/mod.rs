@@ -139,6 +139,21 @@ fn text(text: &str) -> Value {
     json!({ "text": text })
 }
 
+/// `value` without the members whose value is `null`, at every depth: the mappers write
+/// each resource in the specification's order with `Option`s, and FHIR JSON has no nulls.
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, member)| !member.is_null())
+                .map(|(key, member)| (key, without_nulls(member)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
+}
+
 pub(crate) const UCUM: &str = "http://unitsofmeasure.org";
 
 fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, Error> {

@@ -1,8 +1,8 @@
 //! `patient.registered` and `patient.updated` as a `Patient`.
 
-use super::{FhirSettings, UCUM, fhir_id, meta};
+use super::{FhirSettings, UCUM, fhir_id, meta, without_nulls};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// The extension that carries an age in years when no birth date is known: the age as
 /// recorded, never turned into an invented date.
@@ -22,40 +22,23 @@ pub(super) struct PatientData {
 }
 
 pub(super) fn patient(data: &PatientData, settings: &FhirSettings) -> Value {
-    let mut patient = Map::new();
-    patient.insert("resourceType".into(), json!("Patient"));
-    patient.insert("id".into(), json!(fhir_id(&data.id)));
-    patient.insert("meta".into(), meta(&data.updated_at));
-    if data.birth_date.is_none()
-        && let Some(age) = data.age
-    {
-        patient.insert(
-            "extension".into(),
-            json!([{
-                "url": AGE_EXTENSION,
-                "valueAge": { "value": age, "unit": "years", "system": UCUM, "code": "a" }
-            }]),
-        );
-    }
-    patient.insert(
-        "identifier".into(),
-        json!([{ "use": "usual", "system": settings.book_no_system, "value": data.book_no }]),
-    );
-    patient.insert("name".into(), json!([{ "text": data.name }]));
-    if let Some(phone) = &data.phone {
-        patient.insert(
-            "telecom".into(),
-            json!([{ "system": "phone", "value": phone }]),
-        );
-    }
-    patient.insert("gender".into(), json!(gender(&data.sex)));
-    if let Some(birth_date) = &data.birth_date {
-        patient.insert("birthDate".into(), json!(birth_date));
-    }
-    if let Some(address) = &data.address {
-        patient.insert("address".into(), json!([{ "text": address }]));
-    }
-    Value::Object(patient)
+    // An age alone is kept as recorded, never turned into an invented birth date.
+    let age = data.age.filter(|_| data.birth_date.is_none());
+    without_nulls(json!({
+        "resourceType": "Patient",
+        "id": fhir_id(&data.id),
+        "meta": meta(&data.updated_at),
+        "extension": age.map(|age| json!([{
+            "url": AGE_EXTENSION,
+            "valueAge": { "value": age, "unit": "years", "system": UCUM, "code": "a" }
+        }])),
+        "identifier": [{ "use": "usual", "system": settings.book_no_system, "value": data.book_no }],
+        "name": [{ "text": data.name }],
+        "telecom": data.phone.as_ref().map(|phone| json!([{ "system": "phone", "value": phone }])),
+        "gender": gender(&data.sex),
+        "birthDate": data.birth_date,
+        "address": data.address.as_ref().map(|address| json!([{ "text": address }])),
+    }))
 }
 
 /// FHIR's administrative gender of our `sex`.
