@@ -27,6 +27,7 @@
 //! receivers share the machine's cores, as they would on a small camp server.
 
 use clap::Parser;
+use ehrs::outbound::PayloadMode;
 use std::time::Duration;
 
 mod held;
@@ -57,6 +58,9 @@ enum Command {
         /// API requests in flight at once.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// The subscriptions' payload mode: `full`, `id_only` or `fhir`.
+        #[arg(long, default_value = "full", value_parser = parse_payload)]
+        payload: PayloadMode,
     },
     /// Every figure in one run: ceiling, API only, end to end on SQLite and PostgreSQL,
     /// paced 400 writes/s with 10 subscriptions against none, peak RSS.
@@ -95,6 +99,8 @@ enum Command {
         concurrency: Option<usize>,
         #[arg(long, default_value_t = 400)]
         per_second: u32,
+        #[arg(long, default_value = "full", value_parser = parse_payload)]
+        payload: PayloadMode,
     },
 }
 
@@ -192,6 +198,10 @@ async fn suite(events: usize, concurrency: usize, postgres: Option<String>, pace
     );
 }
 
+fn parse_payload(raw: &str) -> Result<PayloadMode, String> {
+    PayloadMode::parse(raw).ok_or_else(|| format!("'{raw}' is not full, id_only or fhir"))
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -200,6 +210,7 @@ async fn main() {
             events,
             receivers,
             concurrency,
+            payload,
         } => {
             ceiling(events, concurrency).await;
             let report = end_to_end(
@@ -207,6 +218,7 @@ async fn main() {
                 events,
                 receivers,
                 Load::Closed { concurrency },
+                payload,
             )
             .await;
             print_report(
@@ -230,13 +242,14 @@ async fn main() {
             receivers,
             concurrency,
             per_second,
+            payload,
         } => {
             let store = postgres.map_or(Store::Sqlite, Store::Postgres);
             let load = match concurrency {
                 Some(concurrency) => Load::Closed { concurrency },
                 None => Load::Paced { per_second },
             };
-            let report = end_to_end(&store, events, receivers, load).await;
+            let report = end_to_end(&store, events, receivers, load, payload).await;
             println!("REPORT {}", serde_json::to_string(&report).unwrap());
         }
     }

@@ -4,6 +4,7 @@ use crate::load::{drive, paced, summary};
 use crate::receiver::{RequestTimes, start_receiver};
 use ehrs::application::Application;
 use ehrs::config::Settings;
+use ehrs::outbound::PayloadMode;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -133,12 +134,14 @@ pub(crate) async fn postgres_database(admin_url: &str, create: bool) -> String {
 }
 
 /// Runs one scenario on a fresh server: `events` camp creations through the API with
-/// `receivers` subscriptions (each a local receiver), waiting for every delivery.
+/// `receivers` subscriptions in `payload` mode (each a local receiver), waiting for every
+/// delivery.
 pub(crate) async fn end_to_end(
     store: &Store,
     events: usize,
     receivers: usize,
     load: Load,
+    payload: PayloadMode,
 ) -> Report {
     let dir = std::env::temp_dir().join(format!("ehrs-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -184,7 +187,7 @@ pub(crate) async fn end_to_end(
         let response = client
             .post(format!("{base}/api/v1/webhooks/subscriptions"))
             .bearer_auth(&token)
-            .json(&json!({"url": url}))
+            .json(&json!({"url": url, "payload": payload.as_str()}))
             .send()
             .await
             .unwrap();
