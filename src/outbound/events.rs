@@ -94,10 +94,10 @@ pub struct Event {
     pub event_type: EventType,
     pub data: Value,
     pub changed_fields: Option<Vec<String>>,
-    /// What the `fhir` payload needs that `data` names only by id (a prescription's
-    /// medicine, patient and doctor), read in the write's transaction so the FHIR copy
-    /// shows what was true at the write. Stored beside `data`; never in a `full` or
-    /// `id_only` body.
+    /// What the `fhir` payload needs beyond `data` (a prescription's medicine, patient
+    /// and doctor; a queue entry's complaint and diagnosis), read in the write's
+    /// transaction so the FHIR copy shows what was true at the write. Stored beside
+    /// `data`; never in a `full` or `id_only` body.
     pub context: Option<Value>,
 }
 

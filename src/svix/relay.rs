@@ -7,8 +7,9 @@
 //! Payload modes ride on Svix channels: every event goes out on channel `full`; when some
 //! enabled endpoint takes `id_only` (or `fhir`) payloads of its event type, that copy goes
 //! out on channel `id_only` (or `fhir`) too, with event id `<evt>.id_only` (or
-//! `<evt>.fhir`). Each EHRS endpoint listens on exactly one. (Svix sends a message with channels to every endpoint that
-//! has none as well: see `endpoints::refresh_payload_modes`.)
+//! `<evt>.fhir`). Each EHRS endpoint listens on exactly one. (Svix sends a message with
+//! channels to every endpoint that has none as well: see
+//! `endpoints::refresh_payload_modes`.)
 
 use super::SvixBackend;
 use super::endpoints::channel;
