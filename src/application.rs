@@ -43,6 +43,14 @@ impl Application {
             })?;
         }
         settings.check_subnets()?;
+        if settings.is_postgres() && settings.backup_dir.is_some() {
+            return Err(Failure::new(
+                Kind::Configuration,
+                "EHRS_BACKUP_DIR backs up the embedded SQLite database, not PostgreSQL",
+            )
+            .hint(crate::backup::POSTGRES_ADVICE)
+            .into());
+        }
         let keys = settings.load_keys().failed(|| {
             Failure::new(Kind::Configuration, "cannot load the keys")
                 .hint("see docs/configuration.md for EHRS_JWT_SECRET and EHRS_SECRET_KEY")
@@ -84,6 +92,7 @@ impl Application {
             in_flight: Default::default(),
         };
         let state = AppState {
+            backups: crate::backup::schedule::BackupStatus::default(),
             idempotency,
             db,
             settings: Arc::new(settings),
@@ -129,6 +138,10 @@ impl Application {
         }
         let db = self.state.db.clone();
         tasks.spawn(move |stopped| crate::idempotency::run_purge(db, stopped));
+        if let Some(schedule) = backup_schedule(settings) {
+            let status = self.state.backups.clone();
+            tasks.spawn(move |stopped| crate::backup::schedule::run(schedule, status, stopped));
+        }
         tasks
     }
 
@@ -262,4 +275,16 @@ fn generate_password() -> String {
     use base64::Engine;
     let bytes: [u8; 18] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The scheduled backups `EHRS_BACKUP_DIR` asks for (SQLite only: `build` refuses it on
+/// PostgreSQL).
+fn backup_schedule(settings: &Settings) -> Option<crate::backup::schedule::Schedule> {
+    Some(crate::backup::schedule::Schedule {
+        dir: settings.backup_dir.clone()?,
+        interval: settings.backup_interval,
+        keep: settings.backup_keep as usize,
+        database: crate::backup::sqlite_path(&settings.database_url())?,
+        data_dir: settings.data_dir.clone(),
+    })
 }

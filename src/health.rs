@@ -26,6 +26,18 @@ pub struct Health {
     pub queue_depth: Option<i64>,
     /// Embedded: the camp's uplink, `up` or `down` (then `webhooks` is `degraded`).
     pub uplink: Option<UplinkHealth>,
+    /// With `EHRS_BACKUP_DIR`: the scheduled backups (`failing` makes `status` degraded).
+    pub backups: Option<BackupHealth>,
+}
+
+/// The scheduled backups in `/health`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BackupHealth {
+    /// `ok` (none failed since the last success, or none due yet) or `failing`.
+    pub state: &'static str,
+    pub last_success: Option<crate::time::Timestamp>,
+    /// Why the last backup failed.
+    pub last_error: Option<String>,
 }
 
 /// The camp's uplink in `/health` (the admin status route says more).
@@ -45,8 +57,21 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     let backend = &state.webhooks.backend;
     let queue_depth = backend.queue_depth().await.ok();
     let webhooks = backend.health();
+    let backups = state.settings.backup_dir.as_ref().map(|_| {
+        let fared = state.backups.now();
+        BackupHealth {
+            state: if fared.last_error.is_some() {
+                "failing"
+            } else {
+                "ok"
+            },
+            last_success: fared.last_success,
+            last_error: fared.last_error,
+        }
+    });
+    let backups_ok = backups.as_ref().is_none_or(|b| b.state == "ok");
     let health = Health {
-        status: if database_ok && webhooks.status == "ok" {
+        status: if database_ok && webhooks.status == "ok" && backups_ok {
             "ok"
         } else {
             "degraded"
@@ -64,6 +89,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             state: uplink.state,
             down_since: uplink.down_since,
         }),
+        backups,
     };
     let status = if database_ok {
         StatusCode::OK

@@ -11,6 +11,7 @@
 
 pub mod application;
 pub mod auth;
+pub mod backup;
 pub(crate) mod camps;
 pub mod config;
 pub(crate) mod consultations;

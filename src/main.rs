@@ -1,4 +1,4 @@
-//! The `ehrs` command line: serve, migrate, user, openapi, demo.
+//! The `ehrs` command line: serve, migrate, user, backup, restore, openapi, demo.
 
 use clap::{Parser, Subcommand};
 use ehrs::application::Application;
@@ -42,6 +42,24 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Copy the SQLite database and its key files into one backup file, consistently,
+    /// while `ehrs serve` runs and writes. PostgreSQL: use pg_dump (this says how).
+    Backup {
+        /// The backup file to write (it must not exist yet).
+        #[arg(long)]
+        to: std::path::PathBuf,
+        #[command(flatten)]
+        settings: DatabaseSettings,
+    },
+    /// Restore a backup into an empty (or new) data dir, checking its integrity first;
+    /// never overwrites.
+    Restore {
+        /// The backup file made by `ehrs backup`.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        #[command(flatten)]
+        settings: DatabaseSettings,
     },
     /// Print the OpenAPI 3.1 document (routes and webhooks) as JSON.
     Openapi,
@@ -101,6 +119,8 @@ fn log_format(command: &Command) -> &str {
     match command {
         Command::Serve(settings) => &settings.log_format,
         Command::Migrate(settings)
+        | Command::Backup { settings, .. }
+        | Command::Restore { settings, .. }
         | Command::User {
             command:
                 UserCommand::Create { settings, .. } | UserCommand::ResetPassword { settings, .. },
@@ -130,6 +150,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::ResetPassword { username, settings },
         } => reset_password(settings, username).await,
+        Command::Backup { to, settings } => backup(&settings, &to),
+        Command::Restore { from, settings } => restore(&settings, &from),
         Command::Demo => ehrs::demo::run().await,
         Command::Openapi => {
             print!("{}", ehrs::router::document_json());
@@ -164,6 +186,55 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // In-flight work finishes; what is queued waits in the database for the next start.
     app.serve(listener, shutdown_signal()).await?;
     tracing::info!("ehrs stopped");
+    Ok(())
+}
+
+/// `ehrs backup`: the copy, and what it holds.
+fn backup(settings: &DatabaseSettings, to: &std::path::Path) -> anyhow::Result<()> {
+    let Some(database) = ehrs::backup::sqlite_path(&settings.database_url()) else {
+        return Err(Failure::new(Kind::Configuration, ehrs::backup::POSTGRES_ADVICE).into());
+    };
+    if to.exists() {
+        return Err(
+            Failure::new(Kind::Usage, format!("{} exists", to.display()))
+                .hint("a backup never replaces a file: give --to a new name")
+                .into(),
+        );
+    }
+    let summary = ehrs::backup::backup(&database, &settings.data_dir, to)?;
+    say(
+        &settings.log_format,
+        &format!("backup written to {}:\n{summary}", to.display()),
+    );
+    Ok(())
+}
+
+/// `ehrs restore`: into an empty data dir only.
+fn restore(settings: &DatabaseSettings, from: &std::path::Path) -> anyhow::Result<()> {
+    if settings.database_url.is_some() {
+        return Err(Failure::new(
+            Kind::Configuration,
+            "ehrs restore writes the embedded database into --data-dir; unset DATABASE_URL (on PostgreSQL, restore with pg_restore)",
+        )
+        .into());
+    }
+    let dir = &settings.data_dir;
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(
+            Failure::new(Kind::Usage, format!("{} is not empty", dir.display()))
+                .hint("restore only into an empty or new data dir: it never overwrites one")
+                .into(),
+        );
+    }
+    let summary = ehrs::backup::restore(from, dir)?;
+    say(
+        &settings.log_format,
+        &format!(
+            "restored {} into {} (integrity check: ok):\n{summary}",
+            from.display(),
+            dir.display()
+        ),
+    );
     Ok(())
 }
 

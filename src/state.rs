@@ -29,6 +29,8 @@ pub struct AppState {
     pub webhooks: Webhooks,
     /// Remembered answers to writes sent with an `Idempotency-Key`.
     pub idempotency: crate::idempotency::guard::Guard,
+    /// How the scheduled backups fare (`EHRS_BACKUP_DIR`), for `/health`.
+    pub backups: crate::backup::schedule::BackupStatus,
 }
 
 impl FromRef<AppState> for AuthState {

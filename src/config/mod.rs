@@ -168,6 +168,19 @@ pub struct Settings {
     #[arg(long, env = "EHRS_UPLINK_PROBE_INTERVAL", default_value = "15s", value_parser = parse_probe_interval)]
     pub uplink_probe_interval: Duration,
 
+    /// Scheduled backups (SQLite): the directory the server writes a backup into every
+    /// `EHRS_BACKUP_INTERVAL`. Unset: no scheduled backups.
+    #[arg(long, env = "EHRS_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// How often the scheduled backup runs (1s to 7d).
+    #[arg(long, env = "EHRS_BACKUP_INTERVAL", default_value = "1h", value_parser = parse_backup_interval)]
+    pub backup_interval: Duration,
+
+    /// How many scheduled backups to keep (the newest; at least 1).
+    #[arg(long, env = "EHRS_BACKUP_KEEP", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..))]
+    pub backup_keep: u32,
+
     /// FHIR payloads: the identifier system of book numbers (`Patient.identifier.system`),
     /// an absolute URI the camp's organisation owns, e.g. `https://health.example.org/book-no`.
     #[arg(long, env = "EHRS_FHIR_BOOK_NO_SYSTEM", default_value = DEFAULT_FHIR_BOOK_NO_SYSTEM, value_parser = parse_absolute_uri)]
@@ -423,6 +436,15 @@ pub fn parse_uplink_probe(raw: &str) -> Result<UplinkProbe, String> {
         Err(format!(
             "'{raw}' is neither a URL nor host:port (e.g. https://example.org/ or 192.168.1.1:53)"
         ))
+    }
+}
+
+fn parse_backup_interval(raw: &str) -> Result<Duration, String> {
+    let interval = parse_duration(raw)?;
+    if (Duration::from_secs(1)..=Duration::from_secs(7 * 86_400)).contains(&interval) {
+        Ok(interval)
+    } else {
+        Err(format!("'{raw}' is outside 1s to 7d"))
     }
 }
 

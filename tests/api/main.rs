@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod auth_process;
+mod backup;
 mod camp_network;
 mod camps;
 mod catch_up;
