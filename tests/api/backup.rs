@@ -71,19 +71,11 @@ async fn serve(data_dir: &Path) -> (tokio::process::Child, String) {
         .spawn()
         .expect("ehrs serve starts");
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return (child, base);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("ehrs serve did not become healthy on the restored data dir");
+    assert!(
+        crate::support::until_healthy(&base).await,
+        "ehrs serve did not become healthy on the restored data dir"
+    );
+    (child, base)
 }
 
 /// Writes camps through the API until `stop`, recording each id once its 201 came back.

@@ -165,20 +165,10 @@ async fn conform(database_url: Option<String>) {
     }
     let mut server = server.spawn().expect("ehrs serve starts");
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "ehrs serve did not come up");
+    assert!(
+        crate::support::until_healthy(&base).await,
+        "ehrs serve did not come up"
+    );
     let login: serde_json::Value = client
         .post(format!("{base}/api/v1/auth/login"))
         .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))

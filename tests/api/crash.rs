@@ -38,15 +38,11 @@ async fn start_server(app: &TestApp, data_dir: &std::path::Path) -> (Child, Stri
         .spawn()
         .expect("the ehrs binary starts");
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if let Ok(response) = app.client.get(format!("{base}/health")).send().await
-            && response.status() == 200
-        {
-            return (child, base);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("ehrs serve did not become healthy");
+    assert!(
+        crate::support::until_healthy(&base).await,
+        "ehrs serve did not become healthy"
+    );
+    (child, base)
 }
 
 db_test!(

@@ -66,6 +66,20 @@ macro_rules! db_test {
     };
 }
 
+/// Waits (up to 10 s) until a server started as a process answers `GET {base}/health`
+/// with 200; false if it never does.
+pub async fn until_healthy(base: &str) -> bool {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..100 {
+        let answer = client.get(format!("{base}/health")).send().await;
+        if answer.is_ok_and(|r| r.status() == 200) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// Polls until `check` holds (outcomes are recorded just after the receiver answers);
 /// panics after 20 s, a failure detector rather than a speed assertion.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
