@@ -194,13 +194,6 @@ fn backup(settings: &DatabaseSettings, to: &std::path::Path) -> anyhow::Result<(
     let Some(database) = ehrs::backup::sqlite_path(&settings.database_url()) else {
         return Err(Failure::new(Kind::Configuration, ehrs::backup::POSTGRES_ADVICE).into());
     };
-    if to.exists() {
-        return Err(
-            Failure::new(Kind::Usage, format!("{} exists", to.display()))
-                .hint("a backup never replaces a file: give --to a new name")
-                .into(),
-        );
-    }
     let summary = ehrs::backup::backup(&database, &settings.data_dir, to)?;
     say(
         &settings.log_format,
@@ -219,13 +212,6 @@ fn restore(settings: &DatabaseSettings, from: &std::path::Path) -> anyhow::Resul
         .into());
     }
     let dir = &settings.data_dir;
-    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-        return Err(
-            Failure::new(Kind::Usage, format!("{} is not empty", dir.display()))
-                .hint("restore only into an empty or new data dir: it never overwrites one")
-                .into(),
-        );
-    }
     let summary = ehrs::backup::restore(from, dir)?;
     say(
         &settings.log_format,

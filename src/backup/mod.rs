@@ -12,6 +12,7 @@
 
 pub mod schedule;
 
+use crate::failure::{Failure, Kind};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::fmt;
@@ -86,9 +87,10 @@ pub fn sqlite_path(database_url: &str) -> Option<PathBuf> {
 /// atomically (a temporary name beside `to`, then a rename). Refuses to replace a file.
 pub fn backup(database: &Path, data_dir: &Path, to: &Path) -> anyhow::Result<Summary> {
     if to.exists() {
-        bail!(
-            "{} exists: choose a new name (a backup never replaces a file)",
-            to.display()
+        return Err(
+            Failure::new(Kind::Usage, format!("{} exists", to.display()))
+                .hint("a backup never replaces a file: give --to a new name")
+                .into(),
         );
     }
     if !database.exists() {
@@ -153,9 +155,10 @@ pub fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Summary> {
         bail!("there is no backup file at {}", from.display());
     }
     if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
-        bail!(
-            "{} is not empty: restore only into an empty or new data dir (it never overwrites one)",
-            data_dir.display()
+        return Err(
+            Failure::new(Kind::Usage, format!("{} is not empty", data_dir.display()))
+                .hint("restore only into an empty or new data dir: it never overwrites one")
+                .into(),
         );
     }
     let created = !data_dir.exists();

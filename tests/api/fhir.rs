@@ -189,6 +189,35 @@ async fn assign(
         .expect(201)
 }
 
+/// The three things a pharmacy does in `consultation`: 10 Paracetamol given, 2 ORS out
+/// of stock, 3 ORS replaced by Paracetamol. Returns the given and the replaced
+/// prescriptions.
+async fn pharmacy_outcomes(app: &TestApp, consultation: &str) -> (Value, Value) {
+    let paracetamol = create_medicine(app, "Paracetamol", 50).await;
+    let ors = create_medicine(app, "ORS", 0).await;
+    let given = prescribe(app, consultation, &id(&paracetamol), 10).await;
+    dispatch(app, &id(&given), &json!({"dispatch_status": "given"}))
+        .await
+        .expect(200);
+    let lacking = prescribe(app, consultation, &id(&ors), 2).await;
+    dispatch(
+        app,
+        &id(&lacking),
+        &json!({"dispatch_status": "out_of_stock"}),
+    )
+    .await
+    .expect(200);
+    let replaced = prescribe(app, consultation, &id(&ors), 3).await;
+    dispatch(
+        app,
+        &id(&replaced),
+        &json!({"replaced_by_medicine_id": id(&paracetamol)}),
+    )
+    .await
+    .expect(200);
+    (given, replaced)
+}
+
 fn reference(resource_type: &str, our_id: &Value) -> String {
     format!(
         "{resource_type}/{}",
@@ -218,14 +247,7 @@ db_test!(async fn every_event_type_arrives_as_a_strict_fhir_r4_resource(app) {
     move_queue(&app, &entry, "in_consultation").await;
     let consultation_path = format!("/api/v1/consultations/{}", id(&consultation));
     app.put(Role::Doctor, &consultation_path, &json!({"diagnosis": "Viral fever"})).await.expect(200);
-    let paracetamol = create_medicine(&app, "Paracetamol", 100).await;
-    let ors = create_medicine(&app, "ORS", 0).await;
-    let given = prescribe(&app, &id(&consultation), &id(&paracetamol), 10).await;
-    dispatch(&app, &id(&given), &json!({"dispatch_status": "given"})).await.expect(200);
-    let lacking = prescribe(&app, &id(&consultation), &id(&ors), 2).await;
-    dispatch(&app, &id(&lacking), &json!({"dispatch_status": "out_of_stock"})).await.expect(200);
-    let replaced = prescribe(&app, &id(&consultation), &id(&ors), 2).await;
-    dispatch(&app, &id(&replaced), &json!({"replaced_by_medicine_id": id(&paracetamol)})).await.expect(200);
+    pharmacy_outcomes(&app, &id(&consultation)).await;
     move_queue(&app, &entry, "completed").await;
     let gone = create_camp(&app).await;
     app.delete(Role::Admin, &format!("/api/v1/medical-camps/{}", id(&gone))).await.expect(204);
@@ -466,14 +488,7 @@ db_test!(async fn the_three_pharmacy_outcomes_arrive_as_dispenses_and_a_replacin
     let receiver = TestReceiver::start().await;
     app.subscribe(&receiver.url, &["prescription.added", "prescription.dispensed", "prescription.out_of_stock", "prescription.replaced"], "fhir").await;
     let consultation = crate::support::care::open_consultation(&app, "RX-1").await;
-    let paracetamol = create_medicine(&app, "Paracetamol", 50).await;
-    let ors = create_medicine(&app, "ORS", 0).await;
-    let given = prescribe(&app, &id(&consultation), &id(&paracetamol), 10).await;
-    dispatch(&app, &id(&given), &json!({"dispatch_status": "given"})).await.expect(200);
-    let lacking = prescribe(&app, &id(&consultation), &id(&ors), 2).await;
-    dispatch(&app, &id(&lacking), &json!({"dispatch_status": "out_of_stock"})).await.expect(200);
-    let replaced = prescribe(&app, &id(&consultation), &id(&ors), 3).await;
-    dispatch(&app, &id(&replaced), &json!({"replaced_by_medicine_id": id(&paracetamol)})).await.expect(200);
+    let (given, replaced) = pharmacy_outcomes(&app, &id(&consultation)).await;
 
     let got = in_order(&receiver, 6).await;
     got.iter().for_each(|r| assert_strict_fhir(&r.json["data"]));
