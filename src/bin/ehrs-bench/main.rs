@@ -20,6 +20,9 @@
 //! `… -- delivery [--events N] [--receivers N] [--concurrency N]` runs 1 and one end-to-end
 //! scenario on SQLite alone.
 //!
+//! `… -- records [--patients N] [--reads N] [--postgres URL]` prints registrations, reads
+//! of one record and lists of 50 per second, with no subscription.
+//!
 //! `… -- held [--connections N]` prints the memory `ehrs serve` holds for N idle, half-sent
 //! or dripping connections.
 //!
@@ -33,6 +36,7 @@ use std::time::Duration;
 mod held;
 mod load;
 mod receiver;
+mod records;
 mod scenario;
 
 use load::p;
@@ -77,6 +81,22 @@ enum Command {
         /// Length of the paced scenarios.
         #[arg(long, default_value_t = 10)]
         paced_seconds: u32,
+    },
+    /// Patient records through the API with no subscription: registrations, reads of one
+    /// record, lists of 50. Prints the figures, then one `REPORT {json}` line.
+    Records {
+        /// Patients to register (then read, cycling through them).
+        #[arg(long, default_value_t = 10_000)]
+        patients: usize,
+        /// Reads of one record; a tenth as many lists are made.
+        #[arg(long, default_value_t = 20_000)]
+        reads: usize,
+        /// API requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// A PostgreSQL server to make a scratch database on (else SQLite).
+        #[arg(long)]
+        postgres: Option<String>,
     },
     /// The memory a real `ehrs serve` (the release binary beside this one) holds for N
     /// connections that are idle, send half a request head, or drip a body.
@@ -235,6 +255,17 @@ async fn main() {
             postgres,
             paced_seconds,
         } => suite(events, concurrency, postgres, paced_seconds).await,
+        Command::Records {
+            patients,
+            reads,
+            concurrency,
+            postgres,
+        } => {
+            let store = postgres.map_or(Store::Sqlite, Store::Postgres);
+            let report = records::records(&store, patients, reads, concurrency).await;
+            records::print(&report, &store);
+            println!("REPORT {}", serde_json::to_string(&report).unwrap());
+        }
         Command::Held { connections } => held::held(connections).await,
         Command::Scenario {
             postgres,

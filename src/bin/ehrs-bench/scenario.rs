@@ -133,6 +133,78 @@ pub(crate) async fn postgres_database(admin_url: &str, create: bool) -> String {
     format!("{base}/{name}")
 }
 
+/// A fresh server on a fresh database (a scratch PostgreSQL database, or a temporary
+/// SQLite data dir), serving on 127.0.0.1, with its workers running and an admin signed in.
+pub(crate) struct Server {
+    pub(crate) app: Application,
+    workers: ehrs::tasks::Tasks,
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) token: String,
+    dir: std::path::PathBuf,
+    store: Store,
+}
+
+impl Server {
+    pub(crate) async fn start(store: &Store) -> Server {
+        let dir = std::env::temp_dir().join(format!("ehrs-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut settings = Settings::defaults();
+        settings.data_dir = dir.clone();
+        settings.admin_password = Some("bench-password-1".into());
+        settings.webhooks_allow_insecure = true;
+        if let Store::Postgres(admin_url) = store {
+            settings.database_url = Some(postgres_database(admin_url, true).await);
+            settings.jwt_secret = Some("bench-jwt-secret-0123456789abcdef".into());
+            settings.secret_key = Some(base64_key());
+        }
+        let app = Application::build(settings).await.expect("server prepares");
+        let workers = app.start_workers();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(ehrs::server::serve(
+            listener,
+            app.router(),
+            ehrs::application::server_limits(&app.state.settings),
+            std::future::pending(),
+        ));
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .build()
+            .unwrap();
+        let token: Value = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": "bench-password-1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = token["access_token"].as_str().unwrap().to_string();
+        Server {
+            app,
+            workers,
+            client,
+            base,
+            token,
+            dir,
+            store: store.clone(),
+        }
+    }
+
+    /// Stops the workers, closes the database and removes it.
+    pub(crate) async fn stop(self) {
+        self.workers.stop().await;
+        self.app.state.db.close().await;
+        if let Store::Postgres(admin_url) = &self.store {
+            postgres_database(admin_url, false).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Runs one scenario on a fresh server: `events` camp creations through the API with
 /// `receivers` subscriptions in `payload` mode (each a local receiver), waiting for every
 /// delivery.
@@ -143,44 +215,13 @@ pub(crate) async fn end_to_end(
     load: Load,
     payload: PayloadMode,
 ) -> Report {
-    let dir = std::env::temp_dir().join(format!("ehrs-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut settings = Settings::defaults();
-    settings.data_dir = dir.clone();
-    settings.admin_password = Some("bench-password-1".into());
-    settings.webhooks_allow_insecure = true;
-    if let Store::Postgres(admin_url) = store {
-        settings.database_url = Some(postgres_database(admin_url, true).await);
-        settings.jwt_secret = Some("bench-jwt-secret-0123456789abcdef".into());
-        settings.secret_key = Some(base64_key());
-    }
-    let app = Application::build(settings).await.expect("server prepares");
-    let workers = app.start_workers();
-    let state = app.state.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(ehrs::server::serve(
-        listener,
-        app.router(),
-        ehrs::application::server_limits(&app.state.settings),
-        std::future::pending(),
-    ));
-
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .build()
-        .unwrap();
-    let token: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": "bench-password-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
+    let server = Server::start(store).await;
+    let (client, base, token, state) = (
+        server.client.clone(),
+        server.base.clone(),
+        server.token.clone(),
+        server.app.state.clone(),
+    );
     let mut all_stats = Vec::new();
     for _ in 0..receivers {
         let (url, stats) = start_receiver().await;
@@ -277,12 +318,7 @@ pub(crate) async fn end_to_end(
         .sqlite_path()
         .and_then(|db| std::fs::metadata(format!("{}-wal", db.display())).ok())
         .map(|wal| wal.len());
-    workers.stop().await;
-    state.db.close().await;
-    if let Store::Postgres(admin_url) = store {
-        postgres_database(admin_url, false).await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    server.stop().await;
     Report {
         accepted_per_s: events as f64 / wall.as_secs_f64(),
         api_ms: latencies,
