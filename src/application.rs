@@ -93,6 +93,7 @@ impl Application {
         };
         let state = AppState {
             backups: crate::backup::schedule::BackupStatus::default(),
+            access: crate::access::AccessLog::new(db.clone(), settings.access_audit_retention),
             idempotency,
             db,
             settings: Arc::new(settings),
@@ -112,7 +113,7 @@ impl Application {
     /// Starts what runs beside the HTTP server: the webhook backend's workers (delivery
     /// only with `EHRS_WEBHOOK_WORKERS`), the payload retention for either backend (also
     /// with `EHRS_WEBHOOK_WORKERS`), the job runner (`Settings::job_workers`), and the
-    /// hourly purge of idempotency keys past their 24 h.
+    /// hourly purge of idempotency keys past their 24 h, and the access audit's writer.
     /// Stop them with [`Tasks::stop`]: in-flight work finishes, queued work waits in the
     /// database for the next start.
     pub fn start_workers(&self) -> Tasks {
@@ -138,6 +139,8 @@ impl Application {
         }
         let db = self.state.db.clone();
         tasks.spawn(move |stopped| crate::idempotency::run_purge(db, stopped));
+        let access = self.state.access.clone();
+        tasks.spawn(move |stopped| crate::access::writer::run(access, stopped));
         if let Some(schedule) = backup_schedule(settings) {
             let status = self.state.backups.clone();
             tasks.spawn(move |stopped| crate::backup::schedule::run(schedule, status, stopped));

@@ -70,6 +70,11 @@ typed_id!(EventId, "evt");
 typed_id!(DeliveryId, "dlv");
 typed_id!(AttemptId, "atm");
 typed_id!(AuditId, "aud");
+typed_id!(
+    /// One recorded access to patients' records (the access audit).
+    AccessId,
+    "acs"
+);
 typed_id!(JobId, "job");
 typed_id!(InboundSourceId, "src");
 typed_id!(InboundEventId, "ine");

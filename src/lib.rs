@@ -9,6 +9,7 @@
 //! domain; each clinical module owns its routes, models and SQL, and talks to the webhook
 //! machinery through one call, [`outbound::emit`].
 
+pub mod access;
 pub mod application;
 pub mod auth;
 pub mod backup;

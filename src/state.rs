@@ -3,10 +3,11 @@
 //! and the metrics handle all live here.
 //!
 //! Low in the module graph: the clinical rooms and `inbound` import it; it imports only
-//! what it holds (`db`, `config`, `crypto`, and the sub-states of `auth` and `outbound`,
+//! what it holds (`db`, `config`, `crypto`, and the sub-states of `auth`, `access` and `outbound`,
 //! which never import it back: their routes take their sub-state through `FromRef`).
 //! It is built in one place, the application's constructor (`Application::build`).
 
+use crate::access::AccessLog;
 use crate::auth::AuthState;
 use crate::config::Settings;
 use crate::crypto::SecretBox;
@@ -31,11 +32,19 @@ pub struct AppState {
     pub idempotency: crate::idempotency::guard::Guard,
     /// How the scheduled backups fare (`EHRS_BACKUP_DIR`), for `/health`.
     pub backups: crate::backup::schedule::BackupStatus,
+    /// The access audit's queue: who saw which patient's record.
+    pub access: AccessLog,
 }
 
 impl FromRef<AppState> for AuthState {
     fn from_ref(state: &AppState) -> AuthState {
         state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for AccessLog {
+    fn from_ref(state: &AppState) -> AccessLog {
+        state.access.clone()
     }
 }
 

@@ -13,6 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub id: UserId,
+    /// As it was when the request came: the access audit records it.
+    pub username: String,
     pub role: Role,
 }
 
@@ -83,19 +85,20 @@ where
         // A deactivated user, or one whose role changed, is held to the database's
         // word at once, not when the token expires; and a token of an older generation
         // (issued before a password change, role change, deactivation or logout) is dead.
-        let (role, generation) = super::repo::session(&state.db, &claims.sub)
+        let session = super::repo::session(&state.db, &claims.sub)
             .await?
             .ok_or_else(|| {
                 ApiError::unauthorized("this account is disabled or no longer exists")
             })?;
-        if claims.generation != generation {
+        if claims.generation != session.generation {
             return Err(ApiError::unauthorized(
                 "this token has been revoked; sign in again",
             ));
         }
         Ok(CurrentUser {
             id: claims.sub,
-            role,
+            username: session.username,
+            role: session.role,
         })
     }
 }

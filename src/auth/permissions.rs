@@ -19,6 +19,7 @@ pub enum Permission {
     Dispense,
     ManageMedicines,
     ManageWebhooks,
+    ReadAccessAudit,
 }
 
 impl Permission {
@@ -26,6 +27,7 @@ impl Permission {
     pub fn roles(self) -> &'static [Role] {
         match self {
             Permission::ManageUsers | Permission::ManageWebhooks => &[Admin],
+            Permission::ReadAccessAudit => &[Admin],
             Permission::ManageCamps | Permission::ManageDoctors => &[Admin],
             Permission::UpdateAttendance => &[Admin, Nurse, Volunteer],
             Permission::RegisterPatients => &[Admin, Doctor, Nurse, Volunteer],

@@ -101,16 +101,31 @@ pub async fn credentials(db: &Db, username: &str) -> Result<Option<Credentials>,
 
 /// The role and token generation of an active user; `None` when the user is gone or
 /// disabled.
-pub async fn session(db: &Db, id: &UserId) -> Result<Option<(Role, i64)>, sqlx::Error> {
+pub async fn session(db: &Db, id: &UserId) -> Result<Option<Session>, sqlx::Error> {
     // Runs on every authenticated request: a key lookup, so inline on SQLite.
-    let query =
-        sqlx::query("SELECT role, token_generation FROM users WHERE id = $1 AND is_active = 1")
-            .bind(id);
+    let query = sqlx::query(
+        "SELECT username, role, token_generation FROM users WHERE id = $1 AND is_active = 1",
+    )
+    .bind(id);
     let row = db.fetch_by_key(query).await?;
     let Some(row) = row else { return Ok(None) };
     let role: String = row.try_get("role")?;
-    let generation: i64 = row.try_get("token_generation")?;
-    Ok(Role::parse(&role).map(|role| (role, generation)))
+    let Some(role) = Role::parse(&role) else {
+        return Ok(None);
+    };
+    Ok(Some(Session {
+        username: row.try_get("username")?,
+        role,
+        generation: row.try_get("token_generation")?,
+    }))
+}
+
+/// What a bearer token's user is now: checked on every request.
+pub struct Session {
+    pub username: String,
+    pub role: Role,
+    /// Tokens of an older generation are dead.
+    pub generation: i64,
 }
 
 /// The user with this username, in any case.

@@ -66,4 +66,5 @@ markers!(
     Dispense,
     ManageMedicines,
     ManageWebhooks,
+    ReadAccessAudit,
 );

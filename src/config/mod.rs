@@ -181,6 +181,10 @@ pub struct Settings {
     #[arg(long, env = "EHRS_BACKUP_KEEP", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..))]
     pub backup_keep: u32,
 
+    /// How long the access audit keeps its entries (1d or more; `365d`, `8760h`, …).
+    #[arg(long, env = "EHRS_ACCESS_AUDIT_RETENTION", default_value = "365d", value_parser = parse_access_retention)]
+    pub access_audit_retention: Duration,
+
     /// FHIR payloads: the identifier system of book numbers (`Patient.identifier.system`),
     /// an absolute URI the camp's organisation owns, e.g. `https://health.example.org/book-no`.
     #[arg(long, env = "EHRS_FHIR_BOOK_NO_SYSTEM", default_value = DEFAULT_FHIR_BOOK_NO_SYSTEM, value_parser = parse_absolute_uri)]
@@ -445,6 +449,17 @@ fn parse_backup_interval(raw: &str) -> Result<Duration, String> {
         Ok(interval)
     } else {
         Err(format!("'{raw}' is outside 1s to 7d"))
+    }
+}
+
+fn parse_access_retention(raw: &str) -> Result<Duration, String> {
+    let retention = parse_duration(raw)?;
+    if retention >= Duration::from_secs(86_400) {
+        Ok(retention)
+    } else {
+        Err(format!(
+            "'{raw}' is under 1d: the access audit keeps at least a day"
+        ))
     }
 }
 

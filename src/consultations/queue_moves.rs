@@ -4,6 +4,7 @@
 //! (`QueueStatus::allowed_next`) stays in `crate::queue`.
 
 use super::model::ConsultationStatus;
+use crate::access::Shown;
 use crate::auth::{Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, parse_id};
@@ -26,7 +27,7 @@ use serde_json::json;
 pub(super) async fn update_status(
     key: IdempotencyKey,
     State(state): State<AppState>,
-    _user: Require<can::UpdateQueue>,
+    user: Require<can::UpdateQueue>,
     ApiJson(body): ApiJson<StatusUpdate>,
 ) -> ApiResult<Response> {
     let id = parse_id(&body.queue_entry_id, "queue entry", QueueEntryId::parse)?;
@@ -67,7 +68,8 @@ pub(super) async fn update_status(
         )
         .await?;
     }
-    key.commit(tx, Json(entry)).await
+    let shown = Shown::wrote(&user, &entry.book_no);
+    key.commit(tx, (shown, Json(entry))).await
 }
 
 fn invalid_transition(from: QueueStatus, to: QueueStatus) -> ApiError {

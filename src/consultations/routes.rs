@@ -2,6 +2,7 @@
 
 use super::model::{AssignDoctor, Consultation, ConsultationFilter, ConsultationUpdate, closed};
 use super::repo;
+use crate::access::Shown;
 use crate::auth::{CurrentUser, Require, can};
 use crate::db::Tx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -34,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn assign_doctor(
     key: IdempotencyKey,
     State(state): State<AppState>,
-    _user: Require<can::AssignDoctor>,
+    user: Require<can::AssignDoctor>,
     ApiJson(body): ApiJson<AssignDoctor>,
 ) -> ApiResult<Response> {
     body.validate()?;
@@ -59,7 +60,8 @@ async fn assign_doctor(
         Event::new(EventType::ConsultationCreated, &consultation),
     )
     .await?;
-    key.commit(tx, (StatusCode::CREATED, Json(consultation)))
+    let shown = Shown::wrote(&user, &consultation.book_no);
+    key.commit(tx, (StatusCode::CREATED, shown, Json(consultation)))
         .await
 }
 
@@ -117,9 +119,9 @@ async fn check_assignment(
     responses((status = 200, body = Page<Consultation>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_consultations(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     ApiQuery(filter): ApiQuery<ConsultationFilter>,
-) -> ApiResult<Json<Page<Consultation>>> {
+) -> ApiResult<(Shown, Json<Page<Consultation>>)> {
     let (limit, offset) = PageParams {
         limit: filter.limit,
         offset: filter.offset,
@@ -134,21 +136,25 @@ async fn list_consultations(
         status: filter.status,
     };
     let (items, total) = repo::list(&state.db, &list_filter, limit, offset).await?;
-    Ok(Json(Page::new(items, total, limit, offset)))
+    let shown = Shown::listed(&user, items.iter().map(|c| &c.book_no));
+    Ok((shown, Json(Page::new(items, total, limit, offset))))
 }
 
 #[utoipa::path(get, path = "/api/v1/consultations/{consultation_id}", tag = "consultations", security(("bearer" = [])),
     responses((status = 200, body = Consultation), (status = 404, body = ErrorBody)))]
 async fn get_consultation(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(consultation_id): Path<String>,
-) -> ApiResult<Json<Consultation>> {
+) -> ApiResult<(Shown, Json<Consultation>)> {
     let id = parse_id(&consultation_id, "consultation", ConsultationId::parse)?;
-    let consultation = repo::get(&state.db, &id).await?;
-    consultation
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("consultation", &id))
+    let consultation = repo::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("consultation", &id))?;
+    Ok((
+        Shown::read(&user, &consultation.book_no),
+        Json(consultation),
+    ))
 }
 
 /// Partial update of complaint, diagnosis and notes. An update that changes nothing
@@ -158,7 +164,7 @@ async fn get_consultation(
 async fn update_consultation(
     key: IdempotencyKey,
     State(state): State<AppState>,
-    _user: Require<can::Consult>,
+    user: Require<can::Consult>,
     Path(consultation_id): Path<String>,
     ApiJson(body): ApiJson<ConsultationUpdate>,
 ) -> ApiResult<Response> {
@@ -181,7 +187,8 @@ async fn update_consultation(
             before.notes.as_deref(),
         )
     {
-        return Ok(Json(before).into_response());
+        let shown = Shown::wrote(&user, &before.book_no);
+        return Ok((shown, Json(before)).into_response());
     }
     repo::set_text(&mut tx, &id, complaint, diagnosis, notes).await?;
     let after = repo::get_in(&mut tx, &id)
@@ -192,7 +199,8 @@ async fn update_consultation(
         Event::changed(EventType::ConsultationUpdated, &before, &after),
     )
     .await?;
-    key.commit(tx, Json(after)).await
+    let shown = Shown::wrote(&user, &after.book_no);
+    key.commit(tx, (shown, Json(after))).await
 }
 
 fn open_error() -> ApiError {

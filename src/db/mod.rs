@@ -130,6 +130,25 @@ pub enum Backend {
     Postgres,
 }
 
+/// A JSON array parameter expanded to rows, per dialect.
+pub fn json_rows(backend: Backend, param: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("SELECT value FROM json_each({param})"),
+        // Through an array: PostgreSQL plans `x IN (SELECT json_array_elements_text(..))`
+        // as a hash semi-join over a sequential scan of the whole table (the function's
+        // rows are a blind guess), one full scan per batch that grows with the table;
+        // `unnest(ARRAY(..))` is planned as a few index lookups.
+        Backend::Postgres => {
+            format!("SELECT unnest(ARRAY(SELECT json_array_elements_text(CAST({param} AS json))))")
+        }
+    }
+}
+
+/// A list of ids as the JSON array [`json_rows`] expands.
+pub fn json_ids<T: serde::Serialize>(ids: &[T]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
 /// The database handle kept in `AppState`: one sqlx pool (PostgreSQL: for everything;
 /// SQLite: for reads and migrations) and, on SQLite, the writer for write transactions.
 /// The database: cheap to clone (one reference count), so handlers and sub-states may

@@ -49,6 +49,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
         (name = "prescriptions", description = "Prescriptions and dispensing."),
         (name = "webhooks", description = "Outbound webhook subscriptions, delivery logs and audit (admin only)."),
         (name = "inbound webhooks", description = "Signed events pushed in by partner systems."),
+        (name = "audit", description = "Who saw or changed which patient's record (admin only)."),
         (name = "events", description = "Outbound webhooks: what EHRS POSTs to subscribers (see `webhooks`)."),
         (name = "operations", description = "Health, metrics and this documentation."),
     )

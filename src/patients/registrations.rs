@@ -3,6 +3,7 @@
 
 use super::model::{BookNo, Registration, RegistrationInput};
 use super::repo;
+use crate::access::Shown;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
@@ -65,7 +66,8 @@ async fn register(
         Event::new(EventType::PatientCampRegistered, &registration),
     )
     .await?;
-    key.commit(tx, (StatusCode::CREATED, Json(registration)))
+    let shown = Shown::wrote(&user, &book_no);
+    key.commit(tx, (StatusCode::CREATED, shown, Json(registration)))
         .await
 }
 
@@ -75,10 +77,10 @@ async fn register(
     responses((status = 200, body = Page<Registration>), (status = 404, body = ErrorBody)))]
 async fn list_for_patient(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(raw): Path<String>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> ApiResult<Json<Page<Registration>>> {
+) -> ApiResult<(Shown, Json<Page<Registration>>)> {
     let (limit, offset) = page.resolve()?;
     let book_no = BookNo::from_path(&raw)?;
     let patient = super::repo::get_by_book_no(&state.db, &book_no)
@@ -86,7 +88,8 @@ async fn list_for_patient(
         .ok_or_else(|| BookNo::not_found(&book_no))?;
     let (items, total) =
         repo::registrations_of_patient(&state.db, &patient.id, limit, offset).await?;
-    Ok(Json(Page::new(items, total, limit, offset)))
+    let shown = Shown::read(&user, &book_no);
+    Ok((shown, Json(Page::new(items, total, limit, offset))))
 }
 
 /// The patients registered at a camp, in arrival order.
@@ -95,17 +98,18 @@ async fn list_for_patient(
     responses((status = 200, body = Page<Registration>), (status = 404, body = ErrorBody)))]
 async fn list_for_camp(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(camp_id): Path<String>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> ApiResult<Json<Page<Registration>>> {
+) -> ApiResult<(Shown, Json<Page<Registration>>)> {
     let (limit, offset) = page.resolve()?;
     let camp = parse_id(&camp_id, "camp", CampId::parse)?;
     if crate::camps::repo::get(&state.db, &camp).await?.is_none() {
         return Err(ApiError::not_found("camp", &camp));
     }
     let (items, total) = repo::registrations_at_camp(&state.db, &camp, limit, offset).await?;
-    Ok(Json(Page::new(items, total, limit, offset)))
+    let shown = Shown::listed(&user, items.iter().map(|r| &r.book_no));
+    Ok((shown, Json(Page::new(items, total, limit, offset))))
 }
 
 /// A unique violation on registering can only be a second registration at one camp: 409

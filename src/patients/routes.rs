@@ -2,6 +2,7 @@
 
 use super::model::{BookNo, NewPatient, Patient, PatientFilter, PatientPatch};
 use super::repo;
+use crate::access::Shown;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams};
@@ -26,9 +27,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, body = Page<Patient>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_patients(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     ApiQuery(filter): ApiQuery<PatientFilter>,
-) -> ApiResult<Json<Page<Patient>>> {
+) -> ApiResult<(Shown, Json<Page<Patient>>)> {
     let (limit, offset) = PageParams {
         limit: filter.limit,
         offset: filter.offset,
@@ -42,7 +43,8 @@ async fn list_patients(
     };
     let q = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let (items, total) = repo::list(&state.db, q, camp.as_ref(), limit, offset).await?;
-    Ok(Json(Page::new(items, total, limit, offset)))
+    let shown = Shown::listed(&user, items.iter().map(|p| &p.book_no));
+    Ok((shown, Json(Page::new(items, total, limit, offset))))
 }
 
 /// Registers a new patient; emits `patient.registered`.
@@ -52,7 +54,7 @@ async fn list_patients(
 async fn create_patient(
     key: IdempotencyKey,
     State(state): State<AppState>,
-    _user: Require<can::RegisterPatients>,
+    user: Require<can::RegisterPatients>,
     ApiJson(body): ApiJson<NewPatient>,
 ) -> ApiResult<Response> {
     let book_no = body.check()?;
@@ -65,7 +67,9 @@ async fn create_patient(
         }
     };
     outbound::emit(&mut tx, Event::new(EventType::PatientRegistered, &patient)).await?;
-    key.commit(tx, (StatusCode::CREATED, Json(patient))).await
+    let shown = Shown::wrote(&user, &patient.book_no);
+    key.commit(tx, (StatusCode::CREATED, shown, Json(patient)))
+        .await
 }
 
 #[utoipa::path(get, path = "/api/v1/patients/{book_no}", tag = "patients", security(("bearer" = [])),
@@ -73,12 +77,14 @@ async fn create_patient(
     responses((status = 200, body = Patient), (status = 404, body = ErrorBody)))]
 async fn get_patient(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(raw): Path<String>,
-) -> ApiResult<Json<Patient>> {
+) -> ApiResult<(Shown, Json<Patient>)> {
     let book_no = BookNo::from_path(&raw)?;
-    let patient = repo::get_by_book_no(&state.db, &book_no).await?;
-    patient.map(Json).ok_or_else(|| BookNo::not_found(&book_no))
+    let patient = repo::get_by_book_no(&state.db, &book_no)
+        .await?
+        .ok_or_else(|| BookNo::not_found(&book_no))?;
+    Ok((Shown::read(&user, &book_no), Json(patient)))
 }
 
 /// Changes any subset of a patient's details and emits `patient.updated` with
@@ -93,7 +99,7 @@ async fn get_patient(
 async fn update_patient(
     key: IdempotencyKey,
     State(state): State<AppState>,
-    _user: Require<can::RegisterPatients>,
+    user: Require<can::RegisterPatients>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<PatientPatch>,
 ) -> ApiResult<Response> {
@@ -104,9 +110,10 @@ async fn update_patient(
         .await?
         .ok_or_else(|| BookNo::not_found(&book_no))?;
     let wanted = body.apply(&before)?;
+    let shown = Shown::wrote(&user, &book_no);
     if wanted == before {
         tx.rollback().await?;
-        return Ok(Json(before).into_response());
+        return Ok((shown, Json(before)).into_response());
     }
     let patient = repo::update(&mut tx, &wanted).await?;
     outbound::emit(
@@ -114,7 +121,7 @@ async fn update_patient(
         Event::changed(EventType::PatientUpdated, &before, &patient),
     )
     .await?;
-    key.commit(tx, Json(patient)).await
+    key.commit(tx, (shown, Json(patient))).await
 }
 
 /// A unique violation on insert can only be the book number: 409 with the id of the

@@ -28,6 +28,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("deliveries.js", include_str!("assets/deliveries.js")),
     ("inbound.js", include_str!("assets/inbound.js")),
     ("audit.js", include_str!("assets/audit.js")),
+    ("access.js", include_str!("assets/access.js")),
 ];
 
 /// Only this server's own files and API; no inline script or style, no framing. This is

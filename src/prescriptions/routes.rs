@@ -4,6 +4,7 @@ use super::model::{
     DispatchStatus, NewPrescription, Prescription, PrescriptionFilter, PrescriptionUpdate,
 };
 use super::repo;
+use crate::access::Shown;
 use crate::auth::{CurrentUser, Require, can};
 use crate::consultations::model::{ConsultationStatus, closed};
 use crate::db::Tx;
@@ -38,7 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn add_prescription(
     key: IdempotencyKey,
     State(state): State<AppState>,
-    _user: Require<can::Prescribe>,
+    user: Require<can::Prescribe>,
     Path(consultation_id): Path<String>,
     ApiJson(body): ApiJson<NewPrescription>,
 ) -> ApiResult<Response> {
@@ -59,7 +60,8 @@ async fn add_prescription(
     let event = Event::new(EventType::PrescriptionAdded, &prescription)
         .with_context(fhir_context(&mut tx, &prescription).await?);
     outbound::emit(&mut tx, event).await?;
-    key.commit(tx, (StatusCode::CREATED, Json(prescription)))
+    let shown = Shown::wrote(&user, &prescription.book_no);
+    key.commit(tx, (StatusCode::CREATED, shown, Json(prescription)))
         .await
 }
 
@@ -67,31 +69,35 @@ async fn add_prescription(
     responses((status = 200, body = Page<Prescription>), (status = 404, body = ErrorBody)))]
 async fn list_for_consultation(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(consultation_id): Path<String>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> ApiResult<Json<Page<Prescription>>> {
+) -> ApiResult<(Shown, Json<Page<Prescription>>)> {
     let (limit, offset) = page.resolve()?;
     let id = parse_id(&consultation_id, "consultation", ConsultationId::parse)?;
-    if consultations::repo::get(&state.db, &id).await?.is_none() {
-        return Err(ApiError::not_found("consultation", &id));
-    }
+    let consultation = consultations::repo::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("consultation", &id))?;
     let (items, total) = repo::list_for_consultation(&state.db, &id, limit, offset).await?;
-    Ok(Json(Page::new(items, total, limit, offset)))
+    let shown = Shown::read(&user, &consultation.book_no);
+    Ok((shown, Json(Page::new(items, total, limit, offset))))
 }
 
 #[utoipa::path(get, path = "/api/v1/consultations/prescriptions/{prescription_id}", tag = "prescriptions", security(("bearer" = [])),
     responses((status = 200, body = Prescription), (status = 404, body = ErrorBody)))]
 async fn get_prescription(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(prescription_id): Path<String>,
-) -> ApiResult<Json<Prescription>> {
+) -> ApiResult<(Shown, Json<Prescription>)> {
     let id = parse_id(&prescription_id, "prescription", PrescriptionId::parse)?;
-    let prescription = repo::get(&state.db, &id).await?;
-    prescription
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("prescription", &id))
+    let prescription = repo::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("prescription", &id))?;
+    Ok((
+        Shown::read(&user, &prescription.book_no),
+        Json(prescription),
+    ))
 }
 
 /// All prescriptions, oldest first; `?dispatch_status=pending` is the pharmacy's worklist.
@@ -99,9 +105,9 @@ async fn get_prescription(
     responses((status = 200, body = Page<Prescription>), (status = 400, body = ErrorBody)))]
 async fn list_prescriptions(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     ApiQuery(filter): ApiQuery<PrescriptionFilter>,
-) -> ApiResult<Json<Page<Prescription>>> {
+) -> ApiResult<(Shown, Json<Page<Prescription>>)> {
     let (limit, offset) = PageParams {
         limit: filter.limit,
         offset: filter.offset,
@@ -115,7 +121,8 @@ async fn list_prescriptions(
         offset,
     )
     .await?;
-    Ok(Json(Page::new(items, total, limit, offset)))
+    let shown = Shown::listed(&user, items.iter().map(|p| &p.book_no));
+    Ok((shown, Json(Page::new(items, total, limit, offset))))
 }
 
 /// The pharmacy's update. `given` is final and takes `quantity` units from the stock of
@@ -129,7 +136,7 @@ async fn list_prescriptions(
 async fn update_prescription(
     key: IdempotencyKey,
     State(state): State<AppState>,
-    _user: Require<can::Dispense>,
+    user: Require<can::Dispense>,
     Path(prescription_id): Path<String>,
     ApiJson(body): ApiJson<PrescriptionUpdate>,
 ) -> ApiResult<Response> {
@@ -147,7 +154,8 @@ async fn update_prescription(
         replacement(&mut tx, &before, body.replaced_by_medicine_id.as_deref()).await?;
     let replaced = replaced_by != before.replaced_by_medicine_id;
     if status == before.dispatch_status && !replaced {
-        return Ok(Json(before).into_response());
+        let shown = Shown::wrote(&user, &before.book_no);
+        return Ok((shown, Json(before)).into_response());
     }
     if !repo::update(&mut tx, &id, status, replaced_by.as_ref()).await? {
         return Err(already_dispensed(&id));
@@ -167,7 +175,8 @@ async fn update_prescription(
         let event = Event::new(event, &after).with_context(fhir_context(&mut tx, &after).await?);
         outbound::emit(&mut tx, event).await?;
     }
-    key.commit(tx, Json(after)).await
+    let shown = Shown::wrote(&user, &after.book_no);
+    key.commit(tx, (shown, Json(after))).await
 }
 
 /// The medicine a body field names, or 422 `invalid_reference` naming the field.

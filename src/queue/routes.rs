@@ -2,6 +2,7 @@
 
 use super::model::{PriorityUpdate, QueueEntry, QueueFilter, QueuePriorityChanged, filter_id};
 use super::repo;
+use crate::access::Shown;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
@@ -27,9 +28,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, body = Page<QueueEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_queue(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     ApiQuery(filter): ApiQuery<QueueFilter>,
-) -> ApiResult<Json<Page<QueueEntry>>> {
+) -> ApiResult<(Shown, Json<Page<QueueEntry>>)> {
     let (limit, offset) = PageParams {
         limit: filter.limit,
         offset: filter.offset,
@@ -46,21 +47,22 @@ async fn list_queue(
         offset,
     )
     .await?;
-    Ok(Json(Page::new(items, total, limit, offset)))
+    let shown = Shown::listed(&user, items.iter().map(|e| &e.book_no));
+    Ok((shown, Json(Page::new(items, total, limit, offset))))
 }
 
 #[utoipa::path(get, path = "/api/v1/queue/{queue_entry_id}", tag = "queue", security(("bearer" = [])),
     responses((status = 200, body = QueueEntry), (status = 404, body = ErrorBody)))]
 async fn get_entry(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(queue_entry_id): Path<String>,
-) -> ApiResult<Json<QueueEntry>> {
+) -> ApiResult<(Shown, Json<QueueEntry>)> {
     let id = parse_id(&queue_entry_id, "queue entry", QueueEntryId::parse)?;
-    let entry = repo::get(&state.db, &id).await?;
-    entry
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("queue entry", &id))
+    let entry = repo::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("queue entry", &id))?;
+    Ok((Shown::read(&user, &entry.book_no), Json(entry)))
 }
 
 /// Changes the priority of an entry that is still waiting or in consultation. Setting
@@ -70,7 +72,7 @@ async fn get_entry(
 async fn update_priority(
     key: IdempotencyKey,
     State(state): State<AppState>,
-    _user: Require<can::UpdateQueue>,
+    user: Require<can::UpdateQueue>,
     ApiJson(body): ApiJson<PriorityUpdate>,
 ) -> ApiResult<Response> {
     let id = parse_id(&body.queue_entry_id, "queue entry", QueueEntryId::parse)?;
@@ -89,7 +91,8 @@ async fn update_priority(
         .with_details(json!({ "queue_entry_id": id, "status": before.status })));
     }
     if before.priority == body.priority {
-        return Ok(Json(before).into_response());
+        let shown = Shown::wrote(&user, &before.book_no);
+        return Ok((shown, Json(before)).into_response());
     }
     repo::set_priority(&mut tx, &id, body.priority).await?;
     let entry = repo::get_in(&mut tx, &id)
@@ -102,5 +105,6 @@ async fn update_priority(
     let context = repo::encounter_context(&mut tx, &entry.consultation_id).await?;
     let event = Event::new(EventType::QueuePriorityChanged, &changed).with_context(context);
     outbound::emit(&mut tx, event).await?;
-    key.commit(tx, Json(entry)).await
+    let shown = Shown::wrote(&user, &entry.book_no);
+    key.commit(tx, (shown, Json(entry))).await
 }

@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::outbound::router())
         .merge(crate::inbound::router())
         .merge(crate::svix::router())
+        .merge(crate::access::router())
         .routes(routes!(crate::health::health))
         .routes(routes!(crate::metrics::render))
         .merge(crate::openapi::router(|| DOCUMENT.clone()))
@@ -62,6 +63,11 @@ pub fn router(state: AppState) -> Router {
     let idempotent = std::sync::Arc::new(middleware::IdempotentRoutes::from_document(&document));
     let guarded = state.clone();
     router
+        // After routing (the route as declared is known) and for the API routes only.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            crate::access::record,
+        ))
         // The portal is pages, not API: it is not in the document.
         .merge(crate::portal::router())
         .fallback(|| async {

@@ -2,6 +2,7 @@
 
 use super::model::{Vitals, VitalsInput};
 use super::repo;
+use crate::access::Shown;
 use crate::auth::{CurrentUser, Require, can};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{ApiJson, ApiQuery, Page, PageParams, parse_id};
@@ -52,7 +53,9 @@ async fn record_vitals(
     };
     let vitals = repo::insert(&mut tx, &patient.id, camp.as_ref(), &body, &user.id).await?;
     outbound::emit(&mut tx, Event::new(EventType::VitalsRecorded, &vitals)).await?;
-    key.commit(tx, (StatusCode::CREATED, Json(vitals))).await
+    let shown = Shown::wrote(&user, &book_no);
+    key.commit(tx, (StatusCode::CREATED, shown, Json(vitals)))
+        .await
 }
 
 /// A patient's vitals, newest first.
@@ -61,17 +64,18 @@ async fn record_vitals(
     responses((status = 200, body = Page<Vitals>), (status = 404, body = ErrorBody)))]
 async fn list_vitals(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(raw): Path<String>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> ApiResult<Json<Page<Vitals>>> {
+) -> ApiResult<(Shown, Json<Page<Vitals>>)> {
     let (limit, offset) = page.resolve()?;
     let book_no = BookNo::from_path(&raw)?;
     let patient = crate::patients::repo::get_by_book_no(&state.db, &book_no)
         .await?
         .ok_or_else(|| BookNo::not_found(&book_no))?;
     let (items, total) = repo::list_for_patient(&state.db, &patient.id, limit, offset).await?;
-    Ok(Json(Page::new(items, total, limit, offset)))
+    let shown = Shown::read(&user, &book_no);
+    Ok((shown, Json(Page::new(items, total, limit, offset))))
 }
 
 #[utoipa::path(get, path = "/api/v1/vitals/{vitals_id}", tag = "vitals", security(("bearer" = [])),
@@ -79,12 +83,12 @@ async fn list_vitals(
     responses((status = 200, body = Vitals), (status = 404, body = ErrorBody)))]
 async fn get_vitals(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(raw): Path<String>,
-) -> ApiResult<Json<Vitals>> {
+) -> ApiResult<(Shown, Json<Vitals>)> {
     let id = parse_id(&raw, "vitals", VitalsId::parse)?;
-    let vitals = repo::get(&state.db, &id).await?;
-    vitals
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("vitals", &id))
+    let vitals = repo::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("vitals", &id))?;
+    Ok((Shown::read(&user, &vitals.book_no), Json(vitals)))
 }

@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod access;
 mod auth;
 mod auth_process;
 mod backup;

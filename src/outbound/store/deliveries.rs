@@ -10,8 +10,9 @@
 //! Every time is a parameter: the engine's clock decides what is due and when a lease
 //! ends, not the database's.
 
-use super::{DeliveryStatus, json_ids, json_rows};
+use super::DeliveryStatus;
 use crate::db::{Backend, Db, Tx};
+use crate::db::{json_ids, json_rows};
 use crate::ids::{DeliveryId, MessageId, SubscriptionId};
 use crate::outbound::payload::PayloadMode;
 use crate::time::Timestamp;

@@ -2,8 +2,9 @@
 //! pages of attempts, and whether a message can still be sent again. Newest first, with
 //! cursors (the ULID ids sort by time).
 
-use super::{DeliveryStatus, json_rows};
+use super::DeliveryStatus;
 use crate::db::Db;
+use crate::db::json_rows;
 use crate::ids::{MessageId, SubscriptionId};
 use crate::outbound::backend::DisplayStatus;
 use crate::outbound::backend::{AttemptLog, CursorPage, DeliveryState, MessageFilter, MessageLog};

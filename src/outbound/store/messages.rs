@@ -2,8 +2,9 @@
 //! and new deliveries. Why the fan-out reads messages the way it does (commit order on
 //! both dialects) is told in `delivery/fanout.rs`; the statements are here.
 
-use super::{DeliveryStatus, json_ids, json_rows};
+use super::DeliveryStatus;
 use crate::db::{Backend, Tx};
+use crate::db::{json_ids, json_rows};
 use crate::ids::{DeliveryId, EventId, MessageId, SubscriptionId};
 use crate::outbound::payload::PayloadMode;
 use crate::time::Timestamp;

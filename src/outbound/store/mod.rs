@@ -34,7 +34,6 @@ pub use upkeep::*;
 
 use super::backend::DisplayStatus;
 
-use crate::db::Backend;
 use sqlx::any::{Any, AnyTypeInfo};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -128,25 +127,6 @@ impl DisplayStatus {
             DisplayStatus::Exhausted => stored(DeliveryStatus::Exhausted),
         }
     }
-}
-
-/// A JSON array parameter expanded to rows, per dialect.
-pub fn json_rows(backend: Backend, param: &str) -> String {
-    match backend {
-        Backend::Sqlite => format!("SELECT value FROM json_each({param})"),
-        // Through an array: PostgreSQL plans `x IN (SELECT json_array_elements_text(..))`
-        // as a hash semi-join over a sequential scan of the whole table (the function's
-        // rows are a blind guess), one full scan per batch that grows with the table;
-        // `unnest(ARRAY(..))` is planned as a few index lookups.
-        Backend::Postgres => {
-            format!("SELECT unnest(ARRAY(SELECT json_array_elements_text(CAST({param} AS json))))")
-        }
-    }
-}
-
-/// A list of ids as the JSON array [`json_rows`] expands.
-pub(crate) fn json_ids<T: serde::Serialize>(ids: &[T]) -> String {
-    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Recording attempts: attempt rows and delivery outcomes, in the recorder's one
 //! transaction per batch. (Failure streaks and the auto-pause are `outbound::health`'s.)
 
-use super::{DeliveryStatus, json_ids, json_rows};
+use super::DeliveryStatus;
 use crate::db::Tx;
+use crate::db::{json_ids, json_rows};
 use crate::ids::{AttemptId, DeliveryId, MessageId, SubscriptionId};
 use crate::outbound::outcome::FailureClass;
 use std::collections::HashSet;

@@ -1,5 +1,6 @@
 // The portal's frame: sign-in, the administrators-only page, navigation, and which view
-// the path shows (/portal/subscriptions, /portal/deliveries, /portal/inbound, /portal/audit).
+// the path shows (/portal/subscriptions, /portal/deliveries, /portal/inbound, /portal/audit,
+// /portal/audit/access).
 
 import { ApiError, get, onSignedOut, post, session } from './api.js';
 import { errorBox, field, fill, h, notice } from './ui.js';

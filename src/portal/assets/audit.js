@@ -1,11 +1,16 @@
-// Audit: who changed which subscription, and when (newest first, paged by offset).
+// Audit, in two pages: webhook changes (who changed which subscription, and when; newest
+// first, paged by offset) at /portal/audit, and patient access (access.js) at
+// /portal/audit/access.
 
 import { allSubscriptions, get, query } from './api.js';
 import { empty, errorBox, field, fill, fold, h, table, time } from './ui.js';
+import * as access from './access.js';
+import { pages } from './access.js';
 
 const PAGE = 50;
 
-export async function render(main) {
+export async function render(main, ctx) {
+  if (ctx.rest[0] === 'access') return access.render(main, ctx);
   const subs = await allSubscriptions();
   const urls = new Map(subs.map((s) => [s.id, s.url]));
   const subscription = h('select', {}, h('option', { value: '' }, 'Any subscription'),
@@ -14,6 +19,7 @@ export async function render(main) {
   let offset = 0;
   fill(main,
     h('h1', {}, 'Audit'),
+    pages('changes', ctx.link),
     h('p', { class: 'muted' }, 'Every change to webhook subscriptions: by whom, when, and what. Secrets are never recorded.'),
     h('form', { class: 'panel filters', onsubmit: (event) => { event.preventDefault(); offset = 0; load(); } },
       field('Subscription', subscription),

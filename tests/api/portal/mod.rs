@@ -32,6 +32,7 @@ macro_rules! browser_test {
         }
     };
 }
+mod access;
 mod deliveries;
 mod inbound;
 mod session;
