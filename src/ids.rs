@@ -34,6 +34,13 @@ macro_rules! typed_id {
                 Self(format!("{}_{}", $prefix, next_ulid().to_string().to_lowercase()))
             }
 
+            /// The first id this kind can have at `unix_ms`: ids made at or after that
+            /// millisecond sort at or above it, so a time range is an id range.
+            pub fn first_at(unix_ms: i64) -> Self {
+                let ulid = ulid::Ulid::from_parts(unix_ms.max(0) as u64, 0);
+                Self(format!("{}_{}", $prefix, ulid.to_string().to_lowercase()))
+            }
+
             /// Accepts only well-formed ids of this kind (prefix, then 26 base-32 chars).
             pub fn parse(raw: &str) -> Option<Self> {
                 let rest = raw.strip_prefix($prefix)?.strip_prefix('_')?;

@@ -1,7 +1,12 @@
 -- Who saw or changed which patient's record (src/access). One row per answer of the
--- clinical API that showed patients' data; its book numbers, in the order shown, in
--- patient_access_patients. Rows are only ever added, and removed by the retention
--- (EHRS_ACCESS_AUDIT_RETENTION): no route changes or deletes them.
+-- clinical API that showed patients' data, with the book numbers it showed (a JSON array,
+-- in the order shown); patient_access_patients finds the rows by book number. Rows are
+-- only ever added, and removed by the retention (EHRS_ACCESS_AUDIT_RETENTION): no route
+-- changes or deletes them.
+--
+-- Written on every clinical request, so each row costs as few b-tree inserts as can
+-- still answer the report: ids are ULIDs, so the id orders rows by time and time
+-- ranges (the report's from/to, the retention) are id ranges, with no index on `at`.
 CREATE TABLE patient_access (
     id          TEXT PRIMARY KEY,
     at          BIGINT NOT NULL,
@@ -11,16 +16,13 @@ CREATE TABLE patient_access (
     action      TEXT NOT NULL,
     method      TEXT NOT NULL,
     route       TEXT NOT NULL,
-    client_addr TEXT NOT NULL
+    client_addr TEXT NOT NULL,
+    book_nos    TEXT NOT NULL
 );
-CREATE INDEX patient_access_at ON patient_access (at);
 CREATE INDEX patient_access_user ON patient_access (user_id, id);
-CREATE INDEX patient_access_username ON patient_access (lower(username), id);
 
 CREATE TABLE patient_access_patients (
-    access_id TEXT NOT NULL,
-    position  INTEGER NOT NULL,
     book_no   TEXT NOT NULL,
-    PRIMARY KEY (access_id, position)
+    access_id TEXT NOT NULL,
+    PRIMARY KEY (book_no, access_id)
 );
-CREATE INDEX patient_access_patients_book_no ON patient_access_patients (book_no, access_id);

@@ -63,7 +63,7 @@ impl AccessLog {
     /// this hourly.
     pub async fn prune(&self) -> Result<u64, sqlx::Error> {
         let cutoff = Timestamp::now().millis() - self.retention.as_millis() as i64;
-        repo::prune(&self.db, Timestamp(cutoff)).await
+        repo::prune(&self.db, &AccessId::first_at(cutoff)).await
     }
 }
 

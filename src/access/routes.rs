@@ -79,8 +79,10 @@ fn checked(filter: AccessFilter) -> Result<Query, FieldErrors> {
             Some(id) => UserKey::Id(id),
             None => UserKey::Username(u),
         }),
-        from: filter.from.map(Into::into),
-        to: filter.to.map(Into::into),
+        from: filter
+            .from
+            .map(|t| AccessId::first_at(t.timestamp_millis())),
+        to: filter.to.map(|t| AccessId::first_at(t.timestamp_millis())),
         before,
         limit,
     })

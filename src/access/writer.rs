@@ -4,13 +4,16 @@
 
 use super::{AccessEntry, AccessLog, repo};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-/// After the first entry of a batch arrives, the writer waits this long for more, so a
-/// busy camp writes a few large batches rather than one small one per request. It is
-/// also what a crash can lose.
+/// After the first entry of a batch arrives, the writer waits up to this long for more
+/// (less once [`BATCH`] have come), so a camp writes a few large batches rather than one
+/// small one per request. It is also about what a crash can lose.
 pub const LINGER: Duration = Duration::from_millis(250);
+
+/// How often the writer looks at the queue while it gathers a batch.
+const TICK: Duration = Duration::from_millis(20);
 
 /// Entries per write, at most.
 const BATCH: usize = 1_000;
@@ -39,20 +42,36 @@ pub async fn run(log: AccessLog, mut stopped: watch::Receiver<bool>) {
             _ = stopped.wait_for(|stop| *stop) => break,
             _ = tokio::time::sleep_until(next_prune) => continue,
         }
-        tokio::select! {
-            _ = tokio::time::sleep(LINGER) => {}
-            _ = stopped.wait_for(|stop| *stop) => {}
-        }
-        while batch.len() < BATCH
-            && let Ok(entry) = queue.try_recv()
-        {
-            batch.push(entry);
-        }
+        gather(&mut queue, &mut batch, &stopped).await;
         write(&log, &mut batch, &stopped).await;
     }
     queue.close();
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         write(&log, &mut batch, &stopped).await;
+    }
+}
+
+/// Adds to `batch` what arrives within [`LINGER`], until the batch is full: a busy camp's
+/// batches fill at once and go out without waiting. It looks at the queue every
+/// [`TICK`] rather than waiting on it, so that under load queuing an entry does not wake
+/// the writer each time: the requests only fill the queue.
+async fn gather(
+    queue: &mut mpsc::Receiver<AccessEntry>,
+    batch: &mut Vec<AccessEntry>,
+    stopped: &watch::Receiver<bool>,
+) {
+    let deadline = Instant::now() + LINGER;
+    loop {
+        while batch.len() < BATCH
+            && let Ok(entry) = queue.try_recv()
+        {
+            batch.push(entry);
+        }
+        let now = Instant::now();
+        if batch.len() >= BATCH || now >= deadline || *stopped.borrow() {
+            return;
+        }
+        tokio::time::sleep(TICK.min(deadline - now)).await;
     }
 }
 

@@ -355,14 +355,25 @@ db_test!(settings = |s: &mut ehrs::config::Settings| s.access_audit_retention = 
     create_patient(&app, "ACC-R").await;
     app.get(Role::Nurse, "/api/v1/patients/ACC-R").await.expect(200);
     entry_where(&app, "user=nurse_user", |_| true).await;
-    // Age every entry by two days, as if the camp had run then.
-    let two_days = 2 * 86_400_000_i64;
-    sqlx::query("UPDATE patient_access SET at = at - $1").bind(two_days).execute(app.state.db.pool()).await.unwrap();
-    app.get(Role::Doctor, "/api/v1/patients/ACC-R").await.expect(200);
-    entry_where(&app, "user=doctor_user", |_| true).await;
+    // An entry from two days ago, as the camp would have written it then.
+    let two_days_ago = chrono::Utc::now().timestamp_millis() - 2 * 86_400_000;
+    let old = ehrs::ids::AccessId::first_at(two_days_ago);
+    let nurse = user_id(&app, Role::Nurse).await;
+    sqlx::query(
+        "INSERT INTO patient_access (id, at, user_id, username, role, action, method, route, client_addr, book_nos) \
+         VALUES ($1, $2, $3, 'nurse_user', 'nurse', 'read', 'GET', '/api/v1/patients/{book_no}', '127.0.0.1', '[\"ACC-R\"]')",
+    )
+    .bind(old.as_str()).bind(two_days_ago).bind(&nurse)
+    .execute(app.state.db.pool()).await.unwrap();
+    sqlx::query("INSERT INTO patient_access_patients (book_no, access_id) VALUES ('ACC-R', $1)")
+        .bind(old.as_str()).execute(app.state.db.pool()).await.unwrap();
+    let before = whole_report(&app, "book_no=ACC-R").await;
+    assert_eq!(before.len(), 3, "the admin's write, the nurse's read and the old read");
+    assert_eq!(before[2]["id"], old.as_str());
+
     let removed = app.state.access.prune().await.unwrap();
-    assert_eq!(removed, 2, "the admin's write and the nurse's read were two days old");
-    assert!(whole_report(&app, "user=nurse_user").await.is_empty());
-    assert_eq!(whole_report(&app, "book_no=ACC-R").await.len(), 1, "the doctor's fresh read stays");
-    assert_eq!(app.count_rows("patient_access_patients").await, 1, "their patients went with them");
+    assert_eq!(removed, 1, "only the two-day-old entry is past a one-day retention");
+    let after = whole_report(&app, "book_no=ACC-R").await;
+    assert_eq!(after, before[..2].to_vec());
+    assert_eq!(app.count_rows("patient_access_patients").await, 2, "its patient row went with it");
 });
