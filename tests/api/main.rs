@@ -18,6 +18,7 @@ mod consultations;
 mod crash;
 mod delivery;
 mod doctors;
+mod encryption;
 mod fake_svix;
 mod fhir;
 mod hardening;
