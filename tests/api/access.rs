@@ -377,3 +377,78 @@ db_test!(settings = |s: &mut ehrs::config::Settings| s.access_audit_retention = 
     assert_eq!(after, before[..2].to_vec());
     assert_eq!(app.count_rows("patient_access_patients").await, 2, "its patient row went with it");
 });
+
+/// An orderly stop (SIGTERM) writes the entries still queued: the real binary is stopped
+/// right after a write and a read, within the writer's gathering interval, and the
+/// database holds both entries afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orderly_stop_writes_every_queued_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, base) = crate::backup::serve(dir.path()).await;
+    let password = std::fs::read_to_string(dir.path().join("initial-admin-password")).unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": password.trim()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let created = client
+        .post(format!("{base}/api/v1/patients"))
+        .bearer_auth(token)
+        .json(&patient_body("ACC-STOP"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let read = client
+        .get(format!("{base}/api/v1/patients/ACC-STOP"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let pid = server.id().unwrap().to_string();
+    let signal = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(signal.success());
+    let exited = tokio::time::timeout(std::time::Duration::from_secs(20), server.wait()).await;
+    assert!(exited.expect("ehrs stops on SIGTERM").unwrap().success());
+
+    let db = rusqlite::Connection::open(dir.path().join("ehrs.db")).unwrap();
+    let mut statement = db
+        .prepare("SELECT method, route, username, book_nos FROM patient_access ORDER BY id")
+        .unwrap();
+    let entries: Vec<(String, String, String, String)> = statement
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let book = r#"["ACC-STOP"]"#.to_string();
+    assert_eq!(
+        entries,
+        [
+            (
+                "POST".into(),
+                "/api/v1/patients".into(),
+                "admin".into(),
+                book.clone()
+            ),
+            (
+                "GET".into(),
+                "/api/v1/patients/{book_no}".into(),
+                "admin".into(),
+                book
+            ),
+        ]
+    );
+}

@@ -46,8 +46,9 @@ fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// Starts `ehrs serve` on a restored data dir, with the test keys.
-async fn serve(data_dir: &Path) -> (tokio::process::Child, String) {
+/// Starts `ehrs serve` on a data dir (restored, or new: then the first admin's password
+/// is in its `initial-admin-password`), with the test keys.
+pub(crate) async fn serve(data_dir: &Path) -> (tokio::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

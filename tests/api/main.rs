@@ -7,7 +7,7 @@ mod support;
 mod access;
 mod auth;
 mod auth_process;
-mod backup;
+pub(crate) mod backup;
 mod camp_network;
 mod camps;
 mod catch_up;
