@@ -387,16 +387,7 @@ async fn an_orderly_stop_writes_every_queued_entry() {
     let (mut server, base) = crate::backup::serve(dir.path()).await;
     let password = std::fs::read_to_string(dir.path().join("initial-admin-password")).unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": password.trim()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap();
+    let token = &crate::support::admin_token(&client, &base, password.trim()).await;
     let created = client
         .post(format!("{base}/api/v1/patients"))
         .bearer_auth(token)

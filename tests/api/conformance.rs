@@ -169,19 +169,7 @@ async fn conform(database_url: Option<String>) {
         crate::support::until_healthy(&base).await,
         "ehrs serve did not come up"
     );
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"]
-        .as_str()
-        .expect("an admin token")
-        .to_string();
+    let token = crate::support::admin_token(&client, &base, ADMIN_PASSWORD).await;
 
     std::fs::write(dir.path().join("schemathesis.toml"), CONFIG).unwrap();
     std::fs::write(dir.path().join("conformance_hooks.py"), HOOKS).unwrap();

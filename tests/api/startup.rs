@@ -268,19 +268,8 @@ async fn the_initial_password_lives_in_a_file_until_the_admin_changes_it() {
     }
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let base = instances[0].base.clone();
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"]
-        .as_str()
-        .expect("the file's password signs in")
-        .to_string();
+    // The file's password signs in.
+    let token = crate::support::admin_token(&client, &base, &password).await;
     let me: serde_json::Value = client
         .get(format!("{base}/api/v1/auth/me"))
         .bearer_auth(&token)

@@ -80,6 +80,24 @@ pub async fn until_healthy(base: &str) -> bool {
     false
 }
 
+/// Signs in as `admin` on a server started as a process and returns the bearer token;
+/// panics when the password does not sign in.
+pub async fn admin_token(client: &reqwest::Client, base: &str, password: &str) -> String {
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("admin's password does not sign in: {login}"))
+        .to_string()
+}
+
 /// Polls until `check` holds (outcomes are recorded just after the receiver answers);
 /// panics after 20 s, a failure detector rather than a speed assertion.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
