@@ -47,12 +47,15 @@ pub async fn insert(
 /// start at once on one empty database, and each may have seen no user: the one whose
 /// insert lands first makes the admin; for the others `NOT EXISTS` (SQLite serialises
 /// writers) or the unique username (PostgreSQL, where concurrent snapshots both see an
-/// empty table) turns the insert into nothing. True when this call created it.
+/// empty table) turns the insert into nothing. The conflict names no target: `username`
+/// has two unique indexes (as written, and `users_username_ci` without regard to case),
+/// and a targeted clause would let the other one's violation through as an error.
+/// True when this call created it.
 pub async fn insert_first_admin(tx: &mut Tx, password_hash: &str) -> Result<bool, sqlx::Error> {
     let created: Option<String> = sqlx::query_scalar(
         "INSERT INTO users (id, username, password_hash, role, is_active, created_at, updated_at) \
          SELECT $1, 'admin', $2, $3, 1, $4, $4 WHERE NOT EXISTS (SELECT 1 FROM users) \
-         ON CONFLICT (username) DO NOTHING RETURNING id",
+         ON CONFLICT DO NOTHING RETURNING id",
     )
     .bind(UserId::generate())
     .bind(password_hash)
