@@ -51,12 +51,31 @@ impl Application {
             .hint(crate::backup::POSTGRES_ADVICE)
             .into());
         }
-        let keys = settings.load_keys().failed(|| {
-            Failure::new(Kind::Configuration, "cannot load the keys")
-                .hint("see docs/configuration.md for EHRS_JWT_SECRET and EHRS_SECRET_KEY")
-        })?;
-        let db = Db::connect(&settings.database_url(), settings.db_pool_size).await?;
+        let db_key = settings.db_key()?;
+        // A plain database's keys come from the environment or the data dir before the
+        // database opens (so a missing key stops start-up first); an encrypted one's are
+        // kept inside it.
+        let file_keys = match db_key {
+            None => Some(settings.load_keys().failed(keys_failure)?),
+            Some(_) => None,
+        };
+        let db = Db::connect(
+            &settings.database_url(),
+            settings.db_pool_size,
+            db_key.as_ref(),
+        )
+        .await?;
         db.migrate().await?;
+        let keys = match file_keys {
+            Some(keys) => keys,
+            None => settings.load_keys_from(&db).await.failed(keys_failure)?,
+        };
+        if db.sqlite_path().is_some() && db.sqlite_key().is_none() {
+            tracing::warn!(
+                database = %settings.database_url(),
+                "the database is NOT encrypted: a stolen disk gives patient records away; stop ehrs and run `ehrs db encrypt` (README, \"Protecting patient data\")"
+            );
+        }
         let initial_password = auth::initial_password::path(&settings.data_dir);
         if settings.create_admin {
             let password = settings.admin_password()?;
@@ -141,7 +160,7 @@ impl Application {
         tasks.spawn(move |stopped| crate::idempotency::run_purge(db, stopped));
         let access = self.state.access.clone();
         tasks.spawn(move |stopped| crate::access::writer::run(access, stopped));
-        if let Some(schedule) = backup_schedule(settings) {
+        if let Some(schedule) = backup_schedule(settings, &self.state.db) {
             let status = self.state.backups.clone();
             tasks.spawn(move |stopped| crate::backup::schedule::run(schedule, status, stopped));
         }
@@ -282,12 +301,19 @@ fn generate_password() -> String {
 
 /// The scheduled backups `EHRS_BACKUP_DIR` asks for (SQLite only: `build` refuses it on
 /// PostgreSQL).
-fn backup_schedule(settings: &Settings) -> Option<crate::backup::schedule::Schedule> {
+fn backup_schedule(settings: &Settings, db: &Db) -> Option<crate::backup::schedule::Schedule> {
     Some(crate::backup::schedule::Schedule {
         dir: settings.backup_dir.clone()?,
         interval: settings.backup_interval,
         keep: settings.backup_keep as usize,
-        database: crate::backup::sqlite_path(&settings.database_url())?,
+        database: crate::db::sqlite_path(&settings.database_url())?,
         data_dir: settings.data_dir.clone(),
+        key: db.sqlite_key().cloned(),
     })
+}
+
+/// Why start-up stops when the keys cannot be had.
+fn keys_failure() -> Failure {
+    Failure::new(Kind::Configuration, "cannot load the keys")
+        .hint("see docs/configuration.md for EHRS_JWT_SECRET and EHRS_SECRET_KEY")
 }

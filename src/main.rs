@@ -4,7 +4,6 @@ use clap::{Parser, Subcommand};
 use ehrs::application::Application;
 use ehrs::auth::{self, Role, initial_password};
 use ehrs::config::{DatabaseSettings, SECRETS_HELP, Settings};
-use ehrs::db::Db;
 use ehrs::failure::{Failed, Failure, Kind, Report};
 use std::process::ExitCode;
 
@@ -61,6 +60,11 @@ enum Command {
         #[command(flatten)]
         settings: DatabaseSettings,
     },
+    /// Encryption at rest of the embedded database (stop `ehrs serve` first).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Print the OpenAPI 3.1 document (routes and webhooks) as JSON.
     Openapi,
     /// Start a throw-away server and webhook receiver, walk one patient through a camp
@@ -83,6 +87,24 @@ enum UserCommand {
     /// token the user holds stops working.
     ResetPassword {
         username: String,
+        #[command(flatten)]
+        settings: DatabaseSettings,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Encrypt a plain SQLite database in place, keeping every row and pending delivery.
+    /// The passphrase comes from EHRS_DB_PASSPHRASE_FILE, EHRS_DB_PASSPHRASE or a prompt
+    /// (twice); interrupted, it leaves the plain database as it was.
+    Encrypt {
+        #[command(flatten)]
+        settings: DatabaseSettings,
+    },
+    /// Change the passphrase of an encrypted database. The current one comes from
+    /// EHRS_DB_PASSPHRASE_FILE, EHRS_DB_PASSPHRASE or a prompt; the new one from
+    /// EHRS_NEW_DB_PASSPHRASE_FILE, EHRS_NEW_DB_PASSPHRASE or a prompt (twice).
+    Rekey {
         #[command(flatten)]
         settings: DatabaseSettings,
     },
@@ -121,6 +143,9 @@ fn log_format(command: &Command) -> &str {
         Command::Migrate(settings)
         | Command::Backup { settings, .. }
         | Command::Restore { settings, .. }
+        | Command::Db {
+            command: DbCommand::Encrypt { settings } | DbCommand::Rekey { settings },
+        }
         | Command::User {
             command:
                 UserCommand::Create { settings, .. } | UserCommand::ResetPassword { settings, .. },
@@ -134,7 +159,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(settings) => serve(*settings).await,
         Command::Migrate(settings) => {
             init_tracing(&settings.log_format);
-            let db = Db::connect(&settings.database_url(), 2).await?;
+            let db = settings.connect().await?;
             db.migrate().await?;
             say(&settings.log_format, "migrations applied");
             Ok(())
@@ -152,6 +177,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => reset_password(settings, username).await,
         Command::Backup { to, settings } => backup(&settings, &to),
         Command::Restore { from, settings } => restore(&settings, &from),
+        Command::Db {
+            command: DbCommand::Encrypt { settings },
+        } => encrypt(&settings),
+        Command::Db {
+            command: DbCommand::Rekey { settings },
+        } => rekey(&settings),
         Command::Demo => ehrs::demo::run().await,
         Command::Openapi => {
             print!("{}", ehrs::router::document_json());
@@ -191,10 +222,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// `ehrs backup`: the copy, and what it holds.
 fn backup(settings: &DatabaseSettings, to: &std::path::Path) -> anyhow::Result<()> {
-    let Some(database) = ehrs::backup::sqlite_path(&settings.database_url()) else {
+    let Some(database) = ehrs::db::sqlite_path(&settings.database_url()) else {
         return Err(Failure::new(Kind::Configuration, ehrs::backup::POSTGRES_ADVICE).into());
     };
-    let summary = ehrs::backup::backup(&database, &settings.data_dir, to)?;
+    let key = settings.db_key()?;
+    let summary = ehrs::backup::backup(&database, &settings.data_dir, key.as_ref(), to)?;
     say(
         &settings.log_format,
         &format!("backup written to {}:\n{summary}", to.display()),
@@ -212,13 +244,85 @@ fn restore(settings: &DatabaseSettings, from: &std::path::Path) -> anyhow::Resul
         .into());
     }
     let dir = &settings.data_dir;
-    let summary = ehrs::backup::restore(from, dir)?;
+    let passphrase = || {
+        settings
+            .db_passphrase
+            .given_or_asked("Passphrase of the backup: ")?
+            .ok_or_else(|| {
+                Failure::new(Kind::Configuration, "the backup is encrypted and no passphrase was given")
+                    .hint("give the passphrase the database had when the backup was taken, in EHRS_DB_PASSPHRASE_FILE or EHRS_DB_PASSPHRASE, or at the prompt")
+                    .into()
+            })
+    };
+    let summary = ehrs::backup::restore(from, dir, passphrase)?;
     say(
         &settings.log_format,
         &format!(
             "restored {} into {} (integrity check: ok):\n{summary}",
             from.display(),
             dir.display()
+        ),
+    );
+    Ok(())
+}
+
+/// The SQLite file of an embedded database; PostgreSQL encrypts elsewhere.
+fn sqlite_file(settings: &DatabaseSettings) -> anyhow::Result<std::path::PathBuf> {
+    ehrs::db::sqlite_path(&settings.database_url()).ok_or_else(|| {
+        Failure::new(
+            Kind::Configuration,
+            "ehrs db encrypts the embedded SQLite database; on PostgreSQL encryption at rest is the platform's",
+        )
+        .hint("encrypt the server's disk and connect with sslmode=verify-full (README, \"Protecting patient data\")")
+        .into()
+    })
+}
+
+/// `ehrs db encrypt`: the plain database encrypted in place.
+fn encrypt(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let database = sqlite_file(settings)?;
+    let passphrase = settings
+        .db_passphrase
+        .new_passphrase("EHRS_DB_PASSPHRASE")?;
+    let done = ehrs::db::convert::encrypt(&database, &settings.data_dir, &passphrase)?;
+    let rows: i64 = done.tables.iter().map(|(_, rows)| rows).sum();
+    let mut message = format!(
+        "encrypted {} ({} tables, {rows} rows, each checked against the original)",
+        database.display(),
+        done.tables.len()
+    );
+    if !done.moved_key_files.is_empty() {
+        message += &format!(
+            "; the key files {} are now kept inside it",
+            done.moved_key_files.join(", ")
+        );
+    }
+    message += "\nstart ehrs with the same passphrase in EHRS_DB_PASSPHRASE_FILE or EHRS_DB_PASSPHRASE; take a new backup, since older ones are plain";
+    say(&settings.log_format, &message);
+    Ok(())
+}
+
+/// `ehrs db rekey`: a new passphrase for the encrypted database.
+fn rekey(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let database = sqlite_file(settings)?;
+    let key = settings.db_key()?.ok_or_else(|| {
+        Failure::new(
+            Kind::Usage,
+            format!("the database {} is not encrypted", database.display()),
+        )
+        .hint("`ehrs db encrypt` encrypts it")
+    })?;
+    let new = ehrs::config::DbPassphrase::from_variables(
+        "EHRS_NEW_DB_PASSPHRASE_FILE",
+        "EHRS_NEW_DB_PASSPHRASE",
+    )
+    .new_passphrase("EHRS_NEW_DB_PASSPHRASE")?;
+    ehrs::db::convert::rekey(&database, &settings.data_dir, &key, &new)?;
+    say(
+        &settings.log_format,
+        &format!(
+            "the passphrase of {} is changed; the old one no longer opens it (backups taken before keep the old one)",
+            database.display()
         ),
     );
     Ok(())
@@ -269,7 +373,7 @@ async fn create_user(
         let hint = "choose another username or password (docs/accounts.md lists the rules)";
         return Err(Failure::new(Kind::Usage, message).hint(hint).into());
     }
-    let db = Db::connect(&settings.database_url(), 2).await?;
+    let db = settings.connect().await?;
     db.migrate().await?;
     let hash = auth::hash_password(input.password).await?;
     let mut tx = db.begin().await?;
@@ -299,7 +403,7 @@ async fn create_user(
 /// tokens they hold. It neither reactivates nor changes the role.
 async fn reset_password(settings: DatabaseSettings, username: String) -> anyhow::Result<()> {
     init_tracing(&settings.log_format);
-    let db = Db::connect(&settings.database_url(), 2).await?;
+    let db = settings.connect().await?;
     db.migrate().await?;
     let user = auth::repo::find_by_username(&db, &username)
         .await?

@@ -12,6 +12,8 @@
 
 pub mod schedule;
 
+use crate::db::cipher::{self, DbKey, FileState, Passphrase};
+use crate::db::files::{KEY_FILES, sync_dir};
 use crate::failure::{Failure, Kind};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -20,9 +22,6 @@ use std::path::{Path, PathBuf};
 
 /// The table of a backup that carries the data dir's key files.
 pub const FILES_TABLE: &str = "ehrs_backup_files";
-
-/// The data dir's files a backup carries beside the database.
-pub const KEY_FILES: &[&str] = &["jwt_secret", "secret_key"];
 
 /// What `ehrs backup` says on PostgreSQL.
 pub const POSTGRES_ADVICE: &str = "ehrs backup copies the embedded SQLite database; on PostgreSQL, back up with the server's own tools: `pg_dump --format=custom --file=ehrs.dump \"$DATABASE_URL\"` while EHRS runs (a consistent snapshot), and `pg_restore --dbname=\"$DATABASE_URL\" ehrs.dump` into an empty database; keep EHRS_JWT_SECRET and EHRS_SECRET_KEY with the dump";
@@ -39,8 +38,10 @@ pub struct Summary {
     pub unhanded_messages: i64,
     /// Deliveries still to be made (due, or waiting for a retry).
     pub pending_deliveries: i64,
-    /// The key files carried.
+    /// The key files carried (none when the database is encrypted: it keeps its keys).
     pub key_files: Vec<String>,
+    /// Whether the file is encrypted (with the database's key: the same passphrase).
+    pub encrypted: bool,
 }
 
 impl Summary {
@@ -71,21 +72,29 @@ impl fmt::Display for Summary {
             self.unhanded_messages
         )?;
         writeln!(f, "  deliveries still to make: {}", self.pending_deliveries)?;
-        write!(f, "  key files: {}", self.key_files.join(", "))
+        if self.key_files.is_empty() {
+            writeln!(f, "  key files: none")?;
+        } else {
+            writeln!(f, "  key files: {}", self.key_files.join(", "))?;
+        }
+        if self.encrypted {
+            write!(f, "  encrypted: yes, opened by the database's passphrase")
+        } else {
+            write!(f, "  encrypted: no")
+        }
     }
-}
-
-/// The SQLite file of a `sqlite://` database URL; `None` for PostgreSQL.
-pub fn sqlite_path(database_url: &str) -> Option<PathBuf> {
-    let rest = database_url
-        .strip_prefix("sqlite://")
-        .or_else(|| database_url.strip_prefix("sqlite:"))?;
-    Some(PathBuf::from(rest.split('?').next().unwrap_or_default()))
 }
 
 /// Copies the live database at `database` and the key files of `data_dir` into `to`,
 /// atomically (a temporary name beside `to`, then a rename). Refuses to replace a file.
-pub fn backup(database: &Path, data_dir: &Path, to: &Path) -> anyhow::Result<Summary> {
+/// With `key` (an encrypted database) the copy is encrypted with the same key and salt,
+/// so the passphrase that opens the database opens the backup.
+pub fn backup(
+    database: &Path,
+    data_dir: &Path,
+    key: Option<&DbKey>,
+    to: &Path,
+) -> anyhow::Result<Summary> {
     if to.exists() {
         return Err(
             Failure::new(Kind::Usage, format!("{} exists", to.display()))
@@ -97,7 +106,7 @@ pub fn backup(database: &Path, data_dir: &Path, to: &Path) -> anyhow::Result<Sum
         bail!("there is no database at {}", database.display());
     }
     let partial = partial_name(to);
-    let result = write_backup(database, data_dir, &partial, to);
+    let result = write_backup(database, data_dir, key, &partial, to);
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
@@ -107,21 +116,38 @@ pub fn backup(database: &Path, data_dir: &Path, to: &Path) -> anyhow::Result<Sum
 fn write_backup(
     database: &Path,
     data_dir: &Path,
+    key: Option<&DbKey>,
     partial: &Path,
     to: &Path,
 ) -> anyhow::Result<Summary> {
     let _ = std::fs::remove_file(partial);
-    let source = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    // CREATE: an attached file inherits these flags, and the encrypted copy is new.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+    let source = open_keyed(database, key, flags)
         .with_context(|| format!("cannot open the database {}", database.display()))?;
     // The server's writer holds the write lock only briefly; a snapshot read waits
     // behind nothing, but opening the WAL may.
     source.busy_timeout(std::time::Duration::from_secs(10))?;
-    source
-        .execute("VACUUM INTO ?1", [path_text(partial)?])
-        .context("cannot copy the database")?;
+    match key {
+        None => {
+            source
+                .execute("VACUUM INTO ?1", [path_text(partial)?])
+                .context("cannot copy the database")?;
+        }
+        // VACUUM INTO would write a file with a salt of its own; an attached file keyed
+        // with the database's key and salt is opened by the same passphrase. The export
+        // runs in one read transaction: one snapshot, as VACUUM INTO reads.
+        Some(key) => {
+            source.execute_batch(&key.attach(partial, "backup")?)?;
+            source
+                .execute_batch("BEGIN; SELECT sqlcipher_export('backup'); COMMIT;")
+                .context("cannot copy the database")?;
+            source.execute_batch("DETACH DATABASE backup")?;
+        }
+    }
     drop(source);
     restrict(partial)?;
-    let copy = Connection::open(partial)?;
+    let copy = open_keyed(partial, key, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     copy.execute_batch(&format!(
         "CREATE TABLE {FILES_TABLE} (name TEXT PRIMARY KEY, content BLOB NOT NULL)"
     ))?;
@@ -137,7 +163,10 @@ fn write_backup(
         }
     }
     check_integrity(&copy)?;
-    let summary = summary(&copy)?;
+    let summary = Summary {
+        encrypted: key.is_some(),
+        ..summary(&copy)?
+    };
     copy.close().map_err(|(_, err)| err)?;
     std::fs::File::open(partial)?.sync_all()?;
     std::fs::rename(partial, to)
@@ -149,8 +178,13 @@ fn write_backup(
 /// Restores the backup `from` into `data_dir`, which must be empty or absent: the
 /// database as `ehrs.db` and the key files beside it, all 0600. Checks the copy's
 /// integrity before it takes the database's name; on any failure it leaves `data_dir`
-/// as it found it.
-pub fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Summary> {
+/// as it found it. An encrypted backup needs its passphrase, which `passphrase` gives
+/// (asked only then); the data dir gets its key record.
+pub fn restore(
+    from: &Path,
+    data_dir: &Path,
+    passphrase: impl FnOnce() -> anyhow::Result<Passphrase>,
+) -> anyhow::Result<Summary> {
     if !from.is_file() {
         bail!("there is no backup file at {}", from.display());
     }
@@ -161,10 +195,25 @@ pub fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Summary> {
                 .into(),
         );
     }
+    let key = match FileState::of(from)? {
+        FileState::Encrypted(salt) => {
+            let key = DbKey::derive(&passphrase()?, salt)?;
+            if !cipher::opens(from, &key)? {
+                return Err(Failure::new(
+                    Kind::Configuration,
+                    format!("the passphrase does not open the backup {}", from.display()),
+                )
+                .hint("give the passphrase the database had when the backup was taken; nothing was changed")
+                .into());
+            }
+            Some(key)
+        }
+        FileState::Plain | FileState::New => None,
+    };
     let created = !data_dir.exists();
     crate::db::files::private_data_dir(data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
-    let result = write_restore(from, data_dir);
+    let result = write_restore(from, data_dir, key.as_ref());
     if result.is_err() {
         if created {
             let _ = std::fs::remove_dir_all(data_dir);
@@ -177,12 +226,12 @@ pub fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Summary> {
     result
 }
 
-fn write_restore(from: &Path, data_dir: &Path) -> anyhow::Result<Summary> {
+fn write_restore(from: &Path, data_dir: &Path, key: Option<&DbKey>) -> anyhow::Result<Summary> {
     let database = data_dir.join("ehrs.db");
     let partial = partial_name(&database);
     std::fs::copy(from, &partial).with_context(|| format!("cannot copy {}", from.display()))?;
     restrict(&partial)?;
-    let copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let copy = open_keyed(&partial, key, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     check_integrity(&copy).with_context(|| format!("{} is not a sound backup", from.display()))?;
     let files =
         key_files(&copy).with_context(|| format!("{} is not an EHRS backup", from.display()))?;
@@ -192,13 +241,26 @@ fn write_restore(from: &Path, data_dir: &Path) -> anyhow::Result<Summary> {
     copy.execute_batch(&format!("DROP TABLE {FILES_TABLE}"))?;
     let summary = Summary {
         key_files: files.into_iter().map(|(name, _)| name).collect(),
+        encrypted: key.is_some(),
         ..summary(&copy)?
     };
     copy.close().map_err(|(_, err)| err)?;
+    if let Some(key) = key {
+        cipher::write_params(data_dir, key)?;
+    }
     std::fs::File::open(&partial)?.sync_all()?;
     std::fs::rename(&partial, &database)?;
     sync_dir(&database);
     Ok(summary)
+}
+
+/// Opens `path`, keyed first when `key` is given.
+fn open_keyed(path: &Path, key: Option<&DbKey>, flags: OpenFlags) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    if let Some(key) = key {
+        conn.execute_batch(&key.pragma())?;
+    }
+    Ok(conn)
 }
 
 /// The key files a backup carries, only the known names.
@@ -265,6 +327,7 @@ fn summary(conn: &Connection) -> anyhow::Result<Summary> {
             "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
         )?,
         key_files,
+        encrypted: false,
     })
 }
 
@@ -303,13 +366,4 @@ fn restrict(path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot restrict {}", path.display()))?;
     }
     Ok(())
-}
-
-/// Flushes the directory entry of a rename (best effort: not every file system can).
-fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && let Ok(dir) = std::fs::File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
 }

@@ -21,6 +21,8 @@ pub struct Schedule {
     pub database: PathBuf,
     /// The data dir, for the key files.
     pub data_dir: PathBuf,
+    /// The key of an encrypted database: the backups are encrypted with it.
+    pub key: Option<crate::db::cipher::DbKey>,
 }
 
 /// How the scheduled backups fare, for `/health`. Cheap to clone.
@@ -92,7 +94,12 @@ fn take(schedule: &Schedule) -> anyhow::Result<PathBuf> {
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     );
     let file = schedule.dir.join(name);
-    super::backup(&schedule.database, &schedule.data_dir, &file)?;
+    super::backup(
+        &schedule.database,
+        &schedule.data_dir,
+        schedule.key.as_ref(),
+        &file,
+    )?;
     prune(&schedule.dir, schedule.keep)?;
     Ok(file)
 }

@@ -42,6 +42,69 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The keys of an encrypted embedded database: from the environment when set, else
+    /// kept inside the database (`server_keys`), generated once, so no key lies in plain
+    /// form beside it. A key file an earlier plain run left is moved in, then removed.
+    pub async fn load_keys_from(&self, db: &crate::db::Db) -> anyhow::Result<Keys> {
+        let jwt = match &self.jwt_secret {
+            Some(secret) if secret.len() >= 16 => secret.as_bytes().to_vec(),
+            Some(_) => bail!("EHRS_JWT_SECRET must be at least 16 characters; {MAKE_KEY}"),
+            None => stored_key(db, &self.data_dir, "jwt_secret").await?,
+        };
+        let data = match &self.secret_key {
+            Some(encoded) => decode_key(encoded)?,
+            None => stored_key(db, &self.data_dir, "secret_key")
+                .await?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("the stored secret_key is not 32 bytes"))?,
+        };
+        Ok(Keys { jwt, data })
+    }
+}
+
+/// The key `name` kept in the database: the one stored, else the data dir's key file
+/// moved in, else a new random one. Safe when several processes start at once: the first
+/// insert wins and everyone reads it back.
+async fn stored_key(db: &crate::db::Db, data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    use sqlx::Row;
+    let file = data_dir.join(name);
+    let from_file = read_key_file(&file)?;
+    let candidate = from_file
+        .clone()
+        .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO server_keys (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(BASE64.encode(&candidate))
+    .execute(tx.conn())
+    .await?;
+    let stored: String = sqlx::query("SELECT value FROM server_keys WHERE name = ?")
+        .bind(name)
+        .fetch_one(tx.conn())
+        .await?
+        .try_get(0)?;
+    tx.commit().await?;
+    let key = BASE64
+        .decode(stored)
+        .with_context(|| format!("the stored {name} is not valid base64"))?;
+    match from_file {
+        Some(old) if old == key => {
+            std::fs::remove_file(&file)
+                .with_context(|| format!("cannot remove {}", file.display()))?;
+            tracing::info!(path = %file.display(), "moved a key file into the encrypted database");
+        }
+        Some(_) => tracing::warn!(
+            path = %file.display(),
+            "a key file differs from the key kept in the encrypted database, which is used; the file is left for you to check and remove"
+        ),
+        None => {}
+    }
+    Ok(key)
+}
+
 /// How to make a key, for the messages that refuse a missing or unfit one.
 const MAKE_KEY: &str = "make one with `openssl rand -base64 32`";
 
@@ -137,18 +200,6 @@ fn read_key_file(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    Ok(())
+    crate::db::files::write_private_file(path, contents)
+        .with_context(|| format!("cannot create {}", path.display()))
 }

@@ -3,8 +3,10 @@
 //! docs/configuration.md. The keys (`keys.rs`) come from the environment or the data dir.
 
 mod keys;
+mod passphrase;
 
 pub use keys::Keys;
+pub use passphrase::DbPassphrase;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +24,10 @@ pub struct Settings {
     /// `sqlite://…` or `postgres://…` (default: `sqlite://$EHRS_DATA_DIR/ehrs.db`).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// The passphrase of an encrypted embedded database.
+    #[command(flatten)]
+    pub db_passphrase: DbPassphrase,
 
     /// Password of the first `admin`: `EHRS_ADMIN_PASSWORD` (default: generated into
     /// `<data dir>/initial-admin-password`). Secrets are read from the environment or a
@@ -280,6 +286,10 @@ pub struct DatabaseSettings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// The passphrase of an encrypted embedded database.
+    #[command(flatten)]
+    pub db_passphrase: DbPassphrase,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "EHRS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -288,6 +298,40 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     pub fn database_url(&self) -> String {
         database_url_or_default(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    /// The key of the embedded database (see [`DbPassphrase::unlock`]).
+    pub fn db_key(&self) -> anyhow::Result<Option<crate::db::cipher::DbKey>> {
+        unlock(&self.database_url(), &self.data_dir, &self.db_passphrase)
+    }
+
+    /// Unlocks and opens the database, for the commands that are not the server.
+    pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {
+        let key = self.db_key()?;
+        crate::db::Db::connect(&self.database_url(), 2, key.as_ref()).await
+    }
+}
+
+/// The key of the database at `url`: `None` on PostgreSQL, where the platform encrypts.
+fn unlock(
+    url: &str,
+    data_dir: &Path,
+    passphrase: &DbPassphrase,
+) -> anyhow::Result<Option<crate::db::cipher::DbKey>> {
+    use crate::failure::{Failure, Kind};
+    match crate::db::sqlite_path(url) {
+        Some(database) => passphrase.unlock(&database, data_dir),
+        None if passphrase.file.is_some() || passphrase.value.is_some() => Err(Failure::new(
+            Kind::Configuration,
+            "EHRS_DB_PASSPHRASE encrypts the embedded SQLite database, not PostgreSQL",
+        )
+        .hint(
+            "unset EHRS_DB_PASSPHRASE and EHRS_DB_PASSPHRASE_FILE; on PostgreSQL, encrypt \
+             the server's disk and connect with sslmode=verify-full (README, \"Protecting \
+             patient data\")",
+        )
+        .into()),
+        None => Ok(None),
     }
 }
 
@@ -311,6 +355,11 @@ impl Settings {
 
     pub fn database_url(&self) -> String {
         database_url_or_default(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    /// The key of the embedded database (see [`DbPassphrase::unlock`]).
+    pub fn db_key(&self) -> anyhow::Result<Option<crate::db::cipher::DbKey>> {
+        unlock(&self.database_url(), &self.data_dir, &self.db_passphrase)
     }
 
     pub fn login_throttle(&self) -> crate::auth::ThrottleSettings {

@@ -9,6 +9,9 @@
 use std::io;
 use std::path::Path;
 
+/// The data dir's key files (a plain database's keys; an encrypted one keeps them inside).
+pub const KEY_FILES: &[&str] = &["jwt_secret", "secret_key"];
+
 /// Creates `dir` (and missing parents) as 0700. An existing directory is left alone:
 /// the database may live in a directory shared with other things.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -59,6 +62,27 @@ pub fn private_sqlite_files(db: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes group and other access away from a file that holds patient data or keys.
+pub fn private_file(path: &Path) -> io::Result<()> {
+    restrict(path, 0o600)
+}
+
+/// Writes `contents` to a new file at `path` (0600 whatever the umask), flushed to disk.
+/// Fails when the file exists.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
 #[cfg(unix)]
 fn restrict(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -72,4 +96,13 @@ fn restrict(path: &Path, mode: u32) -> io::Result<()> {
 #[cfg(not(unix))]
 fn restrict(_path: &Path, _mode: u32) -> io::Result<()> {
     Ok(())
+}
+
+/// Flushes the directory entry of a rename (best effort: not every file system can).
+pub fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
 }

@@ -11,6 +11,8 @@
 //! grouped into one commit. PostgreSQL keeps one sqlx pool for
 //! both. Repository code is the same for both: `query.execute(tx.conn())`.
 
+pub mod cipher;
+pub mod convert;
 pub mod files;
 mod real;
 mod sqlite;
@@ -21,6 +23,7 @@ pub use sqlite_writer::TxConn;
 
 use crate::failure::{Failed, Failure, Kind, redact_url};
 use anyhow::Context;
+use cipher::DbKey;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
 use std::sync::Arc;
@@ -166,6 +169,8 @@ struct DbInner {
     signals: CommitSignals,
     /// SQLite: the database file.
     path: Option<std::path::PathBuf>,
+    /// SQLite: the key of an encrypted file.
+    key: Option<DbKey>,
 }
 
 /// PostgreSQL: a pooled connection idle longer than this is pinged before it is used.
@@ -177,8 +182,10 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 impl Db {
     /// Connects (creating the SQLite file and its directory when absent). A failure names
     /// the database (its password hidden) and what to check: exit code 4.
-    pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Db> {
-        let opened = Db::open(url, pool_size).await;
+    /// `key` opens an encrypted SQLite database (see [`cipher`]); `None` for a plain one
+    /// and for PostgreSQL.
+    pub async fn connect(url: &str, pool_size: u32, key: Option<&DbKey>) -> anyhow::Result<Db> {
+        let opened = Db::open(url, pool_size, key).await;
         opened.map_err(|err| {
             let hint = connect_hint(&err, url);
             // The server's own words, without sqlx's wrapping and PostgreSQL's source line.
@@ -196,7 +203,7 @@ impl Db {
         })
     }
 
-    async fn open(url: &str, pool_size: u32) -> anyhow::Result<Db> {
+    async fn open(url: &str, pool_size: u32, key: Option<&DbKey>) -> anyhow::Result<Db> {
         install_default_drivers();
         if url.starts_with("postgres") {
             let pool = AnyPoolOptions::new()
@@ -225,6 +232,7 @@ impl Db {
                 point_reader: None,
                 signals: CommitSignals::default(),
                 path: None,
+                key: None,
             })));
         }
         if !url.starts_with("sqlite:") {
@@ -234,11 +242,11 @@ impl Db {
             );
         }
         let (url, path) = sqlite::url(url)?;
-        let read = sqlite::pool(&url, pool_size.max(2)).await?;
+        let read = sqlite::pool(&url, pool_size.max(2), key).await?;
         // The pool created the file and put it in WAL mode; the writer joins it.
         sqlx::query("SELECT 1").execute(&read).await?;
-        let writer = sqlite_writer::Writer::open(&path)?;
-        let point_reader = sqlite_writer::PointReader::open(&path, sqlite::POINT_READERS)?;
+        let writer = sqlite_writer::Writer::open(&path, key)?;
+        let point_reader = sqlite_writer::PointReader::open(&path, sqlite::POINT_READERS, key)?;
         sqlite_writer::spawn_checkpointer(read.clone(), writer.clone());
         Ok(Db(Arc::new(DbInner {
             backend: Backend::Sqlite,
@@ -247,6 +255,7 @@ impl Db {
             point_reader: Some(Arc::new(point_reader)),
             signals: CommitSignals::default(),
             path: Some(path),
+            key: key.cloned(),
         })))
     }
 
@@ -257,6 +266,12 @@ impl Db {
     /// SQLite: the database file (`None` on PostgreSQL).
     pub fn sqlite_path(&self) -> Option<&std::path::Path> {
         self.0.path.as_deref()
+    }
+
+    /// SQLite: the key of an encrypted database file (`None` when plain, and on
+    /// PostgreSQL).
+    pub fn sqlite_key(&self) -> Option<&DbKey> {
+        self.0.key.as_ref()
     }
 
     /// The pool for reads outside a transaction.
@@ -376,6 +391,16 @@ async fn lock_file(path: std::path::PathBuf) -> anyhow::Result<std::fs::File> {
     .await?
 }
 
+/// The SQLite file of a `sqlite://` database URL; `None` for PostgreSQL.
+pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    Some(std::path::PathBuf::from(
+        rest.split('?').next().unwrap_or_default(),
+    ))
+}
+
 /// Current time in Unix milliseconds, the unit of every timestamp column.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -436,7 +461,7 @@ mod tests {
     async fn sqlite_connections_get_wal_normal_sync_and_foreign_keys() {
         let dir = std::env::temp_dir().join(format!("ehrs-db-test-{}", std::process::id()));
         let url = format!("sqlite://{}/t.db", dir.display());
-        let db = Db::connect(&url, 2).await.unwrap();
+        let db = Db::connect(&url, 2, None).await.unwrap();
         let mut read = Vec::new();
         for pragma in [
             "journal_mode",

@@ -5,7 +5,7 @@
 use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::Executor;
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use std::time::Duration;
 
 /// Makes sure the file's directory exists and asks sqlx to create the file. Returns the
@@ -48,19 +48,34 @@ pub(super) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synch
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
      PRAGMA journal_size_limit = 16777216;";
 
-pub(super) async fn pool(url: &str, size: u32) -> anyhow::Result<AnyPool> {
+/// The read pool. With `key`, each connection is keyed before anything reads the file,
+/// and sqlx does not log its statements (the key statement must never reach a log).
+pub(super) async fn pool(
+    url: &str,
+    size: u32,
+    key: Option<&super::cipher::DbKey>,
+) -> anyhow::Result<AnyPool> {
+    use sqlx::ConnectOptions;
+    let mut options: AnyConnectOptions = url.parse()?;
+    let mut setup = String::from(SQLITE_PRAGMAS);
+    if let Some(key) = key {
+        options = options.disable_statement_logging();
+        setup = key.pragma() + &setup;
+    }
+    let setup: std::sync::Arc<str> = setup.into();
     AnyPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(30))
         // A SQLite connection cannot go stale; sqlx's ping would be a thread hop per read.
         .test_before_acquire(false)
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
+            let setup = setup.clone();
             Box::pin(async move {
-                conn.execute(SQLITE_PRAGMAS).await?;
+                conn.execute(sqlx::AssertSqlSafe(&*setup)).await?;
                 Ok(())
             })
         })
-        .connect(url)
+        .connect_with(options)
         .await
         .with_context(|| "cannot open the SQLite database".to_string())
 }

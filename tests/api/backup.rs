@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::process::Command;
 
-fn ehrs() -> Command {
+pub(crate) fn ehrs() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ehrs"));
     command
         .env_clear()
@@ -21,7 +21,7 @@ fn ehrs() -> Command {
     command
 }
 
-async fn run(command: &mut Command) -> (i32, String, String) {
+pub(crate) async fn run(command: &mut Command) -> (i32, String, String) {
     let output = command.output().await.expect("the ehrs binary runs");
     (
         output.status.code().unwrap_or(-1),
@@ -31,7 +31,7 @@ async fn run(command: &mut Command) -> (i32, String, String) {
 }
 
 /// Every file of a directory with its bytes, to show a refused command changed nothing.
-fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -273,7 +273,10 @@ async fn the_server_takes_scheduled_backups_and_keeps_the_newest() {
                 .collect();
             assert_eq!(finished.len(), 2, "{files:?}");
             let restored = dir.path().join("restored");
-            let summary = ehrs::backup::restore(finished[1], &restored).unwrap();
+            let summary = ehrs::backup::restore(finished[1], &restored, || {
+                unreachable!("a plain backup asks for no passphrase")
+            })
+            .unwrap();
             assert_eq!(summary.rows("medical_camps"), 1);
             let health = health(&app).await;
             assert_eq!(health["backups"]["state"], "ok", "{health}");

@@ -26,6 +26,10 @@
 //! `… -- held [--connections N]` prints the memory `ehrs serve` holds for N idle, half-sent
 //! or dripping connections.
 //!
+//! With `EHRS_DB_PASSPHRASE` set, every SQLite server is a new encrypted database (the
+//! key derived once per server, as `ehrs serve` does): encrypted against plain is the same
+//! command with and without it.
+//!
 //! Everything runs in this one process on 127.0.0.1: load generator, server, engine and
 //! receivers share the machine's cores, as they would on a small camp server.
 

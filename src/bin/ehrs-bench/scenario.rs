@@ -159,6 +159,9 @@ impl Server {
             settings.secret_key = Some(base64_key());
         }
         let app = Application::build(settings).await.expect("server prepares");
+        if app.state.db.sqlite_key().is_some() {
+            eprintln!("(the SQLite database is encrypted: EHRS_DB_PASSPHRASE is set)");
+        }
         let workers = app.start_workers();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -32,6 +32,7 @@
 //! rows, arguments and errors between rusqlite and Any), `executor.rs` ([`TxConn`]) and
 //! `reader.rs` ([`PointReader`], inline key lookups on read-only connections).
 
+use super::cipher::DbKey;
 use sqlx::any::AnyArguments;
 use std::collections::HashMap;
 use std::path::Path;
@@ -97,8 +98,8 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Opens the write connection to an existing database file (the read pool made it).
-    pub fn open(path: &Path) -> anyhow::Result<Arc<Writer>> {
-        let conn = open_connection(path, "")?;
+    pub fn open(path: &Path, key: Option<&DbKey>) -> anyhow::Result<Arc<Writer>> {
+        let conn = open_connection(path, key, "")?;
         Ok(Arc::new(Writer {
             state: Arc::new(Mutex::new(Writing {
                 conn: Some(conn),
@@ -298,8 +299,13 @@ impl Writing {
 }
 
 /// Opens a `rusqlite` connection to the database file with the settings of every pooled
-/// connection (see `sqlite::pool`), then `extra` pragmas, and a statement cache.
-fn open_connection(path: &Path, extra: &str) -> anyhow::Result<rusqlite::Connection> {
+/// connection (see `sqlite::pool`), keyed first when the file is encrypted, then `extra`
+/// pragmas, and a statement cache.
+fn open_connection(
+    path: &Path,
+    key: Option<&DbKey>,
+    extra: &str,
+) -> anyhow::Result<rusqlite::Connection> {
     use anyhow::Context;
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -308,6 +314,10 @@ fn open_connection(path: &Path, extra: &str) -> anyhow::Result<rusqlite::Connect
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+    if let Some(key) = key {
+        conn.execute_batch(&key.pragma())
+            .context("cannot key a SQLite connection")?;
+    }
     conn.execute_batch(super::sqlite::SQLITE_PRAGMAS)
         .and_then(|()| conn.execute_batch(extra))
         .context("cannot configure a SQLite connection")?;

@@ -2,6 +2,7 @@
 
 use super::open_connection;
 use super::values::{Columns, run_statement};
+use crate::db::cipher::DbKey;
 use sqlx::Execute;
 use sqlx::any::{Any, AnyRow};
 use std::collections::HashMap;
@@ -35,10 +36,10 @@ impl std::fmt::Debug for PointReader {
 impl PointReader {
     /// Opens `count` read-only connections (one per runtime thread is enough: a read
     /// never waits while holding one) to an existing database file.
-    pub fn open(path: &Path, count: usize) -> anyhow::Result<PointReader> {
+    pub fn open(path: &Path, count: usize, key: Option<&DbKey>) -> anyhow::Result<PointReader> {
         let mut connections = Vec::with_capacity(count.max(1));
         for _ in 0..count.max(1) {
-            let conn = open_connection(path, "PRAGMA query_only = ON;")?;
+            let conn = open_connection(path, key, "PRAGMA query_only = ON;")?;
             connections.push(std::sync::Mutex::new(Some(ReadConn {
                 conn,
                 columns: HashMap::new(),

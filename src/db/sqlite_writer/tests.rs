@@ -8,12 +8,12 @@ async fn scratch() -> (tempfile::TempDir, Arc<Writer>, sqlx::AnyPool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     let url = format!("sqlite://{}?mode=rwc", path.display());
-    let pool = super::super::sqlite::pool(&url, 2).await.unwrap();
+    let pool = super::super::sqlite::pool(&url, 2, None).await.unwrap();
     sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, score REAL)")
         .execute(&pool)
         .await
         .unwrap();
-    (dir, Writer::open(&path).unwrap(), pool)
+    (dir, Writer::open(&path, None).unwrap(), pool)
 }
 
 async fn insert(tx: &mut LiteTx, name: &str) -> Result<u64, sqlx::Error> {
@@ -113,7 +113,7 @@ async fn queued_transactions_share_one_commit_and_a_failing_one_undoes_only_itse
 #[tokio::test]
 async fn a_point_read_sees_each_commit_once_it_returns_and_fails_once_closed() {
     let (dir, writer, _pool) = scratch().await;
-    let reader = PointReader::open(&dir.path().join("w.db"), 2).unwrap();
+    let reader = PointReader::open(&dir.path().join("w.db"), 2, None).unwrap();
     let by_name =
         |name: &'static str| sqlx::query("SELECT name, score FROM t WHERE name = $1").bind(name);
     let mut tx = writer.begin().await.unwrap();

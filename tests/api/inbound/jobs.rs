@@ -96,7 +96,7 @@ db_test!(async fn two_processes_never_claim_the_same_job(app) {
     }
     let url = app.state.settings.database_url();
     // Two pools on one database stand for two `ehrs serve` processes.
-    let (one, two) = (Db::connect(&url, 3).await.unwrap(), Db::connect(&url, 3).await.unwrap());
+    let (one, two) = (Db::connect(&url, 3, None).await.unwrap(), Db::connect(&url, 3, None).await.unwrap());
     let claimer = |db: Db| {
         tokio::spawn(async move {
             let mut taken = Vec::new();
