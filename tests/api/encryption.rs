@@ -61,11 +61,15 @@ const NAME: &str = "Zainab Quraishi";
 const BOOK_NO: &str = "KTH-2026-7741";
 const ADMIN_PASSWORD: &str = "Camp-Kitchen-42-long";
 
-/// Every file under `dir`, at any depth.
+/// Every file under `dir`, at any depth (none when it does not exist).
 fn every_file(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    // A directory not made yet holds nothing; a backup's temporary file may vanish.
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
         if path.is_dir() {
             files.extend(every_file(&path));
         } else {
@@ -104,6 +108,9 @@ async fn after_a_camp_day_no_file_of_an_encrypted_data_dir_holds_a_patient_in_pl
             // encrypted database, not in key files beside it.
             s.jwt_secret = None;
             s.secret_key = None;
+            // The server's own backups too, into the data dir.
+            s.backup_dir = Some(s.data_dir.join("scheduled"));
+            s.backup_interval = Duration::from_secs(1);
         },
         |app| async move {
             let dir = app.state.settings.data_dir.clone();
@@ -133,6 +140,31 @@ async fn after_a_camp_day_no_file_of_an_encrypted_data_dir_holds_a_patient_in_pl
                 .await
                 .expect(200);
             assert_eq!(read["name"], NAME);
+
+            // A scheduled backup taken after the camp day: encrypted with the same key.
+            let scheduled = || -> Vec<PathBuf> {
+                every_file(&dir.join("scheduled"))
+                    .into_iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "ehrs-backup"))
+                    .collect()
+            };
+            // The second one to finish from now surely began after the writes.
+            let taken = scheduled().len();
+            crate::support::eventually("a scheduled backup after the writes", || async {
+                scheduled().len() > taken + 1
+            })
+            .await;
+            let newest = scheduled().pop().unwrap();
+            let summary = ehrs::backup::restore(
+                &newest,
+                &tempfile::tempdir().unwrap().path().join("r"),
+                || Ok(ehrs::db::cipher::Passphrase::new(PASSPHRASE.into())),
+            )
+            .unwrap();
+            assert!(
+                summary.encrypted && summary.rows("patients") == 1,
+                "{summary}"
+            );
 
             // A backup taken by the binary while the server runs, kept in the data dir.
             std::fs::create_dir(dir.join("backups")).unwrap();
