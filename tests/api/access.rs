@@ -384,7 +384,7 @@ db_test!(settings = |s: &mut ehrs::config::Settings| s.access_audit_retention = 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orderly_stop_writes_every_queued_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, base) = crate::backup::serve(dir.path()).await;
+    let (server, base) = crate::backup::serve(dir.path()).await;
     let password = std::fs::read_to_string(dir.path().join("initial-admin-password")).unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = &crate::support::admin_token(&client, &base, password.trim()).await;
@@ -403,15 +403,7 @@ async fn an_orderly_stop_writes_every_queued_entry() {
         .await
         .unwrap();
     assert_eq!(read.status(), 200);
-    let pid = server.id().unwrap().to_string();
-    let signal = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(signal.success());
-    let exited = tokio::time::timeout(std::time::Duration::from_secs(20), server.wait()).await;
-    assert!(exited.expect("ehrs stops on SIGTERM").unwrap().success());
+    crate::support::stop_gracefully(server).await;
 
     let db = rusqlite::Connection::open(dir.path().join("ehrs.db")).unwrap();
     let mut statement = db

@@ -274,11 +274,7 @@ async fn start(
     passphrase: Option<&str>,
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let mut command = ehrs();
     command
         .arg("serve")
@@ -306,22 +302,6 @@ async fn start(
     (child, base)
 }
 
-/// Stops a server the way systemd does (SIGTERM), and waits for it to finish.
-async fn stop(mut child: tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    let signal = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(signal.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "ehrs serve stops cleanly: {status}");
-}
-
 /// `ehrs serve` on `dir` with `passphrase`, expected to refuse to start.
 async fn refused_start(dir: &Path, passphrase: Option<&str>) -> (i32, String) {
     let mut command = ehrs();
@@ -343,7 +323,7 @@ async fn a_wrong_or_missing_passphrase_stops_start_up_with_a_clear_message_and_c
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("camp");
     let (server, _) = start(&dir, Some(PASSPHRASE), &[]).await;
-    stop(server).await;
+    crate::support::stop_gracefully(server).await;
     let before = contents(&dir);
     assert!(before.iter().any(|(name, _)| name == "db-key.json"));
 
@@ -390,12 +370,12 @@ async fn a_wrong_or_missing_passphrase_stops_start_up_with_a_clear_message_and_c
         &[("EHRS_DB_PASSPHRASE_FILE", file.to_str().unwrap())],
     )
     .await;
-    stop(server).await;
+    crate::support::stop_gracefully(server).await;
 
     // A plain database with a passphrase set is refused, not silently left plain.
     let plain = scratch.path().join("plain");
     let (server, _) = start(&plain, None, &[]).await;
-    stop(server).await;
+    crate::support::stop_gracefully(server).await;
     let (code, stderr) = refused_start(&plain, Some(PASSPHRASE)).await;
     assert_eq!(code, 3, "{stderr}");
     assert!(
@@ -429,6 +409,29 @@ fn rows_per_table(database: &Path) -> Vec<(String, i64)> {
             (name, rows)
         })
         .collect()
+}
+
+/// `ehrs db encrypt` on `dir` with `passphrase`: its exit code, stdout and stderr.
+async fn encrypt(dir: &Path, passphrase: &str) -> (i32, String, String) {
+    run(ehrs()
+        .args(["db", "encrypt"])
+        .env("EHRS_DATA_DIR", dir)
+        .env("EHRS_DB_PASSPHRASE", passphrase))
+    .await
+}
+
+/// `GET /patients/{BOOK_NO}` on a server these tests started: the status and the body.
+async fn read_patient(client: &reqwest::Client, base: &str, token: &str) -> (u16, Value) {
+    let answer = client
+        .get(format!("{base}/api/v1/patients/{}", book_path(BOOK_NO)))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (
+        answer.status().as_u16(),
+        answer.json().await.unwrap_or(Value::Null),
+    )
 }
 
 /// Signs in as the admin of a server these tests started.
@@ -468,34 +471,22 @@ async fn db_encrypt_keeps_every_record_and_pending_delivery_and_rekey_changes_th
         201
     );
     // A running server keeps the database: encrypting is refused and changes nothing.
-    let (code, _, stderr) = run(ehrs()
-        .args(["db", "encrypt"])
-        .env("EHRS_DATA_DIR", &dir)
-        .env("EHRS_DB_PASSPHRASE", PASSPHRASE))
-    .await;
+    let (code, _, stderr) = encrypt(&dir, PASSPHRASE).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("is in use") && stderr.contains("stop ehrs serve"),
         "{stderr}"
     );
-    stop(server).await;
+    crate::support::stop_gracefully(server).await;
     assert!(
         !files_with_the_patient(&dir).is_empty(),
         "the plain database holds the patient in plain form"
     );
     assert!(dir.join("jwt_secret").exists() && dir.join("secret_key").exists());
 
-    let (code, stdout, stderr) = run(ehrs()
-        .args(["db", "encrypt"])
-        .env("EHRS_DATA_DIR", &dir)
-        .env("EHRS_DB_PASSPHRASE", "short"))
-    .await;
+    let (code, stdout, stderr) = encrypt(&dir, "short").await;
     assert_eq!(code, 2, "a weak passphrase is refused: {stderr}{stdout}");
-    let (code, stdout, stderr) = run(ehrs()
-        .args(["db", "encrypt"])
-        .env("EHRS_DATA_DIR", &dir)
-        .env("EHRS_DB_PASSPHRASE", PASSPHRASE))
-    .await;
+    let (code, stdout, stderr) = encrypt(&dir, PASSPHRASE).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("encrypted") && stdout.contains("jwt_secret, secret_key"),
@@ -515,11 +506,7 @@ async fn db_encrypt_keeps_every_record_and_pending_delivery_and_rekey_changes_th
         mode, 0o600,
         "the encrypted database is private, as the plain one was"
     );
-    let (code, _, stderr) = run(ehrs()
-        .args(["db", "encrypt"])
-        .env("EHRS_DATA_DIR", &dir)
-        .env("EHRS_DB_PASSPHRASE", PASSPHRASE))
-    .await;
+    let (code, _, stderr) = encrypt(&dir, PASSPHRASE).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("already encrypted"), "{stderr}");
 
@@ -533,17 +520,9 @@ async fn db_encrypt_keeps_every_record_and_pending_delivery_and_rekey_changes_th
         .collect();
     types.sort();
     assert_eq!(types, ["camp.created", "patient.registered"]);
-    let read: Value = client
-        .get(format!("{base}/api/v1/patients/{}", book_path(BOOK_NO)))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(read["name"], NAME, "{read}");
-    stop(server).await;
+    let (status, read) = read_patient(&client, &base, &token).await;
+    assert_eq!((status, &read["name"]), (200, &json!(NAME)), "{read}");
+    crate::support::stop_gracefully(server).await;
 
     // Rekeyed: the old passphrase no longer opens it, the new one does.
     let new = "cyclone dispensary kettle";
@@ -561,7 +540,7 @@ async fn db_encrypt_keeps_every_record_and_pending_delivery_and_rekey_changes_th
     let (code, stderr) = refused_start(&dir, Some(PASSPHRASE)).await;
     assert_eq!(code, 3, "{stderr}");
     let (server, _) = start(&dir, Some(new), &[]).await;
-    stop(server).await;
+    crate::support::stop_gracefully(server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -578,7 +557,7 @@ async fn db_encrypt_killed_midway_leaves_a_working_plain_database() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
-    stop(server).await;
+    crate::support::stop_gracefully(server).await;
     // Enough rows that the copy takes a while to write.
     {
         let db = rusqlite::Connection::open(dir.join("ehrs.db")).unwrap();
@@ -622,20 +601,11 @@ async fn db_encrypt_killed_midway_leaves_a_working_plain_database() {
     );
     let (server, base) = start(&dir, None, &[]).await;
     let (client, token) = admin(&base).await;
-    let read = client
-        .get(format!("{base}/api/v1/patients/{}", book_path(BOOK_NO)))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), 200);
-    stop(server).await;
+    let (status, read) = read_patient(&client, &base, &token).await;
+    assert_eq!((status, &read["name"]), (200, &json!(NAME)), "{read}");
+    crate::support::stop_gracefully(server).await;
     // And it can be encrypted afterwards.
-    let (code, _, stderr) = run(ehrs()
-        .args(["db", "encrypt"])
-        .env("EHRS_DATA_DIR", &dir)
-        .env("EHRS_DB_PASSPHRASE", PASSPHRASE))
-    .await;
+    let (code, _, stderr) = encrypt(&dir, PASSPHRASE).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(!copy.exists());
 }

@@ -98,6 +98,21 @@ pub async fn admin_token(client: &reqwest::Client, base: &str, password: &str) -
         .to_string()
 }
 
+/// Stops an `ehrs serve` process the way systemd does (SIGTERM) and waits for it:
+/// it must exit cleanly within 30 s.
+pub async fn stop_gracefully(mut server: tokio::process::Child) {
+    let pid = server.id().expect("the server is running").to_string();
+    let signal = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(signal.success());
+    let exited = tokio::time::timeout(std::time::Duration::from_secs(30), server.wait()).await;
+    let status = exited.expect("ehrs stops on SIGTERM").unwrap();
+    assert!(status.success(), "ehrs serve stops cleanly: {status}");
+}
+
 /// Polls until `check` holds (outcomes are recorded just after the receiver answers);
 /// panics after 20 s, a failure detector rather than a speed assertion.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
