@@ -81,8 +81,8 @@ impl std::fmt::Debug for DbKey {
 }
 
 impl DbKey {
-    /// Derives the key of the file with `salt` from `passphrase` (about a quarter of a
-    /// second on a laptop, by design).
+    /// Derives the key of the file with `salt` from `passphrase` (0.13 s on the 2-core
+    /// machine the benchmarks run on, by design: so is every guess).
     pub fn derive(passphrase: &Passphrase, salt: [u8; SALT_LEN]) -> anyhow::Result<DbKey> {
         let KdfParams {
             memory_kib,
