@@ -123,7 +123,7 @@ fn write_backup(
     let _ = std::fs::remove_file(partial);
     // CREATE: an attached file inherits these flags, and the encrypted copy is new.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
-    let source = open_keyed(database, key, flags)
+    let source = cipher::open(database, key, flags)
         .with_context(|| format!("cannot open the database {}", database.display()))?;
     // The server's writer holds the write lock only briefly; a snapshot read waits
     // behind nothing, but opening the WAL may.
@@ -147,7 +147,7 @@ fn write_backup(
     }
     drop(source);
     restrict(partial)?;
-    let copy = open_keyed(partial, key, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let copy = cipher::open(partial, key, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     copy.execute_batch(&format!(
         "CREATE TABLE {FILES_TABLE} (name TEXT PRIMARY KEY, content BLOB NOT NULL)"
     ))?;
@@ -231,7 +231,7 @@ fn write_restore(from: &Path, data_dir: &Path, key: Option<&DbKey>) -> anyhow::R
     let partial = partial_name(&database);
     std::fs::copy(from, &partial).with_context(|| format!("cannot copy {}", from.display()))?;
     restrict(&partial)?;
-    let copy = open_keyed(&partial, key, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let copy = cipher::open(&partial, key, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     check_integrity(&copy).with_context(|| format!("{} is not a sound backup", from.display()))?;
     let files =
         key_files(&copy).with_context(|| format!("{} is not an EHRS backup", from.display()))?;
@@ -252,15 +252,6 @@ fn write_restore(from: &Path, data_dir: &Path, key: Option<&DbKey>) -> anyhow::R
     std::fs::rename(&partial, &database)?;
     sync_dir(&database);
     Ok(summary)
-}
-
-/// Opens `path`, keyed first when `key` is given.
-fn open_keyed(path: &Path, key: Option<&DbKey>, flags: OpenFlags) -> anyhow::Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags)?;
-    if let Some(key) = key {
-        conn.execute_batch(&key.pragma())?;
-    }
-    Ok(conn)
 }
 
 /// The key files a backup carries, only the known names.

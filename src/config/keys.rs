@@ -24,36 +24,31 @@ impl Settings {
                 bail!("{}", missing_keys_message(&missing));
             }
         }
-        let jwt = match &self.jwt_secret {
-            Some(secret) if secret.len() >= 16 => secret.as_bytes().to_vec(),
-            Some(_) => bail!("EHRS_JWT_SECRET must be at least 16 characters; {MAKE_KEY}"),
+        let GivenKeys { jwt, data } = self.keys_given()?;
+        let jwt = match jwt {
+            Some(jwt) => jwt,
             None => key_file(&self.data_dir, "jwt_secret")?,
         };
-        let data = match &self.secret_key {
-            Some(encoded) => decode_key(encoded)?,
-            None => {
-                let bytes = key_file(&self.data_dir, "secret_key")?;
-                bytes.try_into().map_err(|_| {
-                    anyhow::anyhow!("the data dir's secret_key file is not 32 bytes")
-                })?
-            }
+        let data = match data {
+            Some(data) => data,
+            None => key_file(&self.data_dir, "secret_key")?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("the data dir's secret_key file is not 32 bytes"))?,
         };
         Ok(Keys { jwt, data })
     }
-}
 
-impl Settings {
     /// The keys of an encrypted embedded database: from the environment when set, else
     /// kept inside the database (`server_keys`), generated once, so no key lies in plain
     /// form beside it. A key file an earlier plain run left is moved in, then removed.
     pub async fn load_keys_from(&self, db: &crate::db::Db) -> anyhow::Result<Keys> {
-        let jwt = match &self.jwt_secret {
-            Some(secret) if secret.len() >= 16 => secret.as_bytes().to_vec(),
-            Some(_) => bail!("EHRS_JWT_SECRET must be at least 16 characters; {MAKE_KEY}"),
+        let GivenKeys { jwt, data } = self.keys_given()?;
+        let jwt = match jwt {
+            Some(jwt) => jwt,
             None => stored_key(db, &self.data_dir, "jwt_secret").await?,
         };
-        let data = match &self.secret_key {
-            Some(encoded) => decode_key(encoded)?,
+        let data = match data {
+            Some(data) => data,
             None => stored_key(db, &self.data_dir, "secret_key")
                 .await?
                 .try_into()
@@ -61,6 +56,23 @@ impl Settings {
         };
         Ok(Keys { jwt, data })
     }
+
+    /// The keys the environment gives (`EHRS_JWT_SECRET`, `EHRS_SECRET_KEY`), checked.
+    fn keys_given(&self) -> anyhow::Result<GivenKeys> {
+        let jwt = match &self.jwt_secret {
+            Some(secret) if secret.len() >= 16 => Some(secret.as_bytes().to_vec()),
+            Some(_) => bail!("EHRS_JWT_SECRET must be at least 16 characters; {MAKE_KEY}"),
+            None => None,
+        };
+        let data = self.secret_key.as_deref().map(decode_key).transpose()?;
+        Ok(GivenKeys { jwt, data })
+    }
+}
+
+/// The keys the environment gives; the others come from the data dir or the database.
+struct GivenKeys {
+    jwt: Option<Vec<u8>>,
+    data: Option<[u8; 32]>,
 }
 
 /// The key `name` kept in the database: the one stored, else the data dir's key file

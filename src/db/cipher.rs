@@ -244,19 +244,32 @@ pub fn check_params(data_dir: &Path, salt: &[u8; SALT_LEN]) -> anyhow::Result<()
     Ok(())
 }
 
+/// Opens the SQLite file at `path` with `flags`, keyed first when `key` is given (an
+/// encrypted file reads as garbage until it is). Every rusqlite connection to the
+/// database opens through here.
+pub fn open(
+    path: &Path,
+    key: Option<&DbKey>,
+    flags: rusqlite::OpenFlags,
+) -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(path, flags)
+        .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+    if let Some(key) = key {
+        conn.execute_batch(&key.pragma())
+            .with_context(|| format!("cannot key the connection to {}", path.display()))?;
+    }
+    Ok(conn)
+}
+
 /// Whether `key` opens the encrypted file at `path`. Opens it read-only and reads the
 /// schema; writes nothing, creates no file.
 pub fn opens(path: &Path, key: &DbKey) -> anyhow::Result<bool> {
     use rusqlite::OpenFlags;
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open {}", path.display()))?;
+    let read_only = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = open(path, Some(key), read_only)?;
     // A wrong key is an expected answer here, reported by the caller: SQLCipher would also
     // print its own lines about the failed page check on stderr.
     conn.execute_batch("PRAGMA cipher_log_level = NONE")?;
-    conn.execute_batch(&key.pragma())?;
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| {
         row.get::<_, i64>(0)
     }) {

@@ -101,11 +101,7 @@ fn alone(database: &Path, key: Option<&DbKey>) -> anyhow::Result<Connection> {
     // CREATE: an attached file inherits these flags, and the encrypted copy is new. The
     // database itself exists (its state was read).
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
-    let conn = Connection::open_with_flags(database, flags)
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
-    if let Some(key) = key {
-        conn.execute_batch(&key.pragma())?;
-    }
+    let conn = cipher::open(database, key, flags)?;
     conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")?;
     let mode: Result<String, _> =
         conn.query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0));
@@ -158,8 +154,7 @@ fn export(
 /// The encrypted copy passes the integrity check and holds as many rows per table as
 /// the original (besides the keys carried in).
 fn check_copy(copy: &Path, key: &DbKey, expected: &[(String, i64)]) -> anyhow::Result<()> {
-    let conn = Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    conn.execute_batch(&key.pragma())?;
+    let conn = cipher::open(copy, Some(key), OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     let verdict: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
     if verdict != "ok" {
         bail!("the encrypted copy fails the integrity check: {verdict}");

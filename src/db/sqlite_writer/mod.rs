@@ -307,17 +307,13 @@ fn open_connection(
     extra: &str,
 ) -> anyhow::Result<rusqlite::Connection> {
     use anyhow::Context;
-    let conn = rusqlite::Connection::open_with_flags(
+    let conn = super::cipher::open(
         path,
+        key,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
             | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-    if let Some(key) = key {
-        conn.execute_batch(&key.pragma())
-            .context("cannot key a SQLite connection")?;
-    }
+    )?;
     conn.execute_batch(super::sqlite::SQLITE_PRAGMAS)
         .and_then(|()| conn.execute_batch(extra))
         .context("cannot configure a SQLite connection")?;
